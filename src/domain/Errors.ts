@@ -1,0 +1,160 @@
+/**
+ * Errors that end a command. Each carries a readable message and the data to act on, and maps to the
+ * process exit code through `Runtime.errorExitCode`:
+ * - 2: a setup problem found before any work (settings, connection, credentials, schema, bucket, lock);
+ * - 1: the run itself failed (rows failed, a store or database that stayed broken past the retry budget).
+ * Per-row problems are not errors: they are `RowFailure` values (see LargeObject.ts) and the run goes on.
+ */
+import { Data, Runtime } from "effect"
+
+/** A setting has a value the tool cannot use. */
+export class SettingsError extends Data.TaggedError("SettingsError")<{
+  readonly setting: string
+  readonly problem: string
+}> {
+  readonly [Runtime.errorExitCode] = 2
+  override get message() {
+    return `invalid setting ${this.setting}: ${this.problem}`
+  }
+}
+
+/** PostgreSQL cannot be reached, refuses the credentials, or lacks what the tool needs. */
+export class DatabaseUnavailable extends Data.TaggedError("DatabaseUnavailable")<{
+  readonly problem: string
+  readonly hint?: string
+}> {
+  readonly [Runtime.errorExitCode] = 2
+  override get message() {
+    return `PostgreSQL: ${this.problem}${this.hint === undefined ? "" : ` (${this.hint})`}`
+  }
+}
+
+/** The source table is missing, or lacks a column the profile needs. */
+export class SchemaMismatch extends Data.TaggedError("SchemaMismatch")<{
+  readonly table: string
+  readonly problem: string
+}> {
+  readonly [Runtime.errorExitCode] = 2
+  override get message() {
+    return `table ${this.table}: ${this.problem}`
+  }
+}
+
+/**
+ * Nice2's DeleteUnreferencedBinariesBatchJob would delete rows whose data already sits in S3, so the
+ * migration refuses to start while it is active, or when its row is missing (its state is then unknown).
+ */
+export class BatchJobActive extends Data.TaggedError("BatchJobActive")<{
+  readonly job: string
+  readonly state: "active" | "missing"
+}> {
+  readonly [Runtime.errorExitCode] = 2
+  override get message() {
+    return this.state === "active"
+      ? `batch job ${this.job} is active: deactivate it in nice_batch_job before migrating (it would delete rows already moved to S3)`
+      : `batch job ${this.job} has no row in nice_batch_job: add it with active = false before migrating`
+  }
+}
+
+/** The object store rejects the endpoint, the credentials or the bucket before any work started. */
+export class StoreUnavailable extends Data.TaggedError("StoreUnavailable")<{
+  readonly bucket: string
+  readonly problem: string
+}> {
+  readonly [Runtime.errorExitCode] = 2
+  override get message() {
+    return `S3 bucket ${this.bucket}: ${this.problem}`
+  }
+}
+
+/** Another run holds the migration lock of this table. */
+export class MigrationLocked extends Data.TaggedError("MigrationLocked")<{
+  readonly table: string
+}> {
+  readonly [Runtime.errorExitCode] = 2
+  override get message() {
+    return `another lo-migrate run is working on ${this.table} (advisory lock held); wait for it to finish`
+  }
+}
+
+/** An S3 call failed for good: past the retry budget, or with an error that retrying cannot fix. */
+export class StoreError extends Data.TaggedError("StoreError")<{
+  readonly operation: string
+  readonly key: string
+  readonly cause: unknown
+}> {
+  readonly [Runtime.errorExitCode] = 1
+  override get message() {
+    return `S3 ${this.operation} ${this.key} failed: ${describeCause(this.cause)}`
+  }
+}
+
+/** A database statement failed for good during the run. */
+export class DatabaseError extends Data.TaggedError("DatabaseError")<{
+  readonly operation: string
+  readonly cause: unknown
+}> {
+  readonly [Runtime.errorExitCode] = 1
+  override get message() {
+    return `PostgreSQL ${this.operation} failed: ${describeCause(this.cause)}`
+  }
+}
+
+/** Reading or writing a staged payload (temp file) failed. */
+export class PayloadError extends Data.TaggedError("PayloadError")<{
+  readonly path: string
+  readonly cause: unknown
+}> {
+  readonly [Runtime.errorExitCode] = 1
+  override get message() {
+    return `temp file ${this.path}: ${describeCause(this.cause)}`
+  }
+}
+
+/** The run finished, but some rows could not be migrated; they are named in the output. */
+export class RowsFailed extends Data.TaggedError("RowsFailed")<{
+  readonly failed: number
+}> {
+  readonly [Runtime.errorExitCode] = 1
+  override get message() {
+    return `${this.failed} object(s) failed; fix them and rerun lo-migrate (finished rows are not redone)`
+  }
+}
+
+/** Anything a command can fail with. */
+export type MigrateError =
+  | SettingsError
+  | DatabaseUnavailable
+  | SchemaMismatch
+  | BatchJobActive
+  | StoreUnavailable
+  | MigrationLocked
+  | StoreError
+  | DatabaseError
+  | PayloadError
+  | RowsFailed
+
+/**
+ * A short, secret-free description of an underlying error: SQL errors carry the server's text in
+ * `reason.cause`, AWS errors their name and HTTP status.
+ */
+export const describeCause = (cause: unknown): string => {
+  if (typeof cause !== "object" || cause === null) return String(cause)
+  const c = cause as {
+    readonly name?: unknown
+    readonly message?: unknown
+    readonly code?: unknown
+    readonly reason?: { readonly _tag?: unknown; readonly cause?: { readonly message?: unknown; readonly code?: unknown } }
+    readonly $metadata?: { readonly httpStatusCode?: unknown }
+  }
+  if (c.reason !== undefined) {
+    const inner = c.reason.cause
+    const text = typeof inner?.message === "string" ? inner.message : String(c.reason._tag)
+    return typeof inner?.code === "string" ? `${text} [SQLSTATE ${inner.code}]` : text
+  }
+  const status = c.$metadata?.httpStatusCode
+  const name = typeof c.name === "string" && c.name !== "Error" ? `${c.name}: ` : ""
+  const message = typeof c.message === "string" ? c.message : ""
+  const code = typeof c.code === "string" ? ` (${c.code})` : ""
+  return `${name}${message}${code}${typeof status === "number" ? ` [HTTP ${status}]` : ""}` || String(cause)
+}

@@ -1,0 +1,60 @@
+/**
+ * What flows through the pipeline: a candidate row, the object read from PostgreSQL, the object in S3.
+ */
+import type { Payload } from "../pipeline/Payload.ts"
+
+/** A row still to migrate, as the observer lists it. */
+export interface Candidate {
+  /** The row key exactly as stored (Nice2: the SHA-1 hex in `hash`); used verbatim in the UPDATE. */
+  readonly key: string
+  /** The large object, or null when the row's data column is NULL. */
+  readonly oid: number | null
+  /** The size the row claims, in bytes. */
+  readonly size: number
+  readonly contentType: string
+  /** The SHA-1 the bytes must have, lowercase hex; undefined when the profile has none to check. */
+  readonly expectedSha1: string | undefined
+}
+
+export interface Digests {
+  readonly sha1: string
+  readonly sha256: string
+  /** base64 MD5 of the whole object, sent as Content-MD5 on single PUTs */
+  readonly md5: string
+}
+
+/** A candidate whose bytes were read, checked and staged. */
+export interface Received {
+  readonly candidate: Candidate
+  readonly digests: Digests
+  readonly payload: Payload
+}
+
+/** A candidate whose object S3 has accepted with the right bytes: only now may its row be marked. */
+export interface Stored {
+  readonly candidate: Candidate
+  readonly sha256: string
+  readonly key: string
+}
+
+export type FailureReason =
+  | "malformed-key"
+  | "null-data"
+  | "missing-object"
+  | "size-mismatch"
+  | "sha1-mismatch"
+  | "row-vanished"
+
+/** A row skipped by this run; the run goes on and ends with exit code 1. */
+export interface RowFailure {
+  readonly key: string
+  readonly oid: number | null
+  readonly reason: FailureReason
+  readonly detail: string
+}
+
+/** Nice2 keys are SHA-1 hex digests: 40 hex characters (either case is accepted). */
+export const isSha1Hex = (s: string): boolean => /^[0-9a-fA-F]{40}$/.test(s)
+
+/** The S3 key of an object: its lowercase hex SHA-256, as the original tool chose. */
+export const objectKey = (sha256: string): string => sha256

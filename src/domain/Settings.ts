@@ -1,0 +1,173 @@
+/**
+ * Every setting of a migration, in one place. The CLI flags (with their environment fallbacks) and the
+ * library API both produce a `SettingsInput`; `validate` turns it into `Settings` or a `SettingsError`
+ * that names the offending flag. Sizes are converted to bytes here, once.
+ */
+import { Effect, Redacted } from "effect"
+import { tmpdir } from "node:os"
+import { SettingsError } from "./Errors.ts"
+
+const KiB = 1024
+const MiB = 1024 * KiB
+
+/** The original's defaults, kept so that scripts written for it behave the same. */
+export const defaults = {
+  receiverThreads: 2,
+  storerThreads: 5,
+  committerThreads: 2,
+  receiverQueue: 8192,
+  storerQueue: 1024,
+  committerQueue: 8192,
+  commitChunk: 100,
+  /** KiB */
+  inMemMax: 1024,
+  /** KiB; S3 refuses parts under 5 MiB */
+  uploadChunkSize: 20480,
+  /** seconds */
+  interval: 10,
+  region: "us-east-1",
+  /** attempts per S3 / PostgreSQL call before the failure counts */
+  retries: 6
+} as const
+
+/** Settings as given: numbers in the CLI's units (KiB, seconds), secrets redacted. */
+export interface SettingsInput {
+  readonly pgUrl: Redacted.Redacted<string> | string
+  readonly s3Url?: string | undefined
+  readonly accessKey?: Redacted.Redacted<string> | string | undefined
+  readonly secretKey?: Redacted.Redacted<string> | string | undefined
+  readonly bucket: string
+  readonly region?: string | undefined
+  /** path-style URLs (http://host/bucket/key); default: on for a custom --s3-url, off for AWS */
+  readonly pathStyle?: boolean | undefined
+  readonly receiverThreads?: number | undefined
+  readonly storerThreads?: number | undefined
+  readonly committerThreads?: number | undefined
+  readonly receiverQueue?: number | undefined
+  readonly storerQueue?: number | undefined
+  readonly committerQueue?: number | undefined
+  readonly commitChunk?: number | undefined
+  readonly inMemMax?: number | undefined
+  readonly uploadChunkSize?: number | undefined
+  readonly interval?: number | undefined
+  readonly finalize?: boolean | undefined
+  readonly tempDir?: string | undefined
+  readonly retries?: number | undefined
+}
+
+export interface Settings {
+  readonly pgUrl: Redacted.Redacted<string>
+  readonly s3Url: string | undefined
+  readonly accessKey: Redacted.Redacted<string> | undefined
+  readonly secretKey: Redacted.Redacted<string> | undefined
+  readonly bucket: string
+  readonly region: string
+  readonly pathStyle: boolean
+  readonly receiverThreads: number
+  readonly storerThreads: number
+  readonly committerThreads: number
+  readonly receiverQueue: number
+  readonly storerQueue: number
+  readonly committerQueue: number
+  readonly commitChunk: number
+  /** bytes: objects up to this size are kept in memory, larger ones go to a temp file */
+  readonly inMemMax: number
+  /** bytes: the multipart part size; objects above it are uploaded in parts */
+  readonly uploadChunkSize: number
+  /** seconds between monitor reports */
+  readonly interval: number
+  readonly finalize: boolean
+  readonly tempDir: string
+  readonly retries: number
+}
+
+const redact = (v: Redacted.Redacted<string> | string | undefined) =>
+  v === undefined ? undefined : Redacted.isRedacted(v) ? v : Redacted.make(v)
+
+const integer = (flag: string, value: number | undefined, fallback: number, min: number) =>
+  Effect.suspend(() => {
+    const v = value ?? fallback
+    if (!Number.isSafeInteger(v)) {
+      return Effect.fail(new SettingsError({ setting: flag, problem: `${v} is not an integer` }))
+    }
+    if (v < min) {
+      return Effect.fail(new SettingsError({ setting: flag, problem: `${v} is below the minimum of ${min}` }))
+    }
+    return Effect.succeed(v)
+  })
+
+const required = (flag: string, value: string | undefined) =>
+  value === undefined || value.trim() === ""
+    ? Effect.fail(new SettingsError({ setting: flag, problem: "is required" }))
+    : Effect.succeed(value.trim())
+
+const checkUrl = (flag: string, value: string, protocols: ReadonlyArray<string>) =>
+  Effect.suspend(() => {
+    let url: URL
+    try {
+      url = new URL(value)
+    } catch {
+      // never echo the value: a PostgreSQL URL carries the password
+      return Effect.fail(new SettingsError({ setting: flag, problem: "is not a valid URL" }))
+    }
+    if (!protocols.includes(url.protocol)) {
+      return Effect.fail(
+        new SettingsError({ setting: flag, problem: `must start with ${protocols.map((p) => `${p}//`).join(" or ")}` })
+      )
+    }
+    return Effect.succeed(value)
+  })
+
+/** S3 bucket naming rules shared by AWS, Ceph RGW and MinIO (the strict, DNS-compatible subset). */
+const isBucketName = (name: string) =>
+  /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(name) && !/\.\./.test(name) && !/^\d+\.\d+\.\d+\.\d+$/.test(name)
+
+export const validate = (input: SettingsInput): Effect.Effect<Settings, SettingsError> =>
+  Effect.gen(function*() {
+    const pgUrl = redact(input.pgUrl)!
+    yield* required("--pg-url", Redacted.value(pgUrl))
+    yield* checkUrl("--pg-url", Redacted.value(pgUrl), ["postgres:", "postgresql:"])
+    const s3Url = input.s3Url === undefined || input.s3Url.trim() === "" ? undefined : input.s3Url.trim()
+    if (s3Url !== undefined) yield* checkUrl("--s3-url", s3Url, ["http:", "https:"])
+    const bucket = yield* required("--bucket", input.bucket)
+    if (!isBucketName(bucket)) {
+      return yield* new SettingsError({
+        setting: "--bucket",
+        problem: `"${bucket}" is not a valid bucket name (3-63 characters: lowercase letters, digits, dots, hyphens)`
+      })
+    }
+    const accessKey = redact(input.accessKey)
+    const secretKey = redact(input.secretKey)
+    if ((accessKey === undefined) !== (secretKey === undefined)) {
+      return yield* new SettingsError({
+        setting: accessKey === undefined ? "--access-key" : "--secret-key",
+        problem: "is required when the other S3 key is given"
+      })
+    }
+    const uploadChunkSize = yield* integer("--upload-chunk-size", input.uploadChunkSize, defaults.uploadChunkSize, 5 * 1024)
+    if (uploadChunkSize * KiB > 5 * 1024 * MiB) {
+      return yield* new SettingsError({ setting: "--upload-chunk-size", problem: "S3 parts are at most 5 GiB" })
+    }
+    return {
+      pgUrl,
+      s3Url,
+      accessKey,
+      secretKey,
+      bucket,
+      region: input.region?.trim() || defaults.region,
+      pathStyle: input.pathStyle ?? s3Url !== undefined,
+      receiverThreads: yield* integer("--receiver-threads", input.receiverThreads, defaults.receiverThreads, 1),
+      storerThreads: yield* integer("--storer-threads", input.storerThreads, defaults.storerThreads, 1),
+      committerThreads: yield* integer("--committer-threads", input.committerThreads, defaults.committerThreads, 1),
+      receiverQueue: yield* integer("--receiver-queue", input.receiverQueue, defaults.receiverQueue, 1),
+      storerQueue: yield* integer("--storer-queue", input.storerQueue, defaults.storerQueue, 1),
+      committerQueue: yield* integer("--committer-queue", input.committerQueue, defaults.committerQueue, 1),
+      commitChunk: yield* integer("--commit-chunk", input.commitChunk, defaults.commitChunk, 1),
+      inMemMax: (yield* integer("--in-mem-max", input.inMemMax, defaults.inMemMax, 0)) * KiB,
+      uploadChunkSize: uploadChunkSize * KiB,
+      interval: yield* integer("--interval", input.interval, defaults.interval, 1),
+      finalize: input.finalize ?? false,
+      tempDir: input.tempDir ?? tmpdir(),
+      retries: yield* integer("--retries", input.retries, defaults.retries, 1)
+    }
+  })

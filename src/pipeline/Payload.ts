@@ -1,0 +1,128 @@
+/**
+ * The bytes of one object between the receiver and the storer: in memory up to `inMemMax`, otherwise in
+ * a temp file. Each payload owns a Scope, a child of the run's scope: the receiver opens it, the storer
+ * releases it once the upload is done, and closing the run's scope (failure, interruption) releases any
+ * payload still open. So a temp file is removed on success, failure and interruption by construction;
+ * only SIGKILL can leave one behind, and those are named `lo_migrate.*` in the temp directory.
+ */
+import { Effect, Exit, Scope } from "effect"
+import { randomBytes } from "node:crypto"
+import * as NodeFs from "node:fs/promises"
+import * as NodePath from "node:path"
+import { PayloadError } from "../domain/Errors.ts"
+
+export interface Payload {
+  readonly size: number
+  readonly location: "memory" | "file"
+  /** `length` bytes at `offset`; the last read may be shorter only if the payload is. */
+  readonly read: (offset: number, length: number) => Effect.Effect<Uint8Array, PayloadError>
+  /** Frees the memory or removes the temp file. Idempotent. */
+  readonly release: Effect.Effect<void>
+}
+
+/** Collects the chunks of one object while it is read, then seals them into a Payload. */
+export interface PayloadWriter {
+  readonly write: (chunk: Uint8Array) => Effect.Effect<void, PayloadError>
+  readonly seal: Effect.Effect<Payload, PayloadError>
+  /** Abandons the payload (a failed read): frees what was written. */
+  readonly release: Effect.Effect<void>
+}
+
+export const tempFilePrefix = "lo_migrate."
+
+/**
+ * Starts a payload for an object that the row says has `expectedSize` bytes. The choice of memory or
+ * file follows the row's size, as the original did; a row that lies is caught by the size check.
+ */
+export const open = (options: {
+  readonly expectedSize: number
+  readonly inMemMax: number
+  readonly tempDir: string
+  readonly parent: Scope.Scope
+}): Effect.Effect<PayloadWriter, PayloadError> =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.fork(options.parent)
+    const release = Scope.close(scope, Exit.void)
+    return options.expectedSize <= options.inMemMax
+      ? memoryWriter(release)
+      : yield* fileWriter(options.tempDir, scope, release).pipe(Effect.onError(() => release))
+  })
+
+const memoryWriter = (release: Effect.Effect<void>): PayloadWriter => {
+  const chunks: Array<Uint8Array> = []
+  let size = 0
+  return {
+    release,
+    write: (chunk) =>
+      Effect.sync(() => {
+        chunks.push(chunk)
+        size += chunk.length
+      }),
+    seal: Effect.sync(() => {
+      // a single chunk (the common case: one lo_get) is used as is, without a copy
+      let bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)
+      chunks.length = 0
+      return {
+        size,
+        location: "memory" as const,
+        read: (offset, length) => Effect.succeed(bytes.subarray(offset, Math.min(size, offset + length))),
+        release: Effect.suspend(() => {
+          bytes = new Uint8Array(0)
+          return release
+        })
+      }
+    })
+  }
+}
+
+const fileWriter = (tempDir: string, scope: Scope.Scope, release: Effect.Effect<void>) =>
+  Effect.gen(function*() {
+    const path = NodePath.join(tempDir, `${tempFilePrefix}${randomBytes(6).toString("hex")}`)
+    const fail = (cause: unknown) => new PayloadError({ path, cause })
+    // created exclusively and private to this user, like mkstemp
+    const handle = yield* Effect.acquireRelease(
+      Effect.tryPromise({ try: () => NodeFs.open(path, "wx+", 0o600), catch: fail }),
+      (handle) =>
+        Effect.promise(() =>
+          handle.close().catch(() => undefined).then(() => NodeFs.rm(path, { force: true }))
+        )
+    ).pipe(Scope.provide(scope))
+    let size = 0
+    const writer: PayloadWriter = {
+      release,
+      write: (chunk) =>
+        Effect.tryPromise({
+          try: async () => {
+            let done = 0
+            while (done < chunk.length) {
+              const { bytesWritten } = await handle.write(chunk, done, chunk.length - done, size + done)
+              done += bytesWritten
+            }
+            size += chunk.length
+          },
+          catch: fail
+        }),
+      seal: Effect.sync(() => ({
+        size,
+        location: "file" as const,
+        read: (offset, length) =>
+          Effect.tryPromise({
+            try: async () => {
+              const want = Math.max(0, Math.min(length, size - offset))
+              const buffer = Buffer.allocUnsafe(want)
+              let got = 0
+              // positional reads: parallel parts share the handle safely, and a short read is retried
+              while (got < want) {
+                const { bytesRead } = await handle.read(buffer, got, want - got, offset + got)
+                if (bytesRead === 0) throw new Error(`temp file ended at ${offset + got} of ${size} bytes`)
+                got += bytesRead
+              }
+              return buffer
+            },
+            catch: fail
+          }),
+        release
+      }))
+    }
+    return writer
+  })

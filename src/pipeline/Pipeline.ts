@@ -1,0 +1,145 @@
+/**
+ * The migration pipeline, as in the diagram:
+ *
+ *   Observer ─► [receive queue] ─► Receivers ─► [store queue] ─► Storers ─► [commit queue] ─► Committers
+ *
+ * Each group is a Stage (a fiber pool over a bounded queue). The invariant: a row is marked only by a
+ * committer, and a committer sees only objects that S3 has accepted with verified bytes.
+ */
+import { Effect, Exit, Queue, Result } from "effect"
+import type { DatabaseError, PayloadError, StoreError } from "../domain/Errors.ts"
+import type { Candidate, Received, Stored } from "../domain/LargeObject.ts"
+import { objectKey } from "../domain/LargeObject.ts"
+import type { Settings } from "../domain/Settings.ts"
+import { Source } from "../source/Source.ts"
+import { ObjectStore } from "../store/ObjectStore.ts"
+import { Failures } from "./Failures.ts"
+import * as Observer from "./Observer.ts"
+import * as Receiver from "./Receiver.ts"
+import { defaultPolicy } from "./Retry.ts"
+import * as Stage from "./Stage.ts"
+import { Stats } from "./Stats.ts"
+
+/** Rows per observer page. */
+export const pageSize = 1024
+/** A partial commit chunk is flushed once no stored object has arrived for this long. */
+export const commitIdle = "500 millis"
+
+export type PipelineSettings = Pick<
+  Settings,
+  | "receiverThreads"
+  | "storerThreads"
+  | "committerThreads"
+  | "receiverQueue"
+  | "storerQueue"
+  | "committerQueue"
+  | "commitChunk"
+  | "inMemMax"
+  | "tempDir"
+  | "retries"
+> & { readonly limit?: number | undefined }
+
+export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>) =>
+  Effect.gen(function*() {
+    const source = yield* Source
+    const store = yield* ObjectStore
+    const stats = yield* Stats
+    const failures = yield* Failures
+    const runScope = yield* Effect.scope
+    const retry = defaultPolicy(settings.retries)
+
+    const toReceive = yield* Stage.channel<Candidate>(settings.receiverQueue)
+    const toStore = yield* Stage.channel<Received>(settings.storerQueue)
+    const toCommit = yield* Stage.channel<Stored>(settings.committerQueue)
+    yield* stats.trackQueue("receive", settings.receiverQueue, Queue.size(toReceive))
+    yield* stats.trackQueue("store", settings.storerQueue, Queue.size(toStore))
+    yield* stats.trackQueue("commit", settings.committerQueue, Queue.size(toCommit))
+
+    const observer = Stage.run({
+      name: "observer",
+      workers: 1,
+      take: yield* Observer.pages(source, { pageSize, limit: settings.limit, stopping }),
+      output: toReceive,
+      step: (rows) =>
+        Effect.forEach(rows, ({ row }) =>
+          Effect.andThen(
+            stats.processed("observer"),
+            Result.isSuccess(row) ? Stage.emit(toReceive, row.success) : failures.record(row.failure)
+          ), { discard: true })
+    })
+
+    const receivers = Stage.run({
+      name: "receivers",
+      workers: settings.receiverThreads,
+      take: Queue.take(toReceive),
+      input: toReceive,
+      output: toStore,
+      step: (candidate) =>
+        Effect.gen(function*() {
+          const received = yield* Receiver.receive(candidate, {
+            inMemMax: settings.inMemMax,
+            tempDir: settings.tempDir,
+            retry,
+            runScope
+          })
+          if (Result.isFailure(received)) return yield* failures.record(received.failure)
+          yield* stats.processed("receiver", received.success.payload.size)
+          yield* Stage.emit(toStore, received.success)
+        })
+    })
+
+    const storers = Stage.run({
+      name: "storers",
+      workers: settings.storerThreads,
+      take: Queue.take(toStore),
+      input: toStore,
+      output: toCommit,
+      step: ({ candidate, digests, payload }) =>
+        Effect.gen(function*() {
+          const key = objectKey(digests.sha256)
+          yield* store.put({
+            key,
+            payload,
+            contentType: candidate.contentType,
+            md5: digests.md5,
+            sha256: digests.sha256,
+            metadata: { sha256: digests.sha256, sha1: digests.sha1, ...(candidate.oid === null ? {} : { oid: String(candidate.oid) }) }
+          }).pipe(Effect.ensuring(payload.release))
+          yield* stats.processed("storer", payload.size)
+          yield* Stage.emit(toCommit, { candidate, sha256: digests.sha256, key })
+        })
+    })
+
+    const committers = Stage.run({
+      name: "committers",
+      workers: settings.committerThreads,
+      take: Stage.takeChunk(toCommit, settings.commitChunk, commitIdle),
+      input: toCommit,
+      step: (chunk) =>
+        Effect.gen(function*() {
+          const { vanished } = yield* source.commit(chunk)
+          const gone = new Set(vanished)
+          for (const stored of chunk) {
+            if (gone.has(stored)) {
+              yield* failures.record({
+                key: stored.candidate.key,
+                oid: stored.candidate.oid,
+                reason: "row-vanished",
+                detail: `the row was deleted during the run; its object ${stored.key} is in S3 but no row names it`
+              })
+            } else {
+              yield* stats.processed("committer", stored.candidate.size)
+            }
+          }
+        })
+    })
+
+    // Every stage runs to its end even when another fails, so what was stored still gets committed;
+    // then the first failure (in pipeline order) is the run's.
+    const exits = yield* Effect.all(
+      [Effect.exit(observer), Effect.exit(receivers), Effect.exit(storers), Effect.exit(committers)],
+      { concurrency: "unbounded" }
+    )
+    const failed = (exits as ReadonlyArray<Exit.Exit<void, DatabaseError | PayloadError | StoreError>>).find(Exit.isFailure)
+    if (failed !== undefined) return yield* failed
+  })

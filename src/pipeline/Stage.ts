@@ -1,0 +1,73 @@
+/**
+ * One generic stage: a named pool of fibers that take from an input, run a step, and hand results to
+ * the next stage's bounded queue. The four thread groups of the original (observer, receivers,
+ * storers, committers) are four uses of it.
+ *
+ * Shutdown follows the original's close-and-drain design:
+ * - when the input is done, the workers finish and the stage ends its output queue, so the next stage
+ *   drains what is buffered and ends in turn;
+ * - when the stage fails, it still ends its output (downstream commits what it already holds) and shuts
+ *   its input down (upstream offers return false and upstream workers stop quietly).
+ */
+import { Cause, Duration, Effect, Option, Queue } from "effect"
+
+export type Channel<A> = Queue.Queue<A, Cause.Done>
+
+/** A bounded channel between two stages: offers suspend while it is full (backpressure). */
+export const channel = <A>(capacity: number): Effect.Effect<Channel<A>> => Queue.bounded<A, Cause.Done>(capacity)
+
+/**
+ * Offers to the next stage; fails with `Done` when that stage has shut its input down, which ends the
+ * worker quietly (the upstream half of the failure cascade).
+ */
+export const emit = <A>(queue: Queue.Enqueue<A, Cause.Done>, item: A): Effect.Effect<void, Cause.Done> =>
+  Effect.flatMap(Queue.offer(queue, item), (accepted) => (accepted ? Effect.void : Cause.done()))
+
+/**
+ * Takes up to `size` items: waits for the first, then gathers more until the chunk is full or no item
+ * has come for `idle`, so a partial chunk never waits long. Fails with `Done` once the queue is done.
+ */
+export const takeChunk = <A>(
+  queue: Queue.Dequeue<A, Cause.Done>,
+  size: number,
+  idle: Duration.Input
+): Effect.Effect<ReadonlyArray<A>, Cause.Done> =>
+  Effect.gen(function*() {
+    const chunk: Array<A> = [...(yield* Queue.takeBetween(queue, 1, size))]
+    while (chunk.length < size) {
+      const more = yield* Queue.takeBetween(queue, 1, size - chunk.length).pipe(
+        Effect.timeoutOption(idle),
+        Effect.catchTag("Done", () => Effect.succeed(Option.none<Array<A>>()))
+      )
+      if (Option.isNone(more)) break
+      chunk.push(...more.value)
+    }
+    return chunk
+  })
+
+export interface StageOptions<A, E, R> {
+  readonly name: string
+  readonly workers: number
+  /** The next unit of work; fails with `Done` when there is none left. */
+  readonly take: Effect.Effect<A, E | Cause.Done, R>
+  readonly step: (item: A) => Effect.Effect<void, E | Cause.Done, R>
+  /** This stage's input queue, shut down if the stage fails so that upstream stops. */
+  readonly input?: Queue.Enqueue<any, Cause.Done> | undefined
+  /** The next stage's queue, ended when the last worker finishes (or the stage fails). */
+  readonly output?: Queue.Enqueue<any, Cause.Done> | undefined
+}
+
+export const run = <A, E, R>(options: StageOptions<A, E, R>): Effect.Effect<void, E, R> => {
+  const worker = Effect.forever(Effect.flatMap(options.take, options.step)).pipe(
+    Effect.catchTag("Done", () => Effect.void)
+  ) as Effect.Effect<void, E, R>
+  const workers = Effect.all(Array.from({ length: options.workers }, () => worker), {
+    concurrency: "unbounded",
+    discard: true
+  })
+  return workers.pipe(
+    Effect.onError(() => (options.input === undefined ? Effect.void : Effect.asVoid(Queue.shutdown(options.input)))),
+    Effect.ensuring(options.output === undefined ? Effect.void : Effect.asVoid(Queue.end(options.output))),
+    Effect.withLogSpan(options.name)
+  )
+}

@@ -1,0 +1,188 @@
+/**
+ * The Nice2 profile (the original tool's only one): `_nice_binary(hash char(40) NOT NULL, size bigint,
+ * mime_type varchar, data oid, sha2 char(64))`. The key is the SHA-1 hex of the content; the result is
+ * the SHA-256 hex written to `sha2`.
+ */
+import { Effect, Layer, Result } from "effect"
+import { SqlClient } from "effect/sql"
+import {
+  BatchJobActive,
+  DatabaseError,
+  DatabaseUnavailable,
+  describeCause,
+  SchemaMismatch
+} from "../domain/Errors.ts"
+import { isSha1Hex, type RowFailure } from "../domain/LargeObject.ts"
+import type { RetryPolicy } from "../pipeline/Retry.ts"
+import { Stats } from "../pipeline/Stats.ts"
+import { type ListedRow, Source, statement } from "./Source.ts"
+
+export const table = "_nice_binary"
+export const batchJobTable = "nice_batch_job"
+export const deleteJob = "nice2.dms.DeleteUnreferencedBinariesBatchJob"
+const requiredColumns = ["hash", "size", "mime_type", "data"] as const
+
+/** Content type for rows whose mime_type is NULL or empty: S3's own default for unknown data. */
+export const fallbackContentType = "application/octet-stream"
+
+interface Row {
+  readonly hash: string
+  readonly data: number | null
+  readonly size: bigint | number | string | null
+  readonly mime_type: string | null
+}
+
+const toListed = (row: Row): ListedRow => {
+  const key = row.hash
+  const fail = (reason: RowFailure["reason"], detail: string): ListedRow => ({
+    key,
+    row: Result.fail({ key, oid: row.data, reason, detail })
+  })
+  if (!isSha1Hex(key)) return fail("malformed-key", `hash ${JSON.stringify(key)} is not 40 hex digits (a SHA-1)`)
+  if (row.data === null) return fail("null-data", "data is NULL: the row has no large object")
+  const size = Number(row.size ?? 0)
+  return {
+    key,
+    row: Result.succeed({
+      key,
+      oid: row.data,
+      size,
+      contentType: row.mime_type === null || row.mime_type.trim() === "" ? fallbackContentType : row.mime_type,
+      expectedSha1: key.toLowerCase()
+    })
+  }
+}
+
+export const layer = (policy: RetryPolicy): Layer.Layer<Source, never, SqlClient.SqlClient | Stats> =>
+  Layer.effect(
+    Source,
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const stats = yield* Stats
+      const run = <A>(operation: string, effect: Effect.Effect<A, import("effect/sql").SqlError.SqlError>) =>
+        statement(operation, policy, effect).pipe(Effect.provideService(Stats, stats))
+
+      const columnsOf = (name: string) =>
+        run(
+          "read the table's columns",
+          sql<{ readonly column_name: string }>`
+            SELECT a.attname AS column_name
+            FROM pg_catalog.pg_attribute a
+            WHERE a.attrelid = to_regclass(${name}) AND a.attnum > 0 AND NOT a.attisdropped`
+        ).pipe(Effect.map((rows) => new Set(rows.map((r) => r.column_name))))
+
+      const prepare = Effect.gen(function*() {
+        const columns = yield* columnsOf(table)
+        if (columns.size === 0) {
+          return yield* new SchemaMismatch({ table, problem: "does not exist (or is not visible to this role)" })
+        }
+        const missing = requiredColumns.filter((c) => !columns.has(c))
+        if (missing.length > 0) {
+          return yield* new SchemaMismatch({ table, problem: `lacks column(s) ${missing.join(", ")}` })
+        }
+        if (!columns.has("sha2")) {
+          yield* sql`ALTER TABLE _nice_binary ADD COLUMN IF NOT EXISTS sha2 character(64)`.pipe(
+            Effect.mapError((error) =>
+              new DatabaseUnavailable({
+                problem: `cannot add column sha2 to ${table}: ${describeCause(error)}`,
+                hint: `run ALTER TABLE ${table} ADD COLUMN sha2 character(64) as the table's owner`
+              })
+            )
+          )
+          yield* Effect.logInfo(`added column sha2 character(64) to ${table}`)
+        }
+        if ((yield* columnsOf(batchJobTable)).size === 0) {
+          return yield* new SchemaMismatch({
+            table: batchJobTable,
+            problem: `does not exist: the ${deleteJob} state cannot be checked`
+          })
+        }
+        const jobs = yield* run(
+          "check the batch job",
+          sql<{ readonly active: boolean }>`SELECT active FROM nice_batch_job WHERE id = ${deleteJob}`
+        )
+        if (jobs.length === 0) return yield* new BatchJobActive({ job: deleteJob, state: "missing" })
+        if (jobs.some((j) => j.active)) return yield* new BatchJobActive({ job: deleteJob, state: "active" })
+      })
+
+      const count = run(
+        "count rows",
+        sql<{ readonly remaining: bigint | number; readonly total: bigint | number }>`
+          SELECT count(*) FILTER (WHERE sha2 IS NULL) AS remaining, count(*) AS total FROM _nice_binary`
+      ).pipe(Effect.map(([r]) => ({ remaining: Number(r?.remaining ?? 0), total: Number(r?.total ?? 0) })))
+
+      // Keyset pagination: each page is its own short statement, so no snapshot is held for the run
+      // and vacuum is never held back; `hash` is compared as bpchar so its index serves the order.
+      const page = (after: string | undefined, limit: number) =>
+        run(
+          "list rows",
+          after === undefined
+            ? sql<Row>`
+                SELECT hash, data, size, mime_type FROM _nice_binary
+                WHERE sha2 IS NULL ORDER BY hash LIMIT ${limit}`
+            : sql<Row>`
+                SELECT hash, data, size, mime_type FROM _nice_binary
+                WHERE sha2 IS NULL AND hash > ${after}::bpchar ORDER BY hash LIMIT ${limit}`
+        ).pipe(Effect.map((rows) => rows.map(toListed)))
+
+      // One statement per chunk: the row's own key value is matched, so keys in upper case work too.
+      const commit = (chunk: ReadonlyArray<import("../domain/LargeObject.ts").Stored>) =>
+        run(
+          "record sha2",
+          sql.withTransaction(
+            sql<{ readonly hash: string }>`
+              UPDATE _nice_binary AS t SET sha2 = u.sha2
+              FROM unnest(${chunk.map((s) => s.candidate.key)}::bpchar[], ${chunk.map((s) => s.sha256)}::bpchar[])
+                AS u(hash, sha2)
+              WHERE t.hash = u.hash
+              RETURNING t.hash`
+          )
+        ).pipe(
+          Effect.map((rows) => {
+            const marked = new Set(rows.map((r) => r.hash))
+            return { vanished: chunk.filter((s) => !marked.has(s.candidate.key)) }
+          })
+        )
+
+      const finalize = Effect.gen(function*() {
+        const [open] = yield* run(
+          "count unmigrated rows",
+          sql<{ readonly n: bigint | number }>`SELECT count(*) AS n FROM _nice_binary WHERE sha2 IS NULL`
+        )
+        if (Number(open?.n ?? 0) > 0) {
+          return yield* new SchemaMismatch({
+            table,
+            problem: `${open?.n} row(s) still have no sha2: cannot add NOT NULL (rerun the migration first)`
+          })
+        }
+        const duplicates = yield* run(
+          "look for duplicate sha2",
+          sql<{ readonly sha2: string; readonly n: bigint | number }>`
+            SELECT sha2, count(*) AS n FROM _nice_binary GROUP BY sha2 HAVING count(*) > 1 LIMIT 10`
+        )
+        if (duplicates.length > 0) {
+          return yield* new SchemaMismatch({
+            table,
+            problem: `sha2 is not unique (e.g. ${duplicates.map((d) => `${d.sha2} x${d.n}`).join(", ")}): ` +
+              "resolve the duplicate rows before finalizing"
+          })
+        }
+        yield* run(
+          "add NOT NULL and the unique index",
+          sql.withTransaction(Effect.gen(function*() {
+            yield* sql`ALTER TABLE _nice_binary ALTER COLUMN sha2 SET NOT NULL`
+            yield* sql`CREATE UNIQUE INDEX IF NOT EXISTS _nice_binary_sha2_key ON _nice_binary (sha2)`
+          }))
+        )
+      })
+
+      return Source.of({
+        table,
+        prepare: prepare.pipe(Effect.mapError((e) => e)),
+        count,
+        page,
+        commit,
+        finalize: finalize.pipe(Effect.mapError((e): DatabaseError | SchemaMismatch => e))
+      })
+    })
+  )

@@ -1,0 +1,34 @@
+/**
+ * Where objects go. S3 is one implementation (S3Store.ts); tests wrap a layer to inject faults.
+ */
+import { Context, type Effect, type Option } from "effect"
+import type { StoreError, StoreUnavailable } from "../domain/Errors.ts"
+import type { Payload } from "../pipeline/Payload.ts"
+
+export interface PutRequest {
+  readonly key: string
+  readonly payload: Payload
+  readonly contentType: string
+  /** user metadata (x-amz-meta-*): lower-case keys, ASCII values */
+  readonly metadata: Readonly<Record<string, string>>
+  /** base64 MD5 of the whole object: the server rejects a body that does not match */
+  readonly md5: string
+  /** lowercase hex SHA-256 of the whole object, also sent as a checksum where the request allows */
+  readonly sha256: string
+}
+
+export interface ObjectInfo {
+  readonly size: number
+  readonly contentType: string | undefined
+  readonly metadata: Readonly<Record<string, string>>
+}
+
+export class ObjectStore extends Context.Service<ObjectStore, {
+  /** the bucket (or place) objects go to, as shown to users */
+  readonly target: string
+  /** proves before any work that the store is reachable and accepts writes: puts and deletes a probe */
+  readonly probe: Effect.Effect<void, StoreUnavailable>
+  /** stores the object; succeeds only once the store has accepted all of its bytes, verified */
+  readonly put: (request: PutRequest) => Effect.Effect<void, StoreError>
+  readonly head: (key: string) => Effect.Effect<Option.Option<ObjectInfo>, StoreError>
+}>()("lo-migrate/store/ObjectStore") {}

@@ -1,0 +1,24 @@
+// Values that `globalSetup.ts` hands to the test workers through vitest's provide/inject.
+// They cross a process boundary (structured clone), so keep them plain data.
+
+/** Where the test PostgreSQL server lives and how to reach it. */
+export interface PgTestServer {
+  /**
+   * Connection URL with the rights to CREATE/DROP DATABASE: the cluster's superuser `postgres` for the
+   * throwaway cluster, or the role of `LO_MIGRATE_TEST_PG_URL` (which needs CREATEDB).
+   */
+  readonly adminUrl: string
+  readonly host: string
+  readonly port: number
+  /** The ordinary role the tool under test connects as (never a superuser on the throwaway cluster). */
+  readonly appRole: string
+  readonly appPassword: string
+  /** true when the server came from `LO_MIGRATE_TEST_PG_URL` (admin and app role are the same). */
+  readonly external: boolean
+}
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    loMigratePg: PgTestServer
+  }
+}
