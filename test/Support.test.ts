@@ -6,7 +6,7 @@ import { SqlClient } from "effect/sql"
 import {
   createNice2Schema, insertObject, randomBytes, readLargeObject, readRows, sha1Hex, sha256Hex
 } from "./support/Nice2Fixture.js"
-import { TestDatabase } from "./support/Postgres.js"
+import { pgTestServer, TestDatabase } from "./support/Postgres.js"
 import { TestS3 } from "./support/S3.js"
 
 const MiB = 1024 * 1024
@@ -26,6 +26,22 @@ layer(TestDatabase.layerClient)("TestDatabase", (it) => {
       const [owner] = yield* sql<{ owner: string }>`
         SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = current_database()`
       assert.strictEqual(owner!.owner, db.role)
+    }))
+
+  it.effect.skipIf(pgTestServer().external)("the throwaway cluster runs with the test settings", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const settings = yield* sql<{ name: string; setting: string }>`
+        SELECT name, setting FROM pg_settings
+        WHERE name IN ('fsync', 'full_page_writes', 'synchronous_commit', 'max_connections', 'listen_addresses')
+        ORDER BY name`
+      assert.deepStrictEqual(Object.fromEntries(settings.map((s) => [s.name, s.setting])), {
+        fsync: "off",
+        full_page_writes: "off",
+        listen_addresses: "127.0.0.1",
+        max_connections: "200",
+        synchronous_commit: "off"
+      })
     }))
 
   it.effect("creates a large object and reads it back with lo_get", () =>

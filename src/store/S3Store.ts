@@ -54,7 +54,8 @@ const transientNames = new Set([
   "BadDigest",
   "XAmzContentSHA256Mismatch",
   "TimeoutError",
-  "NetworkingError"
+  "NetworkingError",
+  "ETagMismatch"
 ])
 const transientCodes = new Set([
   "ECONNRESET",
@@ -97,6 +98,40 @@ export const multipartEtag = (partMd5s: ReadonlyArray<string>): string => {
   const joined = Buffer.concat(partMd5s.map((b64) => Buffer.from(b64, "base64")))
   return `${createHash("md5").update(joined).digest("hex")}-${partMd5s.length}`
 }
+
+/**
+ * Whether the ETag the server answered confirms the bytes: a plain ETag is the MD5 of the object, a
+ * multipart one (`…-N`) the MD5 of the parts' MD5s. With SSE-KMS or SSE-C the ETag is no MD5 at all,
+ * and Content-MD5 (checked by the server) is the only proof: "unknown".
+ */
+export const etagVerdict = (
+  answer: { readonly ETag?: string | undefined; readonly ServerSideEncryption?: string | undefined; readonly SSECustomerAlgorithm?: string | undefined },
+  expected: { readonly md5: string; readonly partMd5s?: ReadonlyArray<string> | undefined }
+): "match" | "mismatch" | "unknown" => {
+  const etag = unquote(answer.ETag)?.toLowerCase()
+  if (etag === undefined || answer.SSECustomerAlgorithm !== undefined || answer.ServerSideEncryption?.startsWith("aws:kms")) {
+    return "unknown"
+  }
+  if (/^[0-9a-f]{32}-\d+$/.test(etag)) {
+    return expected.partMd5s === undefined ? "unknown" : etag === multipartEtag(expected.partMd5s) ? "match" : "mismatch"
+  }
+  if (/^[0-9a-f]{32}$/.test(etag)) return etag === Buffer.from(expected.md5, "base64").toString("hex") ? "match" : "mismatch"
+  return "unknown"
+}
+
+class ETagMismatch extends Error {
+  override readonly name = "ETagMismatch"
+}
+
+/** Fails (transiently) when the server's ETag shows it stored other bytes than were sent. */
+const confirm = (
+  key: string,
+  answer: Parameters<typeof etagVerdict>[0],
+  expected: Parameters<typeof etagVerdict>[1]
+): Promise<void> =>
+  etagVerdict(answer, expected) === "mismatch"
+    ? Promise.reject(new ETagMismatch(`the server stored ${key} with ETag ${answer.ETag}, not the MD5 of the bytes read`))
+    : Promise.resolve()
 
 export const makeClient = (options: S3StoreOptions): S3Client => {
   const agentOptions = { keepAlive: true, maxSockets: Math.max(8, options.connections) }
@@ -179,7 +214,7 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
                 Metadata: { ...request.metadata }
               }),
               { abortSignal }
-            ))
+            ).then((answer) => confirm(request.key, answer, { md5: request.md5 })))
         })
 
       const putMultipart = (request: PutRequest) =>
@@ -233,7 +268,6 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
             { concurrency: options.partConcurrency }
           ).pipe(Effect.onError(() => abort))
 
-          const expectedEtag = multipartEtag(parts.map((p) => p.md5))
           yield* send("CompleteMultipartUpload", Key, (abortSignal) =>
             client.send(
               new CompleteMultipartUploadCommand({
@@ -243,7 +277,7 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
                 MultipartUpload: { Parts: parts.map(({ ETag, PartNumber }) => ({ ETag, PartNumber })) }
               }),
               { abortSignal }
-            )).pipe(
+            ).then((answer) => confirm(Key, answer, { md5: request.md5, partMd5s: parts.map((p) => p.md5) }))).pipe(
               // A retried Complete whose first attempt did succeed finds the upload gone: the object
               // counts as stored only if it is the one we assembled (same multipart ETag).
               Effect.catch((error) =>
@@ -251,7 +285,8 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
                   ? send("HeadObject", Key, (abortSignal) =>
                     client.send(new HeadObjectCommand({ Bucket, Key }), { abortSignal })).pipe(
                       Effect.flatMap((head) =>
-                        unquote(head.ETag) === expectedEtag && head.ContentLength === size
+                        head.ContentLength === size &&
+                          etagVerdict(head, { md5: request.md5, partMd5s: parts.map((p) => p.md5) }) === "match"
                           ? Effect.void
                           : Effect.fail(error)
                       )

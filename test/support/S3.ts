@@ -9,10 +9,10 @@
 import {
   CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client
 } from "@aws-sdk/client-s3"
-import { NodeFileSystem } from "@effect/platform-node"
-import { Context, Data, Effect, FileSystem, Layer, Option } from "effect"
+import { Context, Data, Effect, Layer, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import S3rver from "s3rver"
+import { scopedTempDir } from "./TempDir.js"
 
 export class TestS3Error extends Data.TaggedError("TestS3Error")<{
   readonly op: string
@@ -90,8 +90,7 @@ export class TestS3 extends Context.Service<TestS3, TestS3Shape>()("test/TestS3"
   static readonly layer: Layer.Layer<TestS3, TestS3Error> = Layer.effect(
     TestS3,
     Effect.gen(function*() {
-      const fs = yield* FileSystem.FileSystem
-      const directory = yield* fs.makeTempDirectoryScoped({ prefix: "lo-migrate-s3rver-" }).pipe(Effect.orDie)
+      const directory = yield* scopedTempDir("s3rver-")
       const server = new S3rver({ address: "127.0.0.1", port: 0, silent: true, directory })
       const address = yield* Effect.acquireRelease(
         Effect.tryPromise({ try: () => server.run(), catch: (cause) => s3Error("s3rver.run", cause) }),
@@ -182,5 +181,5 @@ export class TestS3 extends Context.Service<TestS3, TestS3Shape>()("test/TestS3"
         createBucket
       })
     })
-  ).pipe(Layer.provide(NodeFileSystem.layer))
+  )
 }

@@ -20,5 +20,10 @@ export interface PgTestServer {
 declare module "vitest" {
   export interface ProvidedContext {
     loMigratePg: PgTestServer
+    /**
+     * A scratch directory for this test run (s3rver data, staging dirs, ...). Removed when the run ends,
+     * and by the watchdog if the runner dies, so temp dirs of killed workers do not pile up in /tmp.
+     */
+    loMigrateRunDir: string
   }
 }

@@ -10,6 +10,10 @@
 //   speed (no fsync), and removed again when the run ends. The tool under test connects as the ordinary
 //   role `lomigrate` (no superuser, no CREATEDB), as it would in production; only this setup and the
 //   database management in `Postgres.ts` use the superuser.
+//
+// Either way it also creates a scratch directory for the run (`inject("loMigrateRunDir")`, see TempDir.ts),
+// removed at the end. A detached watchdog removes the scratch dir and stops the cluster if the runner dies
+// without running the teardown.
 import { execFileSync, spawn, type SpawnOptions } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import {
@@ -25,15 +29,30 @@ import type { PgTestServer } from "./context.js"
 const APP_ROLE = "lomigrate"
 const ADMIN_ROLE = "postgres"
 
-export default async function setup(project: TestProject): Promise<(() => Promise<void>) | undefined> {
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const runDir = mkdtempSync(join(tmpdir(), "lo-migrate-run-"))
+  project.provide("loMigrateRunDir", runDir)
   const external = process.env.LO_MIGRATE_TEST_PG_URL
   if (external !== undefined && external !== "") {
     project.provide("loMigratePg", fromExternalUrl(external))
-    return undefined
+    const watchdog = startWatchdog([runDir])
+    return async () => {
+      killQuietly(watchdog)
+      rmSync(runDir, { recursive: true, force: true })
+    }
   }
-  const cluster = await startCluster()
+  let cluster: Cluster
+  try {
+    cluster = await startCluster(runDir)
+  } catch (e) {
+    rmSync(runDir, { recursive: true, force: true })
+    throw e
+  }
   project.provide("loMigratePg", cluster.server)
-  return async () => cluster.stop()
+  return async () => {
+    cluster.stop()
+    rmSync(runDir, { recursive: true, force: true })
+  }
 }
 
 const fromExternalUrl = (raw: string): PgTestServer => {
@@ -56,11 +75,13 @@ interface Cluster {
   readonly stop: () => void
 }
 
-const startCluster = async (): Promise<Cluster> => {
+const startCluster = async (runDir: string): Promise<Cluster> => {
   const bin = findPgBinDir()
   // PostgreSQL refuses to run as root: then the server runs as the `postgres` OS user on a dir it owns.
   const asRoot = process.getuid?.() === 0
   const owner = asRoot ? osUser("postgres") : undefined
+  // runuser lives in /usr/sbin, which a non-login root shell may not have on PATH.
+  const runuser = asRoot ? findExecutable("runuser", ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]) : "runuser"
   const dir = mkdtempSync(join(tmpdir(), "lo-migrate-pg-"))
   const data = join(dir, "data")
   const log = join(dir, "server.log")
@@ -71,23 +92,21 @@ const startCluster = async (): Promise<Cluster> => {
   // unreadable for `postgres` (initdb then warns or fails).
   const pg = (tool: string, args: ReadonlyArray<string>) => {
     const exe = join(bin, tool)
-    const [cmd, argv] = asRoot ? ["runuser", ["-u", "postgres", "--", exe, ...args]] : [exe, [...args]]
+    const [cmd, argv] = asRoot ? [runuser, ["-u", "postgres", "--", exe, ...args]] : [exe, [...args]]
     return run(cmd, argv, { cwd: dir })
   }
 
   let watchdog: number | undefined
   let postmasterPid: number | undefined
   const stop = () => {
-    if (watchdog !== undefined) {
-      try { process.kill(watchdog) } catch { /* already gone */ }
-    }
+    killQuietly(watchdog)
     if (existsSync(join(data, "postmaster.pid"))) {
       try {
         pg("pg_ctl", ["-D", data, "-m", "immediate", "-w", "-t", "30", "stop"])
       } catch (e) {
         console.warn(`[globalSetup] pg_ctl stop failed, sending SIGQUIT to the postmaster: ${String(e)}`)
         if (postmasterPid !== undefined) {
-          try { process.kill(postmasterPid, "SIGQUIT") } catch { /* already gone */ }
+          killQuietly(postmasterPid, "SIGQUIT")
         }
       }
     }
@@ -96,6 +115,13 @@ const startCluster = async (): Promise<Cluster> => {
 
   try {
     own(dir)
+    if (asRoot) {
+      try {
+        run(runuser, ["-u", "postgres", "--", "test", "-w", dir], { cwd: "/" })
+      } catch {
+        throw new Error(`The postgres OS user cannot reach ${dir}; point TMPDIR at a directory it can traverse (e.g. /tmp).`)
+      }
+    }
     const adminPassword = randomBytes(18).toString("base64url")
     const appPassword = randomBytes(18).toString("base64url")
 
@@ -103,8 +129,7 @@ const startCluster = async (): Promise<Cluster> => {
     writeFileSync(pwfile, `${adminPassword}\n`, { mode: 0o600 })
     own(pwfile)
     pg("initdb", [
-      "-D", data, "-U", ADMIN_ROLE, `--pwfile=${pwfile}`, "-E", "UTF8", "--no-locale", "--no-sync",
-      "--no-instructions"
+      "-D", data, "-U", ADMIN_ROLE, `--pwfile=${pwfile}`, "-E", "UTF8", "--no-locale", "--no-sync"
     ])
     rmSync(pwfile)
 
@@ -142,7 +167,7 @@ const startCluster = async (): Promise<Cluster> => {
       }
     }
     postmasterPid = Number(readFileSync(join(data, "postmaster.pid"), "utf8").split("\n")[0])
-    watchdog = startWatchdog(dir, postmasterPid)
+    watchdog = startWatchdog([dir, runDir], postmasterPid)
 
     const adminUrl = `postgres://${ADMIN_ROLE}:${adminPassword}@127.0.0.1:${port}/postgres`
     // Over TCP with the password: proves scram works before any test depends on it.
@@ -163,22 +188,33 @@ const startCluster = async (): Promise<Cluster> => {
 
 // If the test runner dies without running the teardown (SIGKILL, crash, Ctrl-C before teardown), nothing
 // else would stop the postmaster: pg_ctl detaches it into its own session. This detached shell polls the
-// runner and, once it is gone, stops the server (SIGQUIT = immediate shutdown) and deletes the dir.
-// It also exits by itself once the teardown has removed the dir.
-const startWatchdog = (dir: string, postmasterPid: number): number | undefined => {
+// runner and, once it is gone, stops the server (SIGQUIT = immediate shutdown) and deletes the dirs.
+// It also exits by itself once the teardown has removed the first dir; the teardown kills it anyway.
+const startWatchdog = (dirs: ReadonlyArray<string>, postmasterPid?: number): number | undefined => {
   const script = [
-    "while kill -0 \"$1\" 2>/dev/null && [ -d \"$2\" ]; do sleep 1; done",
-    "if [ -d \"$2\" ]; then",
-    "  kill -QUIT \"$3\" 2>/dev/null",
-    "  for i in 1 2 3 4 5 6 7 8 9 10; do kill -0 \"$3\" 2>/dev/null || break; sleep 1; done",
-    "  rm -rf \"$2\"",
-    "fi"
+    "runner=$1 pm=$2; shift 2",
+    "while kill -0 \"$runner\" 2>/dev/null && [ -d \"$1\" ]; do sleep 1; done",
+    "[ -d \"$1\" ] || exit 0",
+    "if [ \"$pm\" != 0 ]; then",
+    "  kill -QUIT \"$pm\" 2>/dev/null",
+    "  for i in 1 2 3 4 5 6 7 8 9 10; do kill -0 \"$pm\" 2>/dev/null || break; sleep 1; done",
+    "fi",
+    "rm -rf \"$@\""
   ].join("\n")
   const opts: SpawnOptions = { detached: true, stdio: "ignore" }
-  const child = spawn("/bin/sh", ["-c", script, "lo-migrate-pg-watchdog", String(process.pid), dir,
-    String(postmasterPid)], opts)
+  const child = spawn("/bin/sh", ["-c", script, "lo-migrate-test-watchdog", String(process.pid),
+    String(postmasterPid ?? 0), ...dirs], opts)
   child.unref()
   return child.pid
+}
+
+const killQuietly = (pid: number | undefined, signal: NodeJS.Signals = "SIGTERM") => {
+  if (pid === undefined) return
+  try {
+    process.kill(pid, signal)
+  } catch {
+    // already gone
+  }
 }
 
 const run = (cmd: string, args: ReadonlyArray<string>, opts: { readonly cwd: string }): string => {
@@ -253,3 +289,10 @@ const findPgBinDir = (): string => {
 }
 
 const findPsql = (bin: string): string => existsSync(join(bin, "psql")) ? join(bin, "psql") : "psql"
+
+const findExecutable = (name: string, extraDirs: ReadonlyArray<string>): string => {
+  for (const d of [...(process.env.PATH ?? "").split(delimiter), ...extraDirs]) {
+    if (d !== "" && existsSync(join(d, name))) return join(d, name)
+  }
+  return name
+}
