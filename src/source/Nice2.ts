@@ -4,15 +4,14 @@
  * the SHA-256 hex written to `sha2`.
  */
 import { Effect, Layer, Result } from "effect"
-import { SqlClient } from "effect/sql"
+import { SqlClient, type SqlError } from "effect/sql"
 import {
   BatchJobActive,
-  DatabaseError,
   DatabaseUnavailable,
   describeCause,
   SchemaMismatch
 } from "../domain/Errors.ts"
-import { isSha1Hex, type RowFailure } from "../domain/LargeObject.ts"
+import { isSha1Hex, type RowFailure, type Stored } from "../domain/LargeObject.ts"
 import type { RetryPolicy } from "../pipeline/Retry.ts"
 import { Stats } from "../pipeline/Stats.ts"
 import { type ListedRow, Source, statement } from "./Source.ts"
@@ -59,7 +58,7 @@ export const layer = (policy: RetryPolicy): Layer.Layer<Source, never, SqlClient
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const stats = yield* Stats
-      const run = <A>(operation: string, effect: Effect.Effect<A, import("effect/sql").SqlError.SqlError>) =>
+      const run = <A>(operation: string, effect: Effect.Effect<A, SqlError.SqlError>) =>
         statement(operation, policy, effect).pipe(Effect.provideService(Stats, stats))
 
       const columnsOf = (name: string) =>
@@ -126,7 +125,7 @@ export const layer = (policy: RetryPolicy): Layer.Layer<Source, never, SqlClient
         ).pipe(Effect.map((rows) => rows.map(toListed)))
 
       // One statement per chunk: the row's own key value is matched, so keys in upper case work too.
-      const commit = (chunk: ReadonlyArray<import("../domain/LargeObject.ts").Stored>) =>
+      const commit = (chunk: ReadonlyArray<Stored>) =>
         run(
           "record sha2",
           sql.withTransaction(
@@ -178,11 +177,11 @@ export const layer = (policy: RetryPolicy): Layer.Layer<Source, never, SqlClient
 
       return Source.of({
         table,
-        prepare: prepare.pipe(Effect.mapError((e) => e)),
+        prepare,
         count,
         page,
         commit,
-        finalize: finalize.pipe(Effect.mapError((e): DatabaseError | SchemaMismatch => e))
+        finalize
       })
     })
   )
