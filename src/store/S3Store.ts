@@ -12,12 +12,13 @@ import {
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
+  GetObjectCommand,
   HeadObjectCommand,
   PutObjectCommand,
   S3Client,
   UploadPartCommand
 } from "@aws-sdk/client-s3"
-import { Effect, Layer, Option, Redacted } from "effect"
+import { Effect, Layer, Option, Redacted, Stream } from "effect"
 import { createHash, randomBytes } from "node:crypto"
 import * as Http from "node:http"
 import * as Https from "node:https"
@@ -293,6 +294,29 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
                 ? Effect.succeed(Option.none())
                 : Effect.fail(error)
             )
+          ),
+        get: <E, R>(key: string, onChunk: (chunk: Uint8Array) => Effect.Effect<void, E, R>) =>
+          send("GetObject", key, (abortSignal) => client.send(new GetObjectCommand({ Bucket, Key: key }), { abortSignal })).pipe(
+            Effect.map(Option.some),
+            Effect.catch((error) => {
+              const cause = error.cause as AwsLikeError | undefined
+              return cause?.$metadata?.httpStatusCode === 404 || cause?.name === "NoSuchKey"
+                ? Effect.succeed(Option.none())
+                : Effect.fail(error)
+            }),
+            Effect.flatMap((answer) => {
+              if (Option.isNone(answer)) return Effect.succeed(Option.none<number>())
+              const body = answer.value.Body as AsyncIterable<Uint8Array> | undefined
+              if (body === undefined) return Effect.succeed(Option.some(0))
+              let length = 0
+              return Stream.fromAsyncIterable(body, (cause) => new StoreError({ operation: "GetObject", key, cause })).pipe(
+                Stream.runForEach((chunk) => {
+                  length += chunk.length
+                  return onChunk(chunk)
+                }),
+                Effect.map(() => Option.some(length))
+              )
+            })
           )
       })
     })
