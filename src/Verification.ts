@@ -113,7 +113,10 @@ export const check = (
     return Result.succeed({ bytes: downloaded.value.size, sourceSkipped: false })
   })
 
-/** Where a verification stands; read it at any time, also after a failure or interruption. */
+/**
+ * Where a verification stands; read it at any time, also after a failure or interruption. With an
+ * `onPage` step (prune), the checkpoint moves only once that step is done for the page.
+ */
 export interface Progress {
   readonly level: VerifyLevel
   /** the run started after this key */
@@ -184,23 +187,29 @@ export const run = <E = never, R = never>(options: RunOptions<E, R>, progress: P
     while (true) {
       const rows = yield* source.migratedPage(after, pageSize, { withData: options.withData })
       if (rows.length === 0) break
-      const results = yield* Effect.forEach(rows, (row) => check(row, options.level, options.retry), {
-        concurrency: options.concurrency
-      })
+      // Results are recorded as they come; the checkpoint advances over the completed prefix of the
+      // page, so an interrupted run resumes right after the last row checked without a gap.
+      const done: Array<boolean> = rows.map(() => false)
+      let prefix = 0
       const good: Array<MigratedRow> = []
-      for (const [i, result] of results.entries()) {
-        progress.checked += 1
-        if (Result.isSuccess(result)) {
-          good.push(rows[i]!)
-          progress.good += 1
-          progress.bytes += result.success.bytes
-          if (result.success.sourceSkipped) progress.sourceSkipped += 1
-        } else {
-          progress.badCount += 1
-          if (progress.bad.length < keptBad) progress.bad.push(result.failure)
-          yield* options.onBad(result.failure)
-        }
-      }
+      yield* Effect.forEach(rows, (row, i) =>
+        Effect.gen(function*() {
+          const result = yield* check(row, options.level, options.retry)
+          progress.checked += 1
+          if (Result.isSuccess(result)) {
+            good.push(row)
+            progress.good += 1
+            progress.bytes += result.success.bytes
+            if (result.success.sourceSkipped) progress.sourceSkipped += 1
+          } else {
+            progress.badCount += 1
+            if (progress.bad.length < keptBad) progress.bad.push(result.failure)
+            yield* options.onBad(result.failure)
+          }
+          done[i] = true
+          while (prefix < rows.length && done[prefix]) prefix += 1
+          if (prefix > 0 && options.onPage === undefined) progress.checkpoint = rows[prefix - 1]!.key
+        }), { concurrency: options.concurrency, discard: true })
       if (options.onPage !== undefined) yield* options.onPage(good)
       after = rows[rows.length - 1]!.key
       progress.checkpoint = after
