@@ -7,6 +7,7 @@ import { runCli } from "./support/Cli.ts"
 import { addSha2Column, createNice2Schema, insertObject, randomBytes, readRows, unlinkLargeObject } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
 import { TestS3 } from "./support/S3.ts"
+import * as Plan from "../src/Plan.ts"
 import { pgFlags, target } from "./support/Target.ts"
 
 const env = Layer.mergeAll(TestDatabase.layerClient, TestS3.layer)
@@ -99,4 +100,20 @@ describe("lo-migrate plan", () => {
       assert.deepStrictEqual(yield* readRows, before)
       assert.deepStrictEqual(yield* (yield* TestS3).listKeys(), [])
     }).pipe(Effect.scoped, Effect.provide(env)))
+})
+
+describe("Plan.fit", () => {
+  it("separates the per-object and per-byte cost, and falls back to a rate when it cannot", () => {
+    // 2 ms per object + 1 ms per KiB
+    const samples = [1, 4, 16, 64].map((k) => ({ size: k * 1024, seconds: 0.002 + k * 0.001 }))
+    const fitted = Plan.fit(samples)
+    assert.closeTo(fitted.perObject, 0.002, 1e-9)
+    assert.closeTo(fitted.perByte, 0.001 / 1024, 1e-12)
+    // all the same size: one rate for the bytes
+    const same = Plan.fit([{ size: 100, seconds: 0.01 }, { size: 100, seconds: 0.03 }, { size: 100, seconds: 0.02 }])
+    assert.strictEqual(same.perObject, 0)
+    assert.closeTo(same.perByte, 0.06 / 300, 1e-12)
+    // empty objects only: a cost per object
+    assert.deepStrictEqual(Plan.fit([{ size: 0, seconds: 0.5 }]), { perObject: 0.5, perByte: 0 })
+  })
 })
