@@ -122,3 +122,34 @@ describe("lo-migrate prune", () => {
       assert.include(result.stderr, "invalid setting --batch-size: 0 is below the minimum of 1")
     }).pipe(Effect.scoped, Effect.provide(env)))
 })
+
+describe("verify and prune across keyset pages", () => {
+  it.live("check and prune more rows than one page holds (1000)", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const s3 = yield* TestS3
+      yield* createNice2Schema()
+      const n = 1050
+      for (let i = 0; i < n; i++) yield* insertObject({ bytes: randomBytes(64 + (i % 50), 10_000 + i) })
+      const migrated = yield* runCli(["migrate", ...(yield* target), "--commit-chunk", "500"])
+      assert.strictEqual(migrated.code, 0, migrated.stderr)
+      const rows = [...(yield* readRows)]
+      const victim = rows[1020]!
+      yield* s3.use("DeleteObject", (c) => c.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: victim.sha2! })))
+
+      const verified = yield* runCli(["verify", ...(yield* target), "--concurrency", "16"])
+      assert.strictEqual(verified.code, 1, verified.stderr)
+      assert.include(verified.stdout, `verified ${n} migrated object(s)`)
+      assert.include(verified.stdout, `${n - 1} good, 1 bad`)
+      assert.include(verified.stdout, `BAD ${victim.hash} (oid ${victim.data}`)
+      assert.include(verified.stdout, `checkpoint ${rows[n - 1]!.hash}`)
+
+      const pruned = yield* runCli(["prune", ...(yield* target), "--concurrency", "16", "--yes"])
+      assert.strictEqual(pruned.code, 1, pruned.stderr)
+      assert.include(pruned.stdout, `released ${n - 1} row(s) (data = NULL), unlinked ${n - 1} large object(s)`)
+      assert.include(pruned.stdout, "refused 1 bad, 0 not migrated")
+      const [left] = yield* sql<{ n: bigint }>`SELECT count(*) AS n FROM pg_largeobject_metadata`
+      assert.strictEqual(Number(left!.n), 1, "only the refused row's large object is left")
+      assert.strictEqual((yield* readRows).filter((r) => r.data !== null).map((r) => r.hash).join(), victim.hash)
+    }).pipe(Effect.scoped, Effect.provide(env)))
+})
