@@ -125,11 +125,30 @@ describe("lo-migrate verify", () => {
       viaProxy[viaProxy.indexOf("--s3-url") + 1] = proxy.endpoint
       const args = ["verify", ...viaProxy, "--concurrency", "1", "--retries", "1"]
 
-      // every HEAD waits 400 ms: six take over 2 s, so the 1 s progress line must appear
-      yield* proxy.setDelay(400)
+      // every HEAD waits 600 ms: six take over 3.6 s, so 1 s progress lines must appear
+      yield* proxy.setDelay(600)
       const slow = yield* runCli([...args, "--interval", "1"])
       assert.strictEqual(slow.code, 0, slow.stderr)
       assert.match(slow.stderr, /verify: \d+ checked \([\d.]+\/s\), 0 bad, [\d.]+ (B|KiB); checkpoint [0-9a-f]{40}/)
+
+      // Ctrl-C after the first progress line: exit 130, the report says where to resume
+      const interruptedReport = yield* reportPath
+      const interrupted = yield* runCli([...args, "--interval", "1", "--report", interruptedReport], {
+        onStart: (child, output) => {
+          const timer = setInterval(() => {
+            if (/verify: [1-9]\d* checked.*checkpoint [0-9a-f]{40}/.test(output.stderr())) {
+              clearInterval(timer)
+              child.kill("SIGINT")
+            }
+          }, 50)
+          child.on("close", () => clearInterval(timer))
+        }
+      })
+      assert.strictEqual(interrupted.code, 130, interrupted.stderr)
+      assert.match(interrupted.stderr, /verify stopped: \d+ checked .*; checkpoint [0-9a-f]{40}; resume with --from/)
+      const partial = JSON.parse(NodeFs.readFileSync(interruptedReport, "utf8"))
+      assert.isFalse(partial.complete)
+      assert.isBelow(partial.checked, 6)
 
       // S3 breaks after three HEADs: the run stops with exit 1, the report keeps the checkpoint
       yield* proxy.setDelay(0)
