@@ -23,10 +23,9 @@ export const database = (options: { readonly pgUrl: Redacted.Redacted<string>; r
     Layer.provideMerge(Stats.layer)
   )
 
-/** PostgreSQL and S3 (verify, prune), for `concurrency` checks at once. */
-export const databaseAndStore = (settings: Settings, concurrency: number) => {
-  const retry = defaultPolicy(settings.retries)
-  const store = S3Store.layer({
+/** The S3 store alone, for `concurrency` requests at once. */
+export const store = (settings: Settings, concurrency: number) =>
+  S3Store.layer({
     endpoint: settings.s3Url,
     region: settings.region,
     bucket: settings.bucket,
@@ -36,14 +35,16 @@ export const databaseAndStore = (settings: Settings, concurrency: number) => {
     partSize: settings.uploadChunkSize,
     partConcurrency: 1,
     connections: concurrency,
-    retry
+    retry: defaultPolicy(settings.retries)
   })
-  return Layer.mergeAll(Nice2.layer(retry), store).pipe(
+
+/** PostgreSQL and S3 (verify, prune), for `concurrency` checks at once. */
+export const databaseAndStore = (settings: Settings, concurrency: number) =>
+  Layer.mergeAll(Nice2.layer(defaultPolicy(settings.retries)), store(settings, concurrency)).pipe(
     // one connection pages the rows, the others re-read large objects (--against-source)
     Layer.provideMerge(pg(settings.pgUrl, concurrency + 1)),
     Layer.provideMerge(Stats.layer)
   )
-}
 
 /** Provides `layer` and checks the connection first; connection failures become DatabaseUnavailable (exit 2). */
 export const provide = <ROut>(pgUrl: Redacted.Redacted<string>, layer: Layer.Layer<ROut, SqlError.SqlError>) =>

@@ -131,7 +131,7 @@ const examples = (items: ReadonlyArray<string>, count: number) =>
   items.length === 0 ? "" : ` (e.g. ${items.join(", ")}${count > items.length ? ", ..." : ""})`
 
 /** The plan as text for stdout. */
-export const format = (plan: Plan): string => {
+export const format = (plan: Plan, extraNotes: ReadonlyArray<string> = []): string => {
   const inv = plan.inventory
   const lines: Array<string> = []
   const width = Math.max(String(inv.total).length, 1)
@@ -161,9 +161,10 @@ export const format = (plan: Plan): string => {
       examples(inv.sharedOids.examples.map((s) => `oid ${s.oid}: ${s.keys.join(" ")}`), inv.sharedOids.oids)
     }`
   )
-  if (inv.notes.length > 0) {
+  const notes = [...inv.notes, ...extraNotes]
+  if (notes.length > 0) {
     lines.push("", "notes")
-    for (const note of inv.notes) lines.push(`  - ${note}`)
+    for (const note of notes) lines.push(`  - ${note}`)
   }
   lines.push("", "estimated duration")
   const e = plan.estimate

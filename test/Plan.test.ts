@@ -4,6 +4,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { runCli } from "./support/Cli.ts"
+import { FaultProxy } from "./support/FaultProxy.ts"
 import { addSha2Column, createNice2Schema, insertObject, randomBytes, readRows, unlinkLargeObject } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
 import { TestS3 } from "./support/S3.ts"
@@ -61,6 +62,7 @@ describe("lo-migrate plan", () => {
       assert.include(out, `oids shared by several rows (whole table): 1 oid(s) in 2 row(s) (e.g. oid ${f.sharedWith.oid}: ${pair})`)
       assert.include(out, "column sha2 does not exist yet: every row counts as not migrated")
       assert.include(out, "batch job nice2.dms.DeleteUnreferencedBinariesBatchJob is inactive")
+      assert.include(out, "S3 not checked (no --bucket given)")
       assert.match(out, /about \d+h \d\dm \d\ds \([\d.]+ s\) to read 8 object\(s\)/)
       assert.match(out, /based on: [1-5] sampled object\(s\), \d+ bytes, read and hashed in [\d.]+ s on one connection/)
 
@@ -87,19 +89,34 @@ describe("lo-migrate plan", () => {
       assert.notInclude(result.stdout, "column sha2 does not exist")
     }).pipe(Effect.scoped, Effect.provide(env)))
 
-  it.live("migrate --dry-run prints the plan and writes nothing, though the S3 settings are given", () =>
+  it.live("migrate --dry-run prints the plan and only reads S3; plan checks a bucket when given one", () =>
     Effect.gen(function*() {
       yield* fixture
       const before = yield* readRows
-      const result = yield* runCli(["migrate", ...(yield* target), "--dry-run"])
+      const proxy = yield* FaultProxy
+      const viaProxy = [...(yield* target)]
+      viaProxy[viaProxy.indexOf("--s3-url") + 1] = proxy.endpoint
+      const result = yield* runCli(["migrate", ...viaProxy, "--dry-run"])
       assert.strictEqual(result.code, 0, result.stderr)
       assert.include(result.stdout, "plan for _nice_binary (read only: nothing was written to PostgreSQL or S3)")
       assert.match(result.stdout, /to migrate: +8 /)
+      assert.match(result.stdout, /S3 s3:\/\/lo-migrate-test-[0-9a-f]+ at http:\/\/127\.0\.0\.1:\d+: reachable and readable/)
       assert.notInclude(result.stdout, "Migration completed")
       assert.isFalse(yield* hasSha2Column)
       assert.deepStrictEqual(yield* readRows, before)
       assert.deepStrictEqual(yield* (yield* TestS3).listKeys(), [])
-    }).pipe(Effect.scoped, Effect.provide(env)))
+
+      const missing = [...viaProxy]
+      missing[missing.indexOf("--bucket") + 1] = "no-such-bucket-here"
+      const planned = yield* runCli(["plan", ...missing, "--sample", "0"])
+      assert.strictEqual(planned.code, 0, planned.stderr)
+      assert.include(planned.stdout, "S3 bucket no-such-bucket-here: does not exist")
+      assert.include(planned.stdout, "migrate would refuse to start")
+      // only reads went to S3: no probe object was put (and deleted) by either run
+      const methods = yield* proxy.methods
+      assert.isAbove(methods.length, 0)
+      assert.deepStrictEqual([...new Set(methods)], ["GET"])
+    }).pipe(Effect.scoped, Effect.provide(Layer.provideMerge(FaultProxy.layer, env))))
 })
 
 describe("Plan.fit", () => {

@@ -49,7 +49,7 @@ export const migrate = Command.make("migrate", {
     pathStyle: Option.getOrUndefined(flags.pathStyle),
     tempDir: Option.getOrUndefined(flags.tempDir)
   })
-  if (flags.dryRun) return yield* printPlan({ ...flags, pgUrl: settings.pgUrl })
+  if (flags.dryRun) return yield* printPlan({ ...flags, pgUrl: settings.pgUrl, s3: settings })
   yield* writeStderr(configurationBlock(settings))
   const summary = yield* Migration.run(settings, { report: writeStderr }).pipe(Migration.provideTo(settings))
   for (const failure of summary.failures) {

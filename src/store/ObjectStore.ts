@@ -28,6 +28,8 @@ export class ObjectStore extends Context.Service<ObjectStore, {
   readonly target: string
   /** proves before any work that the store is reachable and accepts writes: puts and deletes a probe */
   readonly probe: Effect.Effect<void, StoreUnavailable>
+  /** proves without writing anything that the store is reachable and readable (plan, dry runs) */
+  readonly checkRead: Effect.Effect<void, StoreUnavailable>
   /** stores the object; succeeds only once the store has accepted all of its bytes, verified */
   readonly put: (request: PutRequest) => Effect.Effect<void, StoreError>
   readonly head: (key: string) => Effect.Effect<Option.Option<ObjectInfo>, StoreError>

@@ -14,6 +14,7 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
   UploadPartCommand
@@ -141,6 +142,14 @@ const probeProblem = (error: unknown, endpoint: string): string => {
   if (e.$metadata?.httpStatusCode === 404) return "does not exist (lo-migrate never creates buckets: create it first)"
   if (e.$metadata?.httpStatusCode === 403) return `access denied by ${endpoint}: check the credentials and bucket policy`
   return `cannot use ${endpoint}: ${describeCause(error)}`
+}
+
+/** Why the read-only check failed: as for the probe, but about reading. */
+const readProblem = (error: unknown, endpoint: string): string => {
+  const e = (error ?? {}) as AwsLikeError
+  return e.name === "AccessDenied" || e.name === "AllAccessDisabled"
+    ? `refuses reads (${e.name}): the credentials need s3:ListBucket and s3:GetObject on the bucket`
+    : probeProblem(error, endpoint)
 }
 
 export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, Stats> =>
@@ -277,6 +286,14 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
           yield* send("DeleteObject", Key, (abortSignal) =>
             client.send(new DeleteObjectCommand({ Bucket, Key }), { abortSignal }), quick)
         }).pipe(Effect.mapError((error) => new StoreUnavailable({ bucket: Bucket, problem: probeProblem(error.cause, endpoint) }))),
+        checkRead: send("ListObjectsV2", "(one key)", (abortSignal) =>
+          client.send(new ListObjectsV2Command({ Bucket, MaxKeys: 1 }), { abortSignal }), {
+          ...options.retry,
+          attempts: Math.min(options.retry.attempts, 3)
+        }).pipe(
+          Effect.asVoid,
+          Effect.mapError((error) => new StoreUnavailable({ bucket: Bucket, problem: readProblem(error.cause, endpoint) }))
+        ),
         put: Effect.fn("S3Store.put")(function*(request: PutRequest) {
           yield* request.payload.size > options.partSize ? putMultipart(request) : putSingle(request)
         }),

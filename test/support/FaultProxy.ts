@@ -14,6 +14,8 @@ export interface FaultProxyShape {
   readonly failAfter: (n: number | undefined) => Effect.Effect<void>
   /** requests seen so far */
   readonly requests: Effect.Effect<number>
+  /** the method of every request seen so far, in order */
+  readonly methods: Effect.Effect<ReadonlyArray<string>>
 }
 
 export class FaultProxy extends Context.Service<FaultProxy, FaultProxyShape>()("test/FaultProxy") {
@@ -21,9 +23,10 @@ export class FaultProxy extends Context.Service<FaultProxy, FaultProxyShape>()("
     FaultProxy,
     Effect.gen(function*() {
       const upstream = new URL((yield* TestS3).endpoint)
-      const state = { delay: 0, failAfter: undefined as number | undefined, seen: 0 }
+      const state = { delay: 0, failAfter: undefined as number | undefined, seen: 0, methods: [] as Array<string> }
       const server = Http.createServer((req, res) => {
         state.seen += 1
+        state.methods.push(req.method ?? "")
         if (state.failAfter !== undefined && state.seen > state.failAfter) {
           req.resume()
           res.writeHead(503, { "content-type": "application/xml" })
@@ -59,7 +62,8 @@ export class FaultProxy extends Context.Service<FaultProxy, FaultProxyShape>()("
         endpoint: `http://127.0.0.1:${port}`,
         setDelay: (ms) => Effect.sync(() => void (state.delay = ms)),
         failAfter: (n) => Effect.sync(() => void (state.failAfter = n)),
-        requests: Effect.sync(() => state.seen)
+        requests: Effect.sync(() => state.seen),
+        methods: Effect.sync(() => [...state.methods])
       })
     })
   )
