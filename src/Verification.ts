@@ -6,7 +6,7 @@
  * next one starts, so the checkpoint (the last key of the last completed page) means "every migrated
  * row up to here was checked": `--from <checkpoint>` resumes there.
  */
-import { Duration, Effect, Option, Result } from "effect"
+import { type Duration, Effect, Option, Result } from "effect"
 import { createHash } from "node:crypto"
 import type { SqlClient } from "effect/sql"
 import { DatabaseError, type SchemaMismatch, type StoreError, VerificationFailed } from "./domain/Errors.ts"
@@ -251,5 +251,4 @@ export const requireAllGood = (options: {
 /** For messages: "12.00 MiB (12582912 bytes)". */
 export const bytesText = (n: number | bigint): string => `${formatBytes(Number(n))} (${n} bytes)`
 
-export const durationSeconds = (p: Progress): string =>
-  (Duration.toMillis(Duration.millis((p.finishedAt ?? Date.now()) - p.startedAt)) / 1000).toFixed(1)
+export const durationSeconds = (p: Progress): string => (((p.finishedAt ?? Date.now()) - p.startedAt) / 1000).toFixed(1)
