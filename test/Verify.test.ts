@@ -170,6 +170,26 @@ describe("lo-migrate verify", () => {
     }).pipe(Effect.scoped, Effect.provide(Layer.provideMerge(FaultProxy.layer, env))))
 })
 
+describe("lo-migrate verify --against-source on a large object", () => {
+  it.live("streams a multipart object and a large object read in chunks, and finds one changed byte", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* createNice2Schema()
+      const big = yield* insertObject({ bytes: randomBytes(12 * 1024 * 1024 + 3, 900) })
+      const migrated = yield* runCli(["migrate", ...(yield* target), "--upload-chunk-size", "5120"])
+      assert.strictEqual(migrated.code, 0, migrated.stderr)
+      const args = ["verify", ...(yield* target), "--against-source"]
+      const good = yield* runCli(args)
+      assert.strictEqual(good.code, 0, good.stderr)
+      assert.include(good.stdout, `verified 1 migrated object(s), 12.00 MiB (${big.size} bytes)`)
+      // one byte past the first 8 MiB read chunk changes in the source
+      yield* sql`SELECT lo_put(${big.oid}, ${9 * 1024 * 1024}, ${Uint8Array.of(big.bytes![9 * 1024 * 1024]! ^ 1)})`
+      const changed = yield* runCli(args)
+      assert.strictEqual(changed.code, 1, changed.stderr)
+      assert.match(changed.stdout, badLine(big, "source-mismatch"))
+    }).pipe(Effect.scoped, Effect.provide(env)))
+})
+
 describe("lo-migrate migrate --finalize", () => {
   it.live("is refused while a migrated object fails verification", () =>
     Effect.gen(function*() {
