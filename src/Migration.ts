@@ -18,6 +18,7 @@ import * as Nice2 from "./source/Nice2.ts"
 import { checkConnection, describeUrl, Source } from "./source/Source.ts"
 import { ObjectStore } from "./store/ObjectStore.ts"
 import * as S3Store from "./store/S3Store.ts"
+import * as Verification from "./Verification.ts"
 
 /** Parts of one multipart upload in flight at once. */
 export const partConcurrency = 4
@@ -130,6 +131,7 @@ export const run = (settings: Settings, options: RunOptions) =>
     }
     if (summary.failed > 0) return summary
     if (!settings.finalize) return summary
+    yield* Verification.requireAllGood({ concurrency: settings.storerThreads, retry: defaultPolicy(settings.retries), report: options.report })
     yield* source.finalize
     return { ...summary, finalized: true }
   })

@@ -1,66 +1,17 @@
 /**
  * `lo-migrate migrate`: the original tool's job, with its flags, short forms and defaults.
  */
-import { Config, Console, Effect, Option } from "effect"
+import { Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import { RowsFailed } from "../domain/Errors.ts"
 import { defaults, validate } from "../domain/Settings.ts"
 import * as Migration from "../Migration.ts"
 import { formatBytes } from "../pipeline/Monitor.ts"
 import { writeStderr } from "../Output.ts"
+import { connectionFlags, described, int } from "./Flags.ts"
+import { planFlags, printPlan } from "./plan.ts"
 
-const described = (text: string, options: { readonly default?: unknown; readonly env?: string }) =>
-  `${text}${options.default === undefined ? "" : ` [default: ${options.default}]`}${
-    options.env === undefined ? "" : ` [env: ${options.env}]`
-  }`
-
-const int = (name: string, text: string, fallback: number) =>
-  Flag.Int(name).pipe(Flag.withDescription(described(text, { default: fallback })), Flag.withDefault(fallback))
-
-/** The flags every command that talks to PostgreSQL and S3 shares. */
-export const connectionFlags = {
-  pgUrl: Flag.Redacted("pg-url").pipe(
-    Flag.withAlias("p"),
-    Flag.withDescription(described("PostgreSQL URL: postgresql://USER:PASS@HOST[:PORT]/DB[?sslmode=require]", {
-      env: "LO_MIGRATE_PG_URL"
-    })),
-    Flag.withFallbackConfig(Config.Redacted("LO_MIGRATE_PG_URL"))
-  ),
-  s3Url: Flag.String("s3-url").pipe(
-    Flag.withAlias("u"),
-    Flag.withDescription(described("S3 endpoint URL (Ceph RGW, MinIO, ...); omit for AWS S3", { env: "LO_MIGRATE_S3_URL" })),
-    Flag.withFallbackConfig(Config.String("LO_MIGRATE_S3_URL")),
-    Flag.optional
-  ),
-  accessKey: Flag.Redacted("access-key").pipe(
-    Flag.withAlias("k"),
-    Flag.withDescription(described("S3 access key", { env: "AWS_ACCESS_KEY_ID" })),
-    Flag.withFallbackConfig(Config.Redacted("AWS_ACCESS_KEY_ID")),
-    Flag.optional
-  ),
-  secretKey: Flag.Redacted("secret-key").pipe(
-    Flag.withAlias("s"),
-    Flag.withDescription(described("S3 secret key", { env: "AWS_SECRET_ACCESS_KEY" })),
-    Flag.withFallbackConfig(Config.Redacted("AWS_SECRET_ACCESS_KEY")),
-    Flag.optional
-  ),
-  bucket: Flag.String("bucket").pipe(
-    Flag.withAlias("b"),
-    Flag.withDescription(described("S3 bucket (must exist)", { env: "LO_MIGRATE_BUCKET" })),
-    Flag.withFallbackConfig(Config.String("LO_MIGRATE_BUCKET"))
-  ),
-  region: Flag.String("region").pipe(
-    Flag.withDescription(described("S3 region, used for request signing", { default: defaults.region, env: "AWS_REGION" })),
-    Flag.withFallbackConfig(Config.String("AWS_REGION")),
-    Flag.withDefault(defaults.region)
-  ),
-  pathStyle: Flag.Boolean("path-style").pipe(
-    Flag.withDescription(
-      "path-style URLs (http://host/bucket/key); --no-path-style for virtual-hosted style [default: on with --s3-url, off for AWS]"
-    ),
-    Flag.optional
-  )
-}
+export { connectionFlags }
 
 export const migrate = Command.make("migrate", {
   ...connectionFlags,
@@ -81,9 +32,14 @@ export const migrate = Command.make("migrate", {
   ),
   finalize: Flag.Boolean("finalize").pipe(
     Flag.withAlias("f"),
-    Flag.withDescription("after a run with no failure: make sha2 NOT NULL and add a unique index on it"),
+    Flag.withDescription("after a run with no failure, once every migrated object verifies (HEAD): make sha2 NOT NULL and add a unique index on it"),
     Flag.withDefault(false)
-  )
+  ),
+  dryRun: Flag.Boolean("dry-run").pipe(
+    Flag.withDescription("print the plan (as `lo-migrate plan`) and stop: writes nothing to PostgreSQL or S3"),
+    Flag.withDefault(false)
+  ),
+  ...planFlags
 }, Effect.fn("migrate")(function*(flags) {
   const settings = yield* validate({
     ...flags,
@@ -93,6 +49,7 @@ export const migrate = Command.make("migrate", {
     pathStyle: Option.getOrUndefined(flags.pathStyle),
     tempDir: Option.getOrUndefined(flags.tempDir)
   })
+  if (flags.dryRun) return yield* printPlan({ ...flags, pgUrl: settings.pgUrl, s3: settings })
   yield* writeStderr(configurationBlock(settings))
   const summary = yield* Migration.run(settings, { report: writeStderr }).pipe(Migration.provideTo(settings))
   for (const failure of summary.failures) {

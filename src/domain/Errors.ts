@@ -121,6 +121,21 @@ export class RowsFailed extends Data.TaggedError("RowsFailed")<{
   }
 }
 
+/**
+ * Migrated objects that failed verification (missing, wrong size, wrong SHA-256): `verify` and `prune`
+ * end with it, and `migrate --finalize` refuses to finalize. The objects are named in the output.
+ */
+export class VerificationFailed extends Data.TaggedError("VerificationFailed")<{
+  readonly bad: number
+  /** what was refused or what the caller should do next */
+  readonly consequence: string
+}> {
+  readonly [Runtime.errorExitCode] = 1
+  override get message() {
+    return `${this.bad} migrated object(s) failed verification: ${this.consequence}`
+  }
+}
+
 /** Anything a command can fail with. */
 export type MigrateError =
   | SettingsError
@@ -133,6 +148,7 @@ export type MigrateError =
   | DatabaseError
   | PayloadError
   | RowsFailed
+  | VerificationFailed
 
 /**
  * A short, secret-free description of an underlying error: SQL errors carry the server's text in

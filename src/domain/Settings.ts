@@ -171,3 +171,12 @@ export const validate = (input: SettingsInput): Effect.Effect<Settings, Settings
       retries: yield* integer("--retries", input.retries, defaults.retries, 1)
     }
   })
+
+/** The PostgreSQL URL alone, for commands that never talk to S3 (`plan`). */
+export const validatePgUrl = (value: Redacted.Redacted<string> | string): Effect.Effect<Redacted.Redacted<string>, SettingsError> =>
+  Effect.gen(function*() {
+    const pgUrl = redact(value)!
+    yield* required("--pg-url", Redacted.value(pgUrl))
+    yield* checkUrl("--pg-url", Redacted.value(pgUrl), ["postgres:", "postgresql:"])
+    return pgUrl
+  })

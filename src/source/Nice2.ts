@@ -14,6 +14,7 @@ import {
 import { isSha1Hex, type RowFailure, type Stored } from "../domain/LargeObject.ts"
 import type { RetryPolicy } from "../pipeline/Retry.ts"
 import { Stats } from "../pipeline/Stats.ts"
+import * as Nice2Lifecycle from "./Nice2Lifecycle.ts"
 import { type ListedRow, Source, statement } from "./Source.ts"
 
 export const table = "_nice_binary"
@@ -181,7 +182,8 @@ export const layer = (policy: RetryPolicy): Layer.Layer<Source, never, SqlClient
         count,
         page,
         commit,
-        finalize
+        finalize,
+        ...Nice2Lifecycle.make(sql, run)
       })
     })
   )

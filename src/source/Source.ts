@@ -13,6 +13,7 @@ import {
   type SchemaMismatch
 } from "../domain/Errors.ts"
 import type { Candidate, RowFailure, Stored } from "../domain/LargeObject.ts"
+import type { MigratedRow, Released } from "../domain/MigratedObject.ts"
 import { retrying, type RetryPolicy } from "../pipeline/Retry.ts"
 import type { Stats } from "../pipeline/Stats.ts"
 
@@ -28,6 +29,49 @@ export interface CommitResult {
   readonly vanished: ReadonlyArray<Stored>
 }
 
+/** Up to a few examples of a problem, and how many rows have it. */
+export interface Examples<A> {
+  readonly count: number
+  readonly examples: ReadonlyArray<A>
+}
+
+/** Rows (and their bytes) whose size is at most `upTo` bytes and above the previous bucket's bound. */
+export interface SizeBucket {
+  /** inclusive upper bound in bytes; undefined for the last, unbounded bucket */
+  readonly upTo: number | undefined
+  readonly objects: number
+  readonly bytes: bigint
+}
+
+/** What `plan` shows: counts, sizes and the problems found cheaply, read without writing anything. */
+export interface Inventory {
+  readonly total: number
+  readonly migrated: number
+  readonly remaining: number
+  /** exact sums of the rows' sizes (bigint: a table can hold more than 2^53 bytes) */
+  readonly totalBytes: bigint
+  readonly migratedBytes: bigint
+  readonly remainingBytes: bigint
+  /** the rows to migrate, by size */
+  readonly histogram: ReadonlyArray<SizeBucket>
+  /** rows to migrate whose size is NULL */
+  readonly unknownSize: number
+  /** rows to migrate without a large object */
+  readonly nullData: Examples<string>
+  /** rows to migrate whose oid names no large object */
+  readonly dangling: Examples<{ readonly key: string; readonly oid: number }>
+  /** rows to migrate whose key is not what the profile expects */
+  readonly malformedKeys: Examples<string>
+  /** large objects referenced by several rows (whole table) */
+  readonly sharedOids: {
+    readonly oids: number
+    readonly rows: number
+    readonly examples: ReadonlyArray<{ readonly oid: number; readonly keys: ReadonlyArray<string> }>
+  }
+  /** profile-specific remarks, e.g. what `migrate` would refuse or change */
+  readonly notes: ReadonlyArray<string>
+}
+
 export class Source extends Context.Service<Source, {
   /** the table, as shown to users */
   readonly table: string
@@ -41,6 +85,37 @@ export class Source extends Context.Service<Source, {
   readonly commit: (chunk: ReadonlyArray<Stored>) => Effect.Effect<CommitResult, DatabaseError>
   /** after a clean run: makes the result column NOT NULL and unique */
   readonly finalize: Effect.Effect<void, DatabaseError | SchemaMismatch>
+
+  // After the copy (plan, verify, prune): everything below reads only, except `release`.
+
+  /** counts, sizes (histogram bounds in bytes, ascending) and cheap problem checks; never writes */
+  readonly inventory: (sizeBounds: ReadonlyArray<number>) => Effect.Effect<Inventory, SchemaMismatch | DatabaseError>
+  /** up to `limit` rows to migrate that have a large object, from a random position in key order */
+  readonly sample: (limit: number) => Effect.Effect<ReadonlyArray<Candidate>, SchemaMismatch | DatabaseError>
+  /**
+   * up to `limit` migrated rows with a key above `after`, in key order (keyset pages, one short
+   * statement each); `withData`: only rows that still reference a large object. Empty when the result
+   * column does not exist yet.
+   */
+  readonly migratedPage: (
+    after: string | undefined,
+    limit: number,
+    options: { readonly withData: boolean }
+  ) => Effect.Effect<ReadonlyArray<MigratedRow>, SchemaMismatch | DatabaseError>
+  /** rows not migrated that still reference a large object (prune leaves them alone), with examples */
+  readonly unmigratedWithData: (
+    limit: number
+  ) => Effect.Effect<Examples<{ readonly key: string; readonly oid: number }>, SchemaMismatch | DatabaseError>
+  /** every row referencing one of `oids`, and whether the large object exists */
+  readonly references: (
+    oids: ReadonlyArray<number>
+  ) => Effect.Effect<ReadonlyArray<{ readonly oid: number; readonly key: string; readonly present: boolean }>, DatabaseError>
+  /**
+   * In one transaction: sets the reference of each verified row to NULL (only if the row still has the
+   * oid and result that were verified) and unlinks the large objects no other row references. A crash
+   * leaves either both or neither.
+   */
+  readonly release: (rows: ReadonlyArray<MigratedRow>) => Effect.Effect<Released, DatabaseError>
 }>()("lo-migrate/source/Source") {}
 
 /** Connection problems are worth retrying; anything else (syntax, permissions) is not. */

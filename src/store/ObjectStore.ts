@@ -28,7 +28,18 @@ export class ObjectStore extends Context.Service<ObjectStore, {
   readonly target: string
   /** proves before any work that the store is reachable and accepts writes: puts and deletes a probe */
   readonly probe: Effect.Effect<void, StoreUnavailable>
+  /** proves without writing anything that the store is reachable and readable (plan, dry runs) */
+  readonly checkRead: Effect.Effect<void, StoreUnavailable>
   /** stores the object; succeeds only once the store has accepted all of its bytes, verified */
   readonly put: (request: PutRequest) => Effect.Effect<void, StoreError>
   readonly head: (key: string) => Effect.Effect<Option.Option<ObjectInfo>, StoreError>
+  /**
+   * Streams the object's bytes to `onChunk` as they arrive (never the whole object in memory) and
+   * returns its length; None when the key does not exist. A failure mid-body is not retried here:
+   * the caller, who owns what `onChunk` accumulated, decides whether to start over.
+   */
+  readonly get: <E, R>(
+    key: string,
+    onChunk: (chunk: Uint8Array) => Effect.Effect<void, E, R>
+  ) => Effect.Effect<Option.Option<number>, StoreError | E, R>
 }>()("lo-migrate/store/ObjectStore") {}

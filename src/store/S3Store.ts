@@ -12,12 +12,14 @@ import {
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
+  GetObjectCommand,
   HeadObjectCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
   UploadPartCommand
 } from "@aws-sdk/client-s3"
-import { Effect, Layer, Option, Redacted } from "effect"
+import { Effect, Layer, Option, Redacted, Stream } from "effect"
 import { createHash, randomBytes } from "node:crypto"
 import * as Http from "node:http"
 import * as Https from "node:https"
@@ -177,6 +179,14 @@ const probeProblem = (error: unknown, endpoint: string): string => {
   return `cannot use ${endpoint}: ${describeCause(error)}`
 }
 
+/** Why the read-only check failed: as for the probe, but about reading. */
+const readProblem = (error: unknown, endpoint: string): string => {
+  const e = (error ?? {}) as AwsLikeError
+  return e.name === "AccessDenied" || e.name === "AllAccessDisabled"
+    ? `refuses reads (${e.name}): the credentials need s3:ListBucket and s3:GetObject on the bucket`
+    : probeProblem(error, endpoint)
+}
+
 export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, Stats> =>
   Layer.effect(
     ObjectStore,
@@ -311,6 +321,14 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
           yield* send("DeleteObject", Key, (abortSignal) =>
             client.send(new DeleteObjectCommand({ Bucket, Key }), { abortSignal }), quick)
         }).pipe(Effect.mapError((error) => new StoreUnavailable({ bucket: Bucket, problem: probeProblem(error.cause, endpoint) }))),
+        checkRead: send("ListObjectsV2", "(one key)", (abortSignal) =>
+          client.send(new ListObjectsV2Command({ Bucket, MaxKeys: 1 }), { abortSignal }), {
+          ...options.retry,
+          attempts: Math.min(options.retry.attempts, 3)
+        }).pipe(
+          Effect.asVoid,
+          Effect.mapError((error) => new StoreUnavailable({ bucket: Bucket, problem: readProblem(error.cause, endpoint) }))
+        ),
         put: Effect.fn("S3Store.put")(function*(request: PutRequest) {
           yield* request.payload.size > options.partSize ? putMultipart(request) : putSingle(request)
         }),
@@ -328,6 +346,29 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
                 ? Effect.succeed(Option.none())
                 : Effect.fail(error)
             )
+          ),
+        get: <E, R>(key: string, onChunk: (chunk: Uint8Array) => Effect.Effect<void, E, R>) =>
+          send("GetObject", key, (abortSignal) => client.send(new GetObjectCommand({ Bucket, Key: key }), { abortSignal })).pipe(
+            Effect.map(Option.some),
+            Effect.catch((error) => {
+              const cause = error.cause as AwsLikeError | undefined
+              return cause?.$metadata?.httpStatusCode === 404 || cause?.name === "NoSuchKey"
+                ? Effect.succeed(Option.none())
+                : Effect.fail(error)
+            }),
+            Effect.flatMap((answer) => {
+              if (Option.isNone(answer)) return Effect.succeed(Option.none<number>())
+              const body = answer.value.Body as AsyncIterable<Uint8Array> | undefined
+              if (body === undefined) return Effect.succeed(Option.some(0))
+              let length = 0
+              return Stream.fromAsyncIterable(body, (cause) => new StoreError({ operation: "GetObject", key, cause })).pipe(
+                Stream.runForEach((chunk) => {
+                  length += chunk.length
+                  return onChunk(chunk)
+                }),
+                Effect.map(() => Option.some(length))
+              )
+            })
           )
       })
     })

@@ -1,0 +1,60 @@
+/**
+ * The services of the commands that run after the copy (plan, verify, prune), sized for their
+ * concurrency. Like `Migration.provideTo`, a connection failure while building them is a setup problem.
+ */
+import { PgClient } from "@effect/sql-pg"
+import { Effect, Layer, Redacted } from "effect"
+import type { SqlError } from "effect/sql"
+import { DatabaseUnavailable, describeCause } from "./domain/Errors.ts"
+import type { Settings } from "./domain/Settings.ts"
+import { defaultPolicy } from "./pipeline/Retry.ts"
+import { Stats } from "./pipeline/Stats.ts"
+import * as Nice2 from "./source/Nice2.ts"
+import { checkConnection, describeUrl } from "./source/Source.ts"
+import * as S3Store from "./store/S3Store.ts"
+
+const pg = (pgUrl: Redacted.Redacted<string>, connections: number) =>
+  PgClient.layer({ url: pgUrl, maxConnections: connections, connectTimeout: "10 seconds", applicationName: "lo-migrate" })
+
+/** PostgreSQL only (plan): the Source, its client, Stats. */
+export const database = (options: { readonly pgUrl: Redacted.Redacted<string>; readonly retries: number; readonly connections: number }) =>
+  Nice2.layer(defaultPolicy(options.retries)).pipe(
+    Layer.provideMerge(pg(options.pgUrl, options.connections)),
+    Layer.provideMerge(Stats.layer)
+  )
+
+/** The S3 store alone, for `concurrency` requests at once. */
+export const store = (settings: Settings, concurrency: number) =>
+  S3Store.layer({
+    endpoint: settings.s3Url,
+    region: settings.region,
+    bucket: settings.bucket,
+    pathStyle: settings.pathStyle,
+    accessKey: settings.accessKey,
+    secretKey: settings.secretKey,
+    partSize: settings.uploadChunkSize,
+    partConcurrency: 1,
+    connections: concurrency,
+    retry: defaultPolicy(settings.retries)
+  })
+
+/** PostgreSQL and S3 (verify, prune), for `concurrency` checks at once. */
+export const databaseAndStore = (settings: Settings, concurrency: number) =>
+  Layer.mergeAll(Nice2.layer(defaultPolicy(settings.retries)), store(settings, concurrency)).pipe(
+    // one connection pages the rows, the others re-read large objects (--against-source)
+    Layer.provideMerge(pg(settings.pgUrl, concurrency + 1)),
+    Layer.provideMerge(Stats.layer)
+  )
+
+/** Provides `layer` and checks the connection first; connection failures become DatabaseUnavailable (exit 2). */
+export const provide = <ROut>(pgUrl: Redacted.Redacted<string>, layer: Layer.Layer<ROut, SqlError.SqlError>) =>
+<A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.andThen(checkConnection(describeUrl(Redacted.value(pgUrl))), effect).pipe(
+    Effect.provide(layer),
+    Effect.catchTag("SqlError", (error) =>
+      Effect.fail(
+        new DatabaseUnavailable({
+          problem: `cannot connect to ${describeUrl(Redacted.value(pgUrl))}: ${describeCause(error)}`
+        })
+      ))
+  )

@@ -1,0 +1,254 @@
+/**
+ * Verifying migrated rows against the object store: the heart of `verify`, of the check `migrate
+ * --finalize` runs first, and of `prune`, which only releases large objects whose copy verified.
+ *
+ * Rows are read in keyset pages in key order; each page is checked in parallel and completed before the
+ * next one starts, so the checkpoint (the last key of the last completed page) means "every migrated
+ * row up to here was checked": `--from <checkpoint>` resumes there.
+ */
+import { type Duration, Effect, Option, Result } from "effect"
+import { createHash } from "node:crypto"
+import type { SqlClient } from "effect/sql"
+import { DatabaseError, type SchemaMismatch, type StoreError, VerificationFailed } from "./domain/Errors.ts"
+import {
+  type BadObject,
+  describeBad,
+  isSha256Hex,
+  type MigratedRow,
+  objectKeyOf,
+  type Problem,
+  type VerifyLevel
+} from "./domain/MigratedObject.ts"
+import { formatBytes } from "./pipeline/Monitor.ts"
+import { retrying, type RetryPolicy } from "./pipeline/Retry.ts"
+import type { Stats } from "./pipeline/Stats.ts"
+import * as LargeObjects from "./source/LargeObjects.ts"
+import { isRetryableSql, Source } from "./source/Source.ts"
+import { ObjectStore } from "./store/ObjectStore.ts"
+import { isTransient } from "./store/S3Store.ts"
+
+/** Rows per keyset page. */
+export const pageSize = 1000
+/** Bad objects kept for the report; beyond this they are still counted and printed. */
+export const keptBad = 100_000
+
+export interface Good {
+  /** bytes checked: the size confirmed by HEAD, or the bytes downloaded */
+  readonly bytes: number
+  /** true when --against-source could not re-read the source because the row no longer has one */
+  readonly sourceSkipped: boolean
+}
+
+const bad = (row: MigratedRow, problem: Problem, detail: string) =>
+  Result.fail<BadObject>({ row, objectKey: objectKeyOf(row), problem, detail })
+
+/** Hashes what `feed` delivers; a fresh hash per attempt, so a retried download starts over cleanly. */
+const sha256Of = <E, R>(feed: (onChunk: (chunk: Uint8Array) => Effect.Effect<void>) => Effect.Effect<Option.Option<number>, E, R>) =>
+  Effect.suspend(() => {
+    const hash = createHash("sha256")
+    return feed((chunk) => Effect.sync(() => void hash.update(chunk))).pipe(
+      Effect.map(Option.map((size) => ({ size, sha256: hash.digest("hex") })))
+    )
+  })
+
+/** Checks one migrated row at `level`. Problems with the object are values; failing calls are errors. */
+export const check = (
+  row: MigratedRow,
+  level: VerifyLevel,
+  retry: RetryPolicy
+): Effect.Effect<Result.Result<Good, BadObject>, StoreError | DatabaseError, ObjectStore | SqlClient.SqlClient | Stats> =>
+  Effect.gen(function*() {
+    const store = yield* ObjectStore
+    if (!isSha256Hex(row.sha256.trim())) {
+      return bad(row, "malformed-sha2", `sha2 ${JSON.stringify(row.sha256)} is not 64 hex digits`)
+    }
+    const key = objectKeyOf(row)
+    const head = yield* store.head(key)
+    if (Option.isNone(head)) return bad(row, "missing-object", `no object ${key} in ${store.target}`)
+    if (head.value.size !== row.size) {
+      return bad(row, "size-mismatch", `the row says ${row.size} bytes, the object has ${head.value.size}`)
+    }
+    const recorded = head.value.metadata["sha256"]
+    if (recorded?.toLowerCase() !== key) {
+      return bad(
+        row,
+        "sha256-metadata-mismatch",
+        recorded === undefined ? "the object has no sha256 metadata" : `the object's sha256 metadata is ${recorded}`
+      )
+    }
+    if (level === "head") return Result.succeed({ bytes: row.size, sourceSkipped: false })
+
+    const downloaded = yield* retrying(sha256Of((onChunk) => store.get(key, onChunk)), {
+      policy: retry,
+      isRetryable: (error) => isTransient(error.cause),
+      what: `S3 GetObject ${key}`
+    })
+    if (Option.isNone(downloaded)) return bad(row, "missing-object", `object ${key} vanished during the check`)
+    if (downloaded.value.size !== row.size) {
+      return bad(row, "size-mismatch", `the row says ${row.size} bytes, ${downloaded.value.size} were downloaded`)
+    }
+    if (downloaded.value.sha256 !== key) {
+      return bad(row, "content-mismatch", `the downloaded bytes have SHA-256 ${downloaded.value.sha256}`)
+    }
+    if (level === "deep") return Result.succeed({ bytes: downloaded.value.size, sourceSkipped: false })
+
+    const oid = row.oid
+    if (oid === null) return Result.succeed({ bytes: downloaded.value.size, sourceSkipped: true })
+    const source = yield* retrying(sha256Of((onChunk) => LargeObjects.read(oid, onChunk).pipe(Effect.map(Option.some))), {
+      policy: retry,
+      isRetryable: isRetryableSql,
+      what: `read large object ${oid}`
+    }).pipe(
+      Effect.map(Option.getOrThrow),
+      Effect.map(Result.succeed),
+      Effect.catchTag("SqlError", (error) =>
+        LargeObjects.sqlState(error) === LargeObjects.undefinedObject
+          ? Effect.succeed(Result.fail("missing" as const))
+          : Effect.fail(new DatabaseError({ operation: `read large object ${oid}`, cause: error })))
+    )
+    if (Result.isFailure(source)) return bad(row, "source-missing", `large object ${oid} does not exist`)
+    if (source.success.sha256 !== key) {
+      return bad(row, "source-mismatch", `large object ${oid} (${source.success.size} bytes) has SHA-256 ${source.success.sha256}`)
+    }
+    return Result.succeed({ bytes: downloaded.value.size, sourceSkipped: false })
+  })
+
+/**
+ * Where a verification stands; read it at any time, also after a failure or interruption. With an
+ * `onPage` step (prune), the checkpoint moves only once that step is done for the page.
+ */
+export interface Progress {
+  readonly level: VerifyLevel
+  /** the run started after this key */
+  readonly from: string | undefined
+  /** every migrated row up to and including this key was checked */
+  checkpoint: string | undefined
+  checked: number
+  good: number
+  badCount: number
+  bytes: number
+  sourceSkipped: number
+  readonly bad: Array<BadObject>
+  readonly startedAt: number
+  finishedAt: number | undefined
+  complete: boolean
+}
+
+export const makeProgress = (level: VerifyLevel, from: string | undefined): Progress => ({
+  level,
+  from,
+  checkpoint: from,
+  checked: 0,
+  good: 0,
+  badCount: 0,
+  bytes: 0,
+  sourceSkipped: 0,
+  bad: [],
+  startedAt: Date.now(),
+  finishedAt: undefined,
+  complete: false
+})
+
+export const progressLine = (label: string, p: Progress): string => {
+  const seconds = ((p.finishedAt ?? Date.now()) - p.startedAt) / 1000
+  const rate = seconds > 0 ? ` (${(p.checked / seconds).toFixed(1)}/s)` : ""
+  return `${label}: ${p.checked} checked${rate}, ${p.badCount} bad, ${formatBytes(p.bytes)}; ` +
+    `checkpoint ${p.checkpoint === undefined ? "(none yet)" : p.checkpoint.trim()}`
+}
+
+export interface RunOptions<E, R> {
+  readonly level: VerifyLevel
+  readonly concurrency: number
+  readonly retry: RetryPolicy
+  /** only rows that still reference a large object (prune) */
+  readonly withData: boolean
+  /** called for each bad object as it is found */
+  readonly onBad: (bad: BadObject) => Effect.Effect<void>
+  /** called with the good rows of each completed page, before the checkpoint moves past them */
+  readonly onPage?: (good: ReadonlyArray<MigratedRow>) => Effect.Effect<void, E, R>
+  /** a progress line every `every`, through `write` */
+  readonly progress?: { readonly label: string; readonly every: Duration.Input; readonly write: (text: string) => Effect.Effect<void> }
+}
+
+/** Checks every migrated row after `progress.from`, updating `progress` as it goes. */
+export const run = <E = never, R = never>(options: RunOptions<E, R>, progress: Progress) =>
+  Effect.scoped(Effect.gen(function*() {
+    const source = yield* Source
+    if (options.progress !== undefined) {
+      const { every, label, write } = options.progress
+      yield* Effect.forkScoped(
+        Effect.suspend(() => write(`${progressLine(label, progress)}\n`)).pipe(
+          Effect.delay(every),
+          Effect.forever
+        )
+      )
+    }
+    let after = progress.checkpoint
+    while (true) {
+      const rows = yield* source.migratedPage(after, pageSize, { withData: options.withData })
+      if (rows.length === 0) break
+      // Results are recorded as they come; the checkpoint advances over the completed prefix of the
+      // page, so an interrupted run resumes right after the last row checked without a gap.
+      const done: Array<boolean> = rows.map(() => false)
+      let prefix = 0
+      const good: Array<MigratedRow> = []
+      yield* Effect.forEach(rows, (row, i) =>
+        Effect.gen(function*() {
+          const result = yield* check(row, options.level, options.retry)
+          progress.checked += 1
+          if (Result.isSuccess(result)) {
+            good.push(row)
+            progress.good += 1
+            progress.bytes += result.success.bytes
+            if (result.success.sourceSkipped) progress.sourceSkipped += 1
+          } else {
+            progress.badCount += 1
+            if (progress.bad.length < keptBad) progress.bad.push(result.failure)
+            yield* options.onBad(result.failure)
+          }
+          done[i] = true
+          while (prefix < rows.length && done[prefix]) prefix += 1
+          if (prefix > 0 && options.onPage === undefined) progress.checkpoint = rows[prefix - 1]!.key
+        }), { concurrency: options.concurrency, discard: true })
+      if (options.onPage !== undefined) yield* options.onPage(good)
+      after = rows[rows.length - 1]!.key
+      progress.checkpoint = after
+      if (rows.length < pageSize) break
+    }
+    progress.complete = true
+  })).pipe(Effect.ensuring(Effect.sync(() => {
+    progress.finishedAt = Date.now()
+  })))
+
+/**
+ * `migrate --finalize` runs this first: every migrated row is checked (HEAD level); any bad object is
+ * named through `report` and finalizing is refused.
+ */
+export const requireAllGood = (options: {
+  readonly concurrency: number
+  readonly retry: RetryPolicy
+  readonly report: (text: string) => Effect.Effect<void>
+}): Effect.Effect<void, VerificationFailed | StoreError | DatabaseError | SchemaMismatch, Source | ObjectStore | SqlClient.SqlClient | Stats> =>
+  Effect.gen(function*() {
+    const progress = makeProgress("head", undefined)
+    yield* run({
+      level: "head",
+      concurrency: options.concurrency,
+      retry: options.retry,
+      withData: false,
+      onBad: (b) => options.report(`BAD ${describeBad(b)}\n`)
+    }, progress)
+    yield* Effect.logInfo(`finalize: verified ${progress.checked} migrated object(s) (HEAD), ${progress.badCount} bad`)
+    if (progress.badCount > 0) {
+      return yield* new VerificationFailed({
+        bad: progress.badCount,
+        consequence: "--finalize refused (sha2 stays nullable and unindexed); the objects are named above, " +
+          "`lo-migrate verify` lists them all; repair them (e.g. clear their sha2 and migrate again) and retry"
+      })
+    }
+  })
+
+/** For messages: "12.00 MiB (12582912 bytes)". */
+export const bytesText = (n: number | bigint): string => `${formatBytes(Number(n))} (${n} bytes)`
+
+export const durationSeconds = (p: Progress): string => (((p.finishedAt ?? Date.now()) - p.startedAt) / 1000).toFixed(1)

@@ -1,0 +1,32 @@
+/**
+ * The PostgreSQL and S3 settings of `verify` and `prune`, validated as migrate validates them.
+ */
+import { Effect, Option, type Redacted } from "effect"
+import { SettingsError } from "../domain/Errors.ts"
+import { type Settings, validate } from "../domain/Settings.ts"
+
+export interface ConnectionInput {
+  readonly pgUrl: Redacted.Redacted<string>
+  readonly s3Url: Option.Option<string>
+  readonly accessKey: Option.Option<Redacted.Redacted<string>>
+  readonly secretKey: Option.Option<Redacted.Redacted<string>>
+  readonly bucket: string
+  readonly region: string
+  readonly pathStyle: Option.Option<boolean>
+  readonly retries: number
+}
+
+export const settingsOf = (flags: ConnectionInput): Effect.Effect<Settings, SettingsError> =>
+  validate({
+    pgUrl: flags.pgUrl,
+    s3Url: Option.getOrUndefined(flags.s3Url),
+    accessKey: Option.getOrUndefined(flags.accessKey),
+    secretKey: Option.getOrUndefined(flags.secretKey),
+    bucket: flags.bucket,
+    region: flags.region,
+    pathStyle: Option.getOrUndefined(flags.pathStyle),
+    retries: flags.retries
+  })
+
+export const atLeast = (setting: string, value: number, min: number): Effect.Effect<number, SettingsError> =>
+  value >= min ? Effect.succeed(value) : Effect.fail(new SettingsError({ setting, problem: `${value} is below the minimum of ${min}` }))

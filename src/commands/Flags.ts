@@ -1,0 +1,77 @@
+/**
+ * Flags shared by the commands: the connection flags (PostgreSQL, S3) that migrate, verify and prune
+ * read alike, with the same environment fallbacks, and the options of the commands after the copy.
+ */
+import { Config } from "effect"
+import { Flag } from "effect/cli"
+import { defaults } from "../domain/Settings.ts"
+
+/** A flag description with its default and environment fallback, since the help shows neither. */
+export const described = (text: string, options: { readonly default?: unknown; readonly env?: string }) =>
+  `${text}${options.default === undefined ? "" : ` [default: ${options.default}]`}${
+    options.env === undefined ? "" : ` [env: ${options.env}]`
+  }`
+
+export const int = (name: string, text: string, fallback: number) =>
+  Flag.Int(name).pipe(Flag.withDescription(described(text, { default: fallback })), Flag.withDefault(fallback))
+
+/** The flags every command that talks to PostgreSQL and S3 shares. */
+export const connectionFlags = {
+  pgUrl: Flag.Redacted("pg-url").pipe(
+    Flag.withAlias("p"),
+    Flag.withDescription(described("PostgreSQL URL: postgresql://USER:PASS@HOST[:PORT]/DB[?sslmode=require]", {
+      env: "LO_MIGRATE_PG_URL"
+    })),
+    Flag.withFallbackConfig(Config.Redacted("LO_MIGRATE_PG_URL"))
+  ),
+  s3Url: Flag.String("s3-url").pipe(
+    Flag.withAlias("u"),
+    Flag.withDescription(described("S3 endpoint URL (Ceph RGW, MinIO, ...); omit for AWS S3", { env: "LO_MIGRATE_S3_URL" })),
+    Flag.withFallbackConfig(Config.String("LO_MIGRATE_S3_URL")),
+    Flag.optional
+  ),
+  accessKey: Flag.Redacted("access-key").pipe(
+    Flag.withAlias("k"),
+    Flag.withDescription(described("S3 access key", { env: "AWS_ACCESS_KEY_ID" })),
+    Flag.withFallbackConfig(Config.Redacted("AWS_ACCESS_KEY_ID")),
+    Flag.optional
+  ),
+  secretKey: Flag.Redacted("secret-key").pipe(
+    Flag.withAlias("s"),
+    Flag.withDescription(described("S3 secret key", { env: "AWS_SECRET_ACCESS_KEY" })),
+    Flag.withFallbackConfig(Config.Redacted("AWS_SECRET_ACCESS_KEY")),
+    Flag.optional
+  ),
+  bucket: Flag.String("bucket").pipe(
+    Flag.withAlias("b"),
+    Flag.withDescription(described("S3 bucket (must exist)", { env: "LO_MIGRATE_BUCKET" })),
+    Flag.withFallbackConfig(Config.String("LO_MIGRATE_BUCKET"))
+  ),
+  region: Flag.String("region").pipe(
+    Flag.withDescription(described("S3 region, used for request signing", { default: defaults.region, env: "AWS_REGION" })),
+    Flag.withFallbackConfig(Config.String("AWS_REGION")),
+    Flag.withDefault(defaults.region)
+  ),
+  pathStyle: Flag.Boolean("path-style").pipe(
+    Flag.withDescription(
+      "path-style URLs (http://host/bucket/key); --no-path-style for virtual-hosted style [default: on with --s3-url, off for AWS]"
+    ),
+    Flag.optional
+  )
+}
+
+export const retries = int("retries", "attempts per S3 or PostgreSQL call before it counts as failed", defaults.retries)
+
+export const concurrency = int("concurrency", "objects checked at once", 8)
+
+export const interval = int("interval", "seconds between progress lines", 10).pipe(Flag.withAlias("i"))
+
+export const deep = Flag.Boolean("deep").pipe(
+  Flag.withDescription("download every object and compare the SHA-256 of its bytes (not only HEAD)"),
+  Flag.withDefault(false)
+)
+
+export const againstSource = Flag.Boolean("against-source").pipe(
+  Flag.withDescription("also re-read each large object and compare its SHA-256 (implies --deep)"),
+  Flag.withDefault(false)
+)

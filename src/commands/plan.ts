@@ -1,0 +1,74 @@
+/**
+ * `lo-migrate plan`: what a migration would do, without writing anything to PostgreSQL or S3.
+ */
+import { Console, Effect, Layer, Option } from "effect"
+import { Command, Flag } from "effect/cli"
+import * as Connections from "../Connections.ts"
+import { SettingsError } from "../domain/Errors.ts"
+import { defaults, type Settings, validatePgUrl } from "../domain/Settings.ts"
+import * as Plan from "../Plan.ts"
+import { Stats } from "../pipeline/Stats.ts"
+import { ObjectStore } from "../store/ObjectStore.ts"
+import { settingsOf } from "./Connect.ts"
+import { connectionFlags, int, retries } from "./Flags.ts"
+
+const MiB = 1024 * 1024
+
+export const planFlags = {
+  sample: int("sample", "objects to read for the duration estimate (0: no estimate)", 20),
+  sampleMib: int("sample-mib", "stop sampling after this many MiB; larger objects are not sampled", 64)
+}
+
+/** Read-only: can migrate reach and read the bucket? Said in a note, never written to. */
+const s3Note = (settings: Settings) =>
+  Effect.gen(function*() {
+    const store = yield* ObjectStore
+    const where = `${store.target} at ${settings.s3Url ?? `AWS (${settings.region})`}`
+    return yield* store.checkRead.pipe(
+      Effect.as(`S3 ${where}: reachable and readable (checked read-only; migrate's probe proves write access)`),
+      Effect.catchTag("StoreUnavailable", (error) => Effect.succeed(`S3 ${where}: ${error.message}; migrate would refuse to start`))
+    )
+  }).pipe(Effect.provide(Connections.store(settings, 1).pipe(Layer.provide(Stats.layer))))
+
+/** Prints the plan; shared with `migrate --dry-run`. S3 is only read, and only when settings are given. */
+export const printPlan = (input: {
+  readonly pgUrl: Parameters<typeof validatePgUrl>[0]
+  readonly sample: number
+  readonly sampleMib: number
+  readonly receiverThreads: number
+  readonly retries: number
+  readonly s3: Settings | undefined
+}) =>
+  Effect.gen(function*() {
+    const pgUrl = yield* validatePgUrl(input.pgUrl)
+    if (input.sample < 0) return yield* new SettingsError({ setting: "--sample", problem: `${input.sample} is below the minimum of 0` })
+    if (input.sampleMib < 1) return yield* new SettingsError({ setting: "--sample-mib", problem: `${input.sampleMib} is below the minimum of 1` })
+    if (input.receiverThreads < 1) {
+      return yield* new SettingsError({ setting: "--receiver-threads", problem: `${input.receiverThreads} is below the minimum of 1` })
+    }
+    const plan = yield* Plan.make({
+      sample: input.sample,
+      sampleBytes: input.sampleMib * MiB,
+      receiverThreads: input.receiverThreads
+    }).pipe(Connections.provide(pgUrl, Connections.database({ pgUrl, retries: input.retries, connections: 2 })))
+    const notes = input.s3 === undefined
+      ? ["S3 not checked (no --bucket given)"]
+      : [yield* s3Note(input.s3)]
+    yield* Console.log(Plan.format(plan, notes).trimEnd())
+  })
+
+export const plan = Command.make("plan", {
+  ...connectionFlags,
+  bucket: connectionFlags.bucket.pipe(Flag.optional),
+  ...planFlags,
+  receiverThreads: int("receiver-threads", "parallel readers the estimate assumes (as migrate's flag)", defaults.receiverThreads),
+  retries
+}, Effect.fn("plan")(function*(flags) {
+  // S3 is optional: with a bucket, plan checks (read-only) that migrate could use it
+  const s3 = Option.isSome(flags.bucket) ? yield* settingsOf({ ...flags, bucket: flags.bucket.value }) : undefined
+  yield* printPlan({ ...flags, s3 })
+})).pipe(
+  Command.withDescription(
+    "Show what migrate would do: objects and bytes to migrate, a size histogram, problems, an estimated duration; writes nothing"
+  )
+)

@@ -1,0 +1,72 @@
+/**
+ * After the copy: a migrated row, the checks it can fail, and what pruning did with its large object.
+ */
+
+/** A row marked migrated: its object should be in the store under `objectKey(sha256)`. */
+export interface MigratedRow {
+  /** the row key exactly as stored (Nice2: `hash`) */
+  readonly key: string
+  /** the large object still referenced by the row, or null once pruned */
+  readonly oid: number | null
+  /** the size the row claims, in bytes */
+  readonly size: number
+  /** the recorded SHA-256 (Nice2: `sha2`), as stored */
+  readonly sha256: string
+}
+
+/** How thoroughly an object is checked. */
+export type VerifyLevel =
+  /** HEAD: the object exists, its size equals the row's, its sha256 metadata equals the row's sha2 */
+  | "head"
+  /** HEAD, then download and hash every byte */
+  | "deep"
+  /** deep, and re-read the large object and compare its SHA-256 with the row's */
+  | "source"
+
+export const describeLevel = (level: VerifyLevel): string =>
+  level === "head"
+    ? "HEAD: existence, size, sha256 metadata"
+    : level === "deep"
+    ? "deep: HEAD checks plus the SHA-256 of the downloaded bytes"
+    : "deep against the source: HEAD checks, the SHA-256 of the downloaded bytes and of the large object"
+
+export type Problem =
+  | "malformed-sha2"
+  | "missing-object"
+  | "size-mismatch"
+  | "sha256-metadata-mismatch"
+  | "content-mismatch"
+  | "source-missing"
+  | "source-mismatch"
+
+/** A migrated row whose object failed a check: named in the output, never pruned or finalized. */
+export interface BadObject {
+  readonly row: MigratedRow
+  /** the store key the row points at */
+  readonly objectKey: string
+  readonly problem: Problem
+  readonly detail: string
+}
+
+/** Lowercase hex of 64 digits. */
+export const isSha256Hex = (s: string): boolean => /^[0-9a-fA-F]{64}$/.test(s)
+
+/** The store key of a migrated row (lowercase hex SHA-256, as the migration writes it). */
+export const objectKeyOf = (row: MigratedRow): string => row.sha256.trim().toLowerCase()
+
+export const describeBad = (bad: BadObject): string =>
+  `${bad.row.key.trim()} (oid ${bad.row.oid ?? "NULL"}, object ${bad.objectKey}): ${bad.problem}: ${bad.detail}`
+
+/** What one prune transaction did. */
+export interface Released {
+  /** rows whose `data` was set to NULL */
+  readonly released: ReadonlyArray<MigratedRow>
+  /** rows that changed since they were verified (data or sha2 differ): left alone */
+  readonly changed: ReadonlyArray<MigratedRow>
+  /** large objects unlinked, with the bytes they held (the row's size) */
+  readonly unlinked: ReadonlyArray<{ readonly oid: number; readonly bytes: number }>
+  /** large objects kept because other rows still reference them */
+  readonly kept: ReadonlyArray<{ readonly oid: number; readonly referencedBy: ReadonlyArray<string> }>
+  /** oids that named no large object (dangling): nothing to unlink */
+  readonly absent: ReadonlyArray<number>
+}
