@@ -71,16 +71,21 @@ const snapshotEvents = (
     return { loop: Effect.forever(Effect.andThen(Effect.sleep(every), emit)), final: emit }
   })
 
+export interface PoolOptions {
+  /** PostgreSQL connections; default: one per receiver and committer, +2. PGlite needs 1. */
+  readonly maxConnections?: number | undefined
+}
+
 /**
  * The services a run needs, built from its settings. Building it can fail with the driver's SqlError
  * (the pool connects eagerly): `provideTo` turns that into a DatabaseUnavailable.
  */
-export const layer = (settings: Settings) => {
+export const layer = (settings: Settings, pool: PoolOptions = {}) => {
   const retry = defaultPolicy(settings.retries)
   const pg = PgClient.layer({
     url: settings.pgUrl,
     // receivers and committers each hold one connection at a time; +2 for the observer and the counter
-    maxConnections: settings.receiverThreads + settings.committerThreads + 2,
+    maxConnections: pool.maxConnections ?? settings.receiverThreads + settings.committerThreads + 2,
     connectTimeout: "10 seconds",
     applicationName: "lo-migrate"
   })
@@ -103,10 +108,10 @@ export const layer = (settings: Settings) => {
 }
 
 /** Provides `layer(settings)`; a connection failure while building it is a setup problem (exit 2). */
-export const provideTo = (settings: Settings) =>
+export const provideTo = (settings: Settings, pool: PoolOptions = {}) =>
 <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   effect.pipe(
-    Effect.provide(layer(settings)),
+    Effect.provide(layer(settings, pool)),
     Effect.catchTag("SqlError", (error) =>
       Effect.fail(
         new DatabaseUnavailable({
