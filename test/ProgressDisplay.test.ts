@@ -1,14 +1,15 @@
 // The live TTY display: the renderer as a pure function, and the executable under a real
 // pseudo-terminal (util-linux `script`), redrawing in place on stderr, with and without NO_COLOR.
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect, Fiber, Layer } from "effect"
+import { TestClock } from "effect/testing"
 import { spawn, spawnSync } from "node:child_process"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
-import { colorAllowed, redraw, render } from "../src/pipeline/ProgressDisplay.ts"
+import { colorAllowed, redraw, render, terminal } from "../src/pipeline/ProgressDisplay.ts"
 import { resolve } from "../src/pipeline/ProgressMode.ts"
-import type { StatsSnapshot } from "../src/pipeline/Stats.ts"
+import { Stats, type StatsSnapshot } from "../src/pipeline/Stats.ts"
 import { binPath } from "./support/Cli.ts"
 import { createNice2Schema, insertObject, randomBytes } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
@@ -94,6 +95,32 @@ describe("ProgressDisplay.render", () => {
     assert.strictEqual(redraw(2, ["c"]), "\x1b[2F\x1b[2Kc\n\x1b[J")
   })
 
+  it.effect("log lines written while the display is up are printed above the next frame", () =>
+    Effect.gen(function*() {
+      const writes: Array<string> = []
+      const direct: Array<string> = []
+      const base = { ...globalThis.console, error: (...args: ReadonlyArray<unknown>) => direct.push(args.join(" ")) }
+      const t = terminal({ write: (text) => Effect.sync(() => writes.push(text)), columns: () => 100, color: false }, base)
+      t.console.error("before the display")
+      assert.deepStrictEqual(direct, ["before the display"])
+      const display = yield* t.display
+      const loop = yield* Effect.forkChild(display.loop)
+      yield* TestClock.adjust("10 millis")
+      assert.strictEqual(writes.length, 1)
+      assert.isTrue(writes[0]!.startsWith("\x1b[?25l"), "first frame hides the cursor")
+      t.console.error("WARN", "a row failed")
+      assert.deepStrictEqual(direct, ["before the display"], "held while the display is up")
+      yield* TestClock.adjust("250 millis")
+      assert.strictEqual(writes.length, 2)
+      // up over the 3-line frame, clear it, the log line, then the frame again
+      assert.isTrue(writes[1]!.startsWith("\x1b[3F\x1b[JWARN a row failed\n\x1b[2Klo-migrate ["), JSON.stringify(writes[1]))
+      yield* Fiber.interrupt(loop)
+      yield* display.final
+      assert.isTrue(writes[2]!.endsWith("\x1b[?25h"), "the final frame shows the cursor")
+      t.console.error("after the display")
+      assert.deepStrictEqual(direct, ["before the display", "after the display"])
+    }).pipe(Effect.provide(Stats.layer)))
+
   it("NO_COLOR and --progress auto", () => {
     assert.isTrue(colorAllowed({}))
     assert.isTrue(colorAllowed({ NO_COLOR: "" }))
@@ -133,20 +160,25 @@ describe.skipIf(!hasScript)("--progress auto on a terminal", () => {
       const s3 = yield* TestS3
       yield* createNice2Schema()
       for (let i = 0; i < 20; i++) yield* insertObject({ bytes: randomBytes(2000 + i, 500 + i) })
+      const bad = yield* insertObject({ bytes: null })
       const target = ["--pg-url", db.url, "--s3-url", s3.endpoint, "--access-key", s3.accessKey, "--secret-key", s3.secretKey, "--bucket", s3.bucket]
       const colored = yield* underPty(["migrate", ...target], {})
-      assert.strictEqual(colored.code, 0, colored.output)
+      assert.strictEqual(colored.code, 1, colored.output)
+      // the failure's log line is printed whole (above the display), not overdrawn by it
+      assert.match(strip(colored.output), new RegExp(`WARN .*failed ${bad.hash}: null-data: data is NULL`))
+      assert.include(colored.output, "\x1b[31mfailed 1")
       assert.include(colored.output, "\x1b[?25l", "cursor hidden while drawing")
       assert.include(colored.output, "\x1b[?25h", "cursor shown again")
       assert.include(colored.output, "\x1b[32m█", "green bar")
-      assert.match(strip(colored.output), /lo-migrate \[█+\] 100\.0%  20 of 20 objects, .* done/)
+      assert.match(strip(colored.output), /lo-migrate \[█+░*\]  95\.2%  20 of 21 objects, .* done/)
       assert.include(strip(colored.output), "committed 20")
       assert.notInclude(colored.output, "Progress Overview:", "no periodic report on a terminal")
       assert.include(colored.output, "migrated 20 object(s)")
 
       const plain = yield* underPty(["migrate", ...target], { NO_COLOR: "1" })
-      assert.strictEqual(plain.code, 0, plain.output)
+      assert.strictEqual(plain.code, 1, plain.output)
       assert.notInclude(plain.output, "\x1b[32m")
-      assert.include(plain.output, "0 of 0 objects")
+      assert.notInclude(plain.output, "\x1b[31m")
+      assert.include(plain.output, "0 of 1 objects")
     }).pipe(Effect.scoped, Effect.provide(env)))
 })

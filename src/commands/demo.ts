@@ -165,7 +165,8 @@ export const demo = Command.make("demo", {
     })
     const progress = progressRunOptions(flags, settings.interval)
     const summary = yield* Migration.run(settings, progress.options).pipe(
-      Migration.provideTo(settings, { maxConnections: pg.maxConnections })
+      Migration.provideTo(settings, { maxConnections: pg.maxConnections }),
+      progress.around
     )
     if (summary.failed > 0) return yield* new RowsFailed({ failed: summary.failed })
 

@@ -98,10 +98,14 @@ export const progressRunOptions = (
   intervalSeconds: number
 ) => {
   const mode = ProgressMode.resolve(flags.progress, process.stderr.isTTY === true)
+  const { console, ...shown } = ProgressMode.runOptions(mode, intervalSeconds)
   return {
     mode,
+    /** wrap the run: on a terminal, log lines then go above the live display */
+    around: <A, E, R>(run: Effect.Effect<A, E, R>) =>
+      console === undefined ? run : Effect.provideService(run, Console.Console, console),
     options: {
-      ...ProgressMode.runOptions(mode, intervalSeconds),
+      ...shown,
       ...(Option.isSome(flags.metricsPort)
         ? {
           metrics: { port: flags.metricsPort.value, host: flags.metricsHost },
@@ -151,7 +155,7 @@ export const migrate = Command.make("migrate", {
   })
   yield* writeStderr(configurationBlock(settings))
   const progress = progressRunOptions(flags, settings.interval)
-  const summary = yield* Migration.run(settings, progress.options).pipe(Migration.provideTo(settings))
+  const summary = yield* Migration.run(settings, progress.options).pipe(Migration.provideTo(settings), progress.around)
   for (const failure of summary.failures) {
     yield* writeStderr(`FAILED ${failure.key}${failure.oid === null ? "" : ` (oid ${failure.oid})`}: ${failure.reason}: ${failure.detail}\n`)
   }

@@ -5,7 +5,8 @@
  * `render` is a pure function of snapshots (tested as such); `make` only samples Stats, keeps a few
  * seconds of history for the rates, and moves the cursor. Colors follow NO_COLOR (https://no-color.org).
  */
-import { Duration, Effect } from "effect"
+import { type Console, Duration, Effect } from "effect"
+import { format } from "node:util"
 import type { Display, DisplayFactory } from "./Display.ts"
 import { formatBytes, formatDuration, progressOf } from "./Monitor.ts"
 import { Stats, type StatsSnapshot } from "./Stats.ts"
@@ -145,14 +146,53 @@ export interface ProgressDisplayOptions {
   readonly window?: Duration.Input | undefined
 }
 
-export const make = (options: ProgressDisplayOptions): DisplayFactory =>
-  Effect.gen(function*() {
+export interface Terminal {
+  readonly display: DisplayFactory
+  /**
+   * Provide this Console around the run: while the display is on screen, what is written to stderr
+   * through it (log lines: the default logger uses `console.error`) is printed above the display at
+   * the next frame instead of being overdrawn by it.
+   */
+  readonly console: Console.Console
+}
+
+/** The live display and the Console that keeps log lines above it. */
+export const terminal = (options: ProgressDisplayOptions, base: Console.Console = globalThis.console): Terminal => {
+  const pending: Array<string> = []
+  let active = false
+  const capture = (direct: (...args: ReadonlyArray<any>) => void) => (...args: ReadonlyArray<any>) => {
+    if (active) pending.push(`${format(...args)}\n`)
+    else direct(...args)
+  }
+  const console: Console.Console = {
+    ...base,
+    assert: base.assert.bind(base),
+    clear: base.clear.bind(base),
+    count: base.count.bind(base),
+    countReset: base.countReset.bind(base),
+    dir: base.dir.bind(base),
+    dirxml: base.dirxml.bind(base),
+    group: base.group.bind(base),
+    groupCollapsed: base.groupCollapsed.bind(base),
+    groupEnd: base.groupEnd.bind(base),
+    log: base.log.bind(base),
+    table: base.table.bind(base),
+    time: base.time.bind(base),
+    timeEnd: base.timeEnd.bind(base),
+    timeLog: base.timeLog.bind(base),
+    trace: base.trace.bind(base),
+    error: capture(base.error.bind(base)),
+    warn: capture(base.warn.bind(base)),
+    info: capture(base.info.bind(base)),
+    debug: capture(base.debug.bind(base))
+  }
+
+  const display: DisplayFactory = Effect.gen(function*() {
     const stats = yield* Stats
     const every = options.every ?? "250 millis"
     const windowMillis = Duration.toMillis(options.window ?? "5 seconds")
     const history: Array<StatsSnapshot> = []
     let drawn = 0
-    let started = false
 
     const frame = (final: boolean) =>
       Effect.uninterruptible(Effect.gen(function*() {
@@ -166,8 +206,14 @@ export const make = (options: ProgressDisplayOptions): DisplayFactory =>
           final
         })
         history.push(current)
-        yield* options.write((started ? "" : hideCursor) + redraw(drawn, lines) + (final ? showCursor : ""))
-        started = true
+        // log lines written since the last frame go where the frame was; the frame follows below them
+        const logged = pending.splice(0).join("")
+        const first = !active
+        active = !final
+        yield* options.write(
+          (first ? hideCursor : "") + up(drawn) + (logged === "" ? "" : clearBelow + logged) + redraw(0, lines) +
+            (final ? showCursor : "")
+        )
         drawn = lines.length
       }))
 
@@ -177,3 +223,8 @@ export const make = (options: ProgressDisplayOptions): DisplayFactory =>
     }
     return display
   })
+  return { display, console }
+}
+
+/** The live display alone (log lines written meanwhile may be overdrawn: prefer `terminal`). */
+export const make = (options: ProgressDisplayOptions): DisplayFactory => terminal(options).display

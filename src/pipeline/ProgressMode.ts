@@ -6,7 +6,7 @@
  *   failed row, and a final summary; stdout carries nothing else;
  * - auto: tty when stderr is a terminal, plain otherwise.
  */
-import { Effect } from "effect"
+import { type Console, Effect } from "effect"
 import type { RunOptions } from "../Migration.ts"
 import { writeStderr } from "../Output.ts"
 import * as Events from "./Events.ts"
@@ -23,23 +23,25 @@ export const writeStdout = (text: string): Effect.Effect<void> =>
     process.stdout.write(text)
   })
 
-/** The parts of `RunOptions` that show progress in `mode`. */
+/**
+ * The parts of `RunOptions` that show progress in `mode`, and the Console to provide around the run
+ * (tty: keeps log lines above the live display).
+ */
 export const runOptions = (
   mode: Exclude<ProgressMode, "auto">,
   intervalSeconds: number
-): Pick<RunOptions, "report" | "display" | "onEvent" | "eventInterval"> => {
+): Pick<RunOptions, "report" | "display" | "onEvent" | "eventInterval"> & { readonly console?: Console.Console } => {
   switch (mode) {
     case "plain":
       return { report: writeStderr }
-    case "tty":
-      return {
-        report: writeStderr,
-        display: ProgressDisplay.make({
-          write: writeStderr,
-          columns: () => process.stderr.columns ?? 80,
-          color: ProgressDisplay.colorAllowed()
-        })
-      }
+    case "tty": {
+      const terminal = ProgressDisplay.terminal({
+        write: writeStderr,
+        columns: () => process.stderr.columns || 80,
+        color: ProgressDisplay.colorAllowed()
+      })
+      return { report: writeStderr, display: terminal.display, console: terminal.console }
+    }
     case "json":
       return {
         report: () => Effect.void,
