@@ -6,7 +6,13 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import { Cause, Context, Duration, Effect, Exit, Layer, PubSub, Redacted, Ref, Stream } from "effect"
-import { DatabaseUnavailable, describeCause, type MigrateError, RowsFailed, type SettingsError } from "./domain/Errors.ts"
+import {
+  DatabaseUnavailable,
+  describeCause,
+  type MigrateError,
+  RowsFailed,
+  SettingsError
+} from "./domain/Errors.ts"
 import type { RowFailure } from "./domain/LargeObject.ts"
 import { type Settings, type SettingsInput, validate } from "./domain/Settings.ts"
 import { type MetricsServerOptions, serve as serveMetrics } from "./observability/Metrics.ts"
@@ -235,9 +241,11 @@ export class Migration extends Context.Service<Migration, {
         const report = input.report === false
           ? undefined
           : input.report ?? ((text: string) => Effect.logInfo(text))
-        const metrics = input.metricsPort === undefined
-          ? undefined
-          : { port: input.metricsPort, host: input.metricsHost ?? "127.0.0.1" }
+        const port = input.metricsPort
+        if (port !== undefined && !(Number.isSafeInteger(port) && port >= 0 && port <= 65535)) {
+          return yield* new SettingsError({ setting: "metricsPort", problem: `${port} is not a TCP port` })
+        }
+        const metrics = port === undefined ? undefined : { port, host: input.metricsHost ?? "127.0.0.1" }
         const options: RunOptions = {
           report: report ?? (() => Effect.void),
           stopping: Ref.get(stopping),

@@ -4,7 +4,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer, Option, Stream } from "effect"
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { Migration, type ProgressEvent } from "../src/index.ts"
+import { Migration, MigrationRun, type ProgressEvent, validateSettings } from "../src/index.ts"
 import { createNice2Schema, insertObject, randomBytes, readRows } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
 import { TestS3 } from "./support/S3.ts"
@@ -93,7 +93,42 @@ describe("library API", () => {
         assert.strictEqual(error._tag, "SettingsError")
         assert.include(error.message, "--storer-threads")
       }
+      const badPort = yield* Effect.exit(
+        Effect.asVoid(Migration).pipe(
+          Effect.provide(Migration.layer({ pgUrl: "postgres://x@127.0.0.1/db", bucket: "ok-bucket", metricsPort: 70000 }))
+        )
+      )
+      assert.include(Exit.isFailure(badPort) ? Option.getOrThrow(Exit.findErrorOption(badPort)).message : "", "metricsPort")
     }))
+
+  it.live("MigrationRun.run serves /metrics during the run (read at the last snapshot, before the run ends)", () =>
+    Effect.gen(function*() {
+      const db = yield* TestDatabase
+      const s3 = yield* TestS3
+      yield* createNice2Schema()
+      for (let i = 0; i < 4; i++) yield* insertObject({ bytes: randomBytes(100 + i, 900 + i) })
+      const settings = yield* validateSettings({
+        pgUrl: db.url, s3Url: s3.endpoint, bucket: s3.bucket, accessKey: s3.accessKey, secretKey: s3.secretKey
+      })
+      let port = 0
+      const scraped: Array<string> = []
+      const summary = yield* MigrationRun.run(settings, {
+        report: () => Effect.void,
+        metrics: { host: "127.0.0.1", port: 0 },
+        onMetricsListening: (p) => Effect.sync(() => { port = p }),
+        eventInterval: "1 hour", // only the final snapshot, after the pipeline, while the run still holds the server
+        onEvent: (event) =>
+          event._tag === "Snapshot"
+            ? Effect.promise(() => fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text())).pipe(
+              Effect.map((text) => scraped.push(text))
+            )
+            : Effect.void
+      }).pipe(MigrationRun.provideTo(settings))
+      assert.strictEqual(summary.migrated, 4)
+      assert.strictEqual(scraped.length, 1)
+      assert.include(scraped[0]!, `lo_migrate_objects_total{stage="committer"} 4`)
+      assert.include(scraped[0]!, `lo_migrate_bytes_total{stage="committer"} ${100 + 101 + 102 + 103}`)
+    }).pipe(Effect.scoped, Effect.provide(env)))
 
   it.live("examples/embed.ts runs against PostgreSQL and S3", () =>
     Effect.gen(function*() {

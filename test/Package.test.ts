@@ -44,6 +44,11 @@ describe("npm pack", () => {
           const help = execFileSync(process.execPath, [bin, "--help"], { cwd: app, encoding: "utf8" })
           assert.include(help, "migrate")
           assert.include(help, "demo")
+          // shell completions (effect/cli's global --completions) know the subcommands
+          const completions = execFileSync(process.execPath, [bin, "--completions", "bash"], { cwd: app, encoding: "utf8" })
+          assert.include(completions, "lo-migrate")
+          assert.include(completions, "demo")
+          assert.include(completions, "--metrics-port")
 
           NodeFs.writeFileSync(NodePath.join(app, "package.json"), JSON.stringify({ name: "app", type: "module", private: true }))
           const imported = execFileSync(process.execPath, [
