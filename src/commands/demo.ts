@@ -6,7 +6,7 @@
  */
 import { GetObjectCommand } from "@aws-sdk/client-s3"
 import { PgClient } from "@effect/sql-pg"
-import { Console, Effect, Redacted } from "effect"
+import { Console, Effect, Option, Redacted } from "effect"
 import { Command, Flag } from "effect/cli"
 import { SqlClient } from "effect/sql"
 import { createHash, randomBytes } from "node:crypto"
@@ -119,8 +119,8 @@ const next = (progressMode: string) =>
 
 export const demo = Command.make("demo", {
   objects: Flag.Int("objects").pipe(
-    Flag.withDescription("how many objects to seed [default: 2000]"),
-    Flag.withDefault(2000)
+    Flag.withDescription("how many objects to seed [default: 2000; 500 on PGlite, which is slower]"),
+    Flag.optional
   ),
   postgres: Flag.Literals("postgres", ["auto", "cluster", "pglite"] as const).pipe(
     Flag.withDescription(
@@ -131,8 +131,8 @@ export const demo = Command.make("demo", {
   ),
   ...progressFlags
 }, Effect.fn("demo")(function*(flags) {
-  if (flags.objects < 1) {
-    return yield* new SettingsError({ setting: "--objects", problem: `${flags.objects} is below the minimum of 1` })
+  if (Option.isSome(flags.objects) && flags.objects.value < 1) {
+    return yield* new SettingsError({ setting: "--objects", problem: `${flags.objects.value} is below the minimum of 1` })
   }
   const say = (text: string) => writeStderr(`${text}\n`)
   yield* Effect.scoped(Effect.gen(function*() {
@@ -142,11 +142,12 @@ export const demo = Command.make("demo", {
     const s3 = yield* S3Server.start("lo-migrate-demo")
     yield* say(`  S3:         s3rver at ${s3.endpoint}, bucket ${s3.bucket}, data in ${s3.directory}`)
 
+    const objects = Option.getOrElse(flags.objects, () => (pg.kind === "pglite" ? 500 : 2000))
     const pool = PgClient.layer({ url: Redacted.make(pg.url), maxConnections: pg.maxConnections ?? 4 })
     const seededAt = Date.now()
-    const sizes = yield* seed(flags.objects, pg.maxConnections ?? 4).pipe(Effect.provide(pool))
+    const sizes = yield* seed(objects, pg.maxConnections ?? 4).pipe(Effect.provide(pool))
     yield* say(
-      `  seeded:     ${flags.objects} large objects, ${formatBytes(sizes.reduce((a, b) => a + b, 0))} ` +
+      `  seeded:     ${objects} large objects, ${formatBytes(sizes.reduce((a, b) => a + b, 0))} ` +
         `(largest ${formatBytes(sizes.reduce((a, b) => Math.max(a, b), 0))}) in ${((Date.now() - seededAt) / 1000).toFixed(1)} s`
     )
     yield* say("")
@@ -164,12 +165,14 @@ export const demo = Command.make("demo", {
       ...(pg.maxConnections === 1 ? { receiverThreads: 1, committerThreads: 1 } : {})
     })
     const progress = progressRunOptions(flags, settings.interval)
+    yield* pg.idle
     const summary = yield* Migration.run(settings, progress.options).pipe(
       Migration.provideTo(settings, { maxConnections: pg.maxConnections }),
       progress.around
     )
     if (summary.failed > 0) return yield* new RowsFailed({ failed: summary.failed })
 
+    yield* pg.idle
     const verifiedAt = Date.now()
     const verified = yield* verify(s3, pg.maxConnections === 1 ? 4 : 8).pipe(Effect.provide(pool))
     const seconds = summary.durationMs / 1000

@@ -7,7 +7,7 @@
  * Both are stopped and removed when the scope closes (also on Ctrl-C).
  */
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Redacted, type Scope } from "effect"
+import { Effect, Redacted, Schedule, type Scope } from "effect"
 import { SqlClient } from "effect/sql"
 import { EmbeddedUnavailable } from "../domain/DemoErrors.ts"
 import { describeCause } from "../domain/Errors.ts"
@@ -23,6 +23,11 @@ export interface EmbeddedPostgres {
   readonly url: string
   /** connections the server accepts (PGlite: 1) */
   readonly maxConnections: number | undefined
+  /**
+   * Waits until the server holds no client connection: with PGlite's single slot, a new pool must not
+   * connect before the previous pool's socket is gone on the server's side (it would be refused).
+   */
+  readonly idle: Effect.Effect<void>
 }
 
 export const pgliteVersions = { "@electric-sql/pglite": "0.5.14", "@electric-sql/pglite-socket": "0.2.17" } as const
@@ -51,14 +56,16 @@ const cluster = (binDir: string): Effect.Effect<EmbeddedPostgres, EmbeddedUnavai
       description: `PostgreSQL${version === undefined ? "" : ` ${version}`} throwaway cluster in ${started.dir} ` +
         `(127.0.0.1:${server.port}, role ${server.appRole})`,
       url: `postgres://${server.appRole}:${encodeURIComponent(server.appPassword)}@127.0.0.1:${server.port}/${database}`,
-      maxConnections: undefined
+      maxConnections: undefined,
+      idle: Effect.void
     }
   })
 
 // A variable specifier: the packages are optional, so neither tsc nor the bundle may require them.
 const load = (name: string): Promise<any> => import(name)
 
-const pglite: Effect.Effect<EmbeddedPostgres, EmbeddedUnavailable, Scope.Scope> = Effect.gen(function*() {
+/** `why`: why the cluster is not an option, said when PGlite is missing too (undefined: PGlite was asked for). */
+const pglite = (why: string | undefined): Effect.Effect<EmbeddedPostgres, EmbeddedUnavailable, Scope.Scope> => Effect.gen(function*() {
   const fail = (cause: unknown) =>
     new EmbeddedUnavailable({ service: "PGlite", problem: cause instanceof Error ? cause.message : String(cause) })
   const modules = yield* Effect.tryPromise({
@@ -66,8 +73,9 @@ const pglite: Effect.Effect<EmbeddedPostgres, EmbeddedUnavailable, Scope.Scope> 
     catch: () =>
       new EmbeddedUnavailable({
         service: "PostgreSQL",
-        problem: "no PostgreSQL server binaries (initdb, pg_ctl) on PATH or in /usr/lib/postgresql/*/bin, " +
-          "and PGlite is not installed. Install either the server (e.g. apt-get install postgresql) or PGlite: " +
+        problem: (why === undefined
+          ? "PGlite is not installed: "
+          : `${why}, and PGlite is not installed. Install either the server (e.g. apt-get install postgresql) or PGlite: `) +
           `npm install ${Object.entries(pgliteVersions).map(([n, v]) => `${n}@${v}`).join(" ")}`
       })
   })
@@ -81,6 +89,7 @@ const pglite: Effect.Effect<EmbeddedPostgres, EmbeddedUnavailable, Scope.Scope> 
     start: () => Promise<void>
     stop: () => Promise<void>
     getServerConn: () => string
+    getStats: () => { readonly activeConnections: number }
   }
   yield* Effect.acquireRelease(
     Effect.tryPromise({ try: () => server.start(), catch: fail }),
@@ -91,21 +100,32 @@ const pglite: Effect.Effect<EmbeddedPostgres, EmbeddedUnavailable, Scope.Scope> 
     kind: "pglite" as const,
     description: `PGlite (PostgreSQL in WASM, in this process) on ${host}:${port}, one connection`,
     url: `postgres://postgres@${host}:${port}/postgres`,
-    maxConnections: 1
+    maxConnections: 1,
+    idle: Effect.sync(() => server.getStats().activeConnections).pipe(
+      Effect.repeat({ until: (n) => n === 0, schedule: Schedule.spaced("50 millis") }),
+      Effect.timeoutOption("10 seconds"),
+      Effect.asVoid
+    )
   }
 })
 
-/** `prefer`: "auto" takes the cluster when the binaries are there, else PGlite. */
+const noBinaries = "no PostgreSQL server binaries (initdb, pg_ctl) on PATH or in /usr/lib/postgresql/*/bin"
+
+/**
+ * `prefer`: "auto" takes the cluster when the binaries are there, else PGlite; a cluster that cannot
+ * start (e.g. root without a `postgres` OS user) falls back to PGlite too.
+ */
 export const start = (prefer: Kind | "auto"): Effect.Effect<EmbeddedPostgres, EmbeddedUnavailable, Scope.Scope> =>
   Effect.suspend(() => {
-    if (prefer === "pglite") return pglite
+    if (prefer === "pglite") return pglite(undefined)
     const binDir = findPgBinDir()
-    if (binDir !== undefined) return cluster(binDir)
-    if (prefer === "cluster") {
-      return Effect.fail(new EmbeddedUnavailable({
-        service: "PostgreSQL cluster",
-        problem: "no PostgreSQL server binaries (initdb, pg_ctl) on PATH or in /usr/lib/postgresql/*/bin"
-      }))
+    if (binDir !== undefined) {
+      return prefer === "cluster"
+        ? cluster(binDir)
+        : cluster(binDir).pipe(Effect.catch((error) => pglite(`the PostgreSQL cluster did not start (${error.problem})`)))
     }
-    return pglite
+    if (prefer === "cluster") {
+      return Effect.fail(new EmbeddedUnavailable({ service: "PostgreSQL cluster", problem: noBinaries }))
+    }
+    return pglite(noBinaries)
   })
