@@ -5,12 +5,20 @@
  * batch job, bucket) is checked before any object is read, and fails with exit code 2.
  */
 import { PgClient } from "@effect/sql-pg"
-import { Context, Effect, Layer, Redacted, Ref } from "effect"
-import { DatabaseUnavailable, describeCause, type MigrateError, RowsFailed } from "./domain/Errors.ts"
+import { Cause, Context, Duration, Effect, Exit, Layer, PubSub, Redacted, Ref, Stream } from "effect"
+import {
+  DatabaseUnavailable,
+  describeCause,
+  type MigrateError,
+  RowsFailed,
+  SettingsError
+} from "./domain/Errors.ts"
 import type { RowFailure } from "./domain/LargeObject.ts"
 import { type Settings, type SettingsInput, validate } from "./domain/Settings.ts"
+import { type MetricsServerOptions, serve as serveMetrics } from "./observability/Metrics.ts"
+import * as Display from "./pipeline/Display.ts"
+import * as Events from "./pipeline/Events.ts"
 import { Failures } from "./pipeline/Failures.ts"
-import { makeMonitor } from "./pipeline/Monitor.ts"
 import * as Pipeline from "./pipeline/Pipeline.ts"
 import { defaultPolicy } from "./pipeline/Retry.ts"
 import { Stats } from "./pipeline/Stats.ts"
@@ -47,18 +55,44 @@ export interface RunOptions {
   readonly stopping?: Effect.Effect<boolean> | undefined
   /** migrate at most this many objects */
   readonly limit?: number | undefined
+  /** what watches the run; default: the periodic report written to `report` */
+  readonly display?: Display.DisplayFactory | undefined
+  /** receives Started, a Snapshot every `eventInterval`, RowFailed for each skipped row, and Finished */
+  readonly onEvent?: ((event: Events.ProgressEvent) => Effect.Effect<void>) | undefined
+  /** time between Snapshot events; default: `settings.interval` seconds */
+  readonly eventInterval?: Duration.Input | undefined
+  /** serve Prometheus /metrics for the duration of the run */
+  readonly metrics?: MetricsServerOptions | undefined
+  /** called once /metrics listens, with the bound port */
+  readonly onMetricsListening?: ((port: number) => Effect.Effect<void>) | undefined
+}
+
+/** Snapshot events every `every` as a Display, so they stop with the pipeline like every other display. */
+const snapshotEvents = (
+  onEvent: (event: Events.ProgressEvent) => Effect.Effect<void>,
+  every: Duration.Input
+): Display.DisplayFactory =>
+  Effect.gen(function*() {
+    const stats = yield* Stats
+    const emit = Effect.flatMap(stats.snapshot, (snapshot) => onEvent({ _tag: "Snapshot", snapshot }))
+    return { loop: Effect.forever(Effect.andThen(Effect.sleep(every), emit)), final: emit }
+  })
+
+export interface PoolOptions {
+  /** PostgreSQL connections; default: one per receiver and committer, +2. PGlite needs 1. */
+  readonly maxConnections?: number | undefined
 }
 
 /**
  * The services a run needs, built from its settings. Building it can fail with the driver's SqlError
  * (the pool connects eagerly): `provideTo` turns that into a DatabaseUnavailable.
  */
-export const layer = (settings: Settings) => {
+export const layer = (settings: Settings, pool: PoolOptions = {}) => {
   const retry = defaultPolicy(settings.retries)
   const pg = PgClient.layer({
     url: settings.pgUrl,
     // receivers and committers each hold one connection at a time; +2 for the observer and the counter
-    maxConnections: settings.receiverThreads + settings.committerThreads + 2,
+    maxConnections: pool.maxConnections ?? settings.receiverThreads + settings.committerThreads + 2,
     connectTimeout: "10 seconds",
     applicationName: "lo-migrate"
   })
@@ -81,10 +115,10 @@ export const layer = (settings: Settings) => {
 }
 
 /** Provides `layer(settings)`; a connection failure while building it is a setup problem (exit 2). */
-export const provideTo = (settings: Settings) =>
+export const provideTo = (settings: Settings, pool: PoolOptions = {}) =>
 <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   effect.pipe(
-    Effect.provide(layer(settings)),
+    Effect.provide(layer(settings, pool)),
     Effect.catchTag("SqlError", (error) =>
       Effect.fail(
         new DatabaseUnavailable({
@@ -95,12 +129,32 @@ export const provideTo = (settings: Settings) =>
 
 /** Runs one migration with the services of `layer(settings)`. */
 export const run = (settings: Settings, options: RunOptions) =>
-  Effect.gen(function*() {
+  Effect.scoped(Effect.gen(function*() {
     const source = yield* Source
     const store = yield* ObjectStore
     const stats = yield* Stats
     const failures = yield* Failures
+    const onEvent = options.onEvent
 
+    if (onEvent !== undefined) {
+      yield* failures.listen((failure) => onEvent({ _tag: "RowFailed", failure }))
+      // whatever the outcome, the last event says how the run ended
+      yield* Effect.addFinalizer((exit) =>
+        Effect.flatMap(stats.snapshot, (end) =>
+          onEvent(
+            Exit.isSuccess(exit)
+              ? Events.finished(end, end.failed > 0 ? "rows-failed" : "success")
+              : Cause.hasInterruptsOnly(exit.cause)
+              ? Events.finished(end, "interrupted")
+              : Events.finished(end, "error", errorMessage(Cause.squash(exit.cause)))
+          ))
+      )
+    }
+
+    if (options.metrics !== undefined) {
+      const port = yield* serveMetrics(options.metrics)
+      if (options.onMetricsListening !== undefined) yield* options.onMetricsListening(port)
+    }
     // pre-flight: refuse before any work
     yield* checkConnection(describeUrl(Redacted.value(settings.pgUrl)))
     yield* source.prepare
@@ -112,7 +166,17 @@ export const run = (settings: Settings, options: RunOptions) =>
       `${source.table}: ${totals.remaining} of ${totals.total} row(s) to migrate into ${store.target}`
     )
 
-    const monitor = yield* makeMonitor({ interval: `${settings.interval} seconds`, write: options.report })
+    if (onEvent !== undefined) {
+      yield* onEvent({ _tag: "Started", table: source.table, target: store.target, ...totals })
+    }
+
+    const displays = [
+      yield* (options.display ?? Display.report({ interval: `${settings.interval} seconds`, write: options.report }))
+    ]
+    if (onEvent !== undefined) {
+      displays.push(yield* snapshotEvents(onEvent, options.eventInterval ?? `${settings.interval} seconds`))
+    }
+    const monitor = Display.all(displays)
     yield* Effect.scoped(Effect.gen(function*() {
       yield* Effect.forkScoped(monitor.loop)
       yield* Pipeline.run({ ...settings, limit: options.limit }, options.stopping ?? Effect.succeed(false))
@@ -134,31 +198,71 @@ export const run = (settings: Settings, options: RunOptions) =>
     yield* Verification.requireAllGood({ concurrency: settings.storerThreads, retry: defaultPolicy(settings.retries), report: options.report })
     yield* source.finalize
     return { ...summary, finalized: true }
-  })
+  }))
+
+const errorMessage = (error: unknown): string =>
+  typeof error === "object" && error !== null && "message" in error ? String(error.message) : String(error)
+
+/** The options of `Migration.layer`: the CLI flags' names in camelCase (plain strings for secrets are fine). */
+export interface MigrationOptions extends SettingsInput {
+  /** where the periodic report goes; default: logged at Info. `false`: no report (use `events`) */
+  readonly report?: ((text: string) => Effect.Effect<void>) | false | undefined
+  /** migrate at most this many objects */
+  readonly limit?: number | undefined
+  /** time between Snapshot events on `events`; default 1 second */
+  readonly eventInterval?: Duration.Input | undefined
+  /** serve Prometheus /metrics on this port during `run` (0: any free port) */
+  readonly metricsPort?: number | undefined
+  /** default 127.0.0.1 */
+  readonly metricsHost?: string | undefined
+}
 
 /**
- * The library face of a migration: `Migration.layer(options)` validates the options and offers `run`,
- * which fails with `RowsFailed` when rows were skipped, and `stop`, which asks a running migration to
- * finish what is in flight and end.
+ * The library face of a migration: `Migration.layer(options)` validates the options (failing the layer
+ * with a `SettingsError`) and offers
+ * - `run`: one migration; yields the `Summary`, fails with `RowsFailed` when rows were skipped, or with
+ *   the typed setup or run error;
+ * - `events`: the run's progress as a Stream (Started, a Snapshot every `eventInterval`, RowFailed,
+ *   and Finished, after which the stream ends); subscribe before or during `run`;
+ * - `stop`: asks a running migration to finish what is in flight and end.
  */
 export class Migration extends Context.Service<Migration, {
   readonly settings: Settings
   readonly run: Effect.Effect<Summary, MigrateError>
+  readonly events: Stream.Stream<Events.ProgressEvent>
   readonly stop: Effect.Effect<void>
 }>()("lo-migrate/Migration") {
-  static readonly layer = (input: SettingsInput & Partial<Pick<RunOptions, "report" | "limit">>) =>
+  static readonly layer = (input: MigrationOptions): Layer.Layer<Migration, SettingsError> =>
     Layer.effect(
       Migration,
       Effect.gen(function*() {
         const settings = yield* validate(input)
         const stopping = yield* Ref.make(false)
-        const report = input.report ?? ((text: string) => Effect.logInfo(text))
+        // replay 1: a subscriber that comes late still sees the latest event (at worst Finished, then ends)
+        const pubsub = yield* PubSub.unbounded<Events.ProgressEvent>({ replay: 1 })
+        const report = input.report === false
+          ? undefined
+          : input.report ?? ((text: string) => Effect.logInfo(text))
+        const port = input.metricsPort
+        if (port !== undefined && !(Number.isSafeInteger(port) && port >= 0 && port <= 65535)) {
+          return yield* new SettingsError({ setting: "metricsPort", problem: `${port} is not a TCP port` })
+        }
+        const metrics = port === undefined ? undefined : { port, host: input.metricsHost ?? "127.0.0.1" }
+        const options: RunOptions = {
+          report: report ?? (() => Effect.void),
+          stopping: Ref.get(stopping),
+          limit: input.limit,
+          onEvent: (event) => Effect.asVoid(PubSub.publish(pubsub, event)),
+          eventInterval: input.eventInterval ?? "1 second",
+          ...(report === undefined ? { display: Effect.succeed({ loop: Effect.never, final: Effect.void }) } : {}),
+          metrics
+        }
         return Migration.of({
           settings,
           stop: Ref.set(stopping, true),
-          run: Effect.scoped(
-            run(settings, { report, stopping: Ref.get(stopping), limit: input.limit }).pipe(provideTo(settings))
-          ).pipe(
+          events: Stream.fromPubSub(pubsub).pipe(Stream.takeUntil(Events.isFinished)),
+          run: run(settings, options).pipe(
+            provideTo(settings),
             Effect.flatMap((summary) =>
               summary.failed > 0 ? Effect.fail(new RowsFailed({ failed: summary.failed })) : Effect.succeed(summary)
             )

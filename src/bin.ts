@@ -7,7 +7,8 @@
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Cause, Config, Effect, Layer, Logger, LogLevel, References, Runtime } from "effect"
 import { CliError } from "effect/cli"
-import { run } from "./Cli.ts"
+import { run, version } from "./Cli.ts"
+import * as Tracing from "./observability/Tracing.ts"
 
 /** LOG_LEVEL (any case) sets the level; the CLI's --log-level, applied inside, wins over it. */
 const logging = Layer.unwrap(Effect.gen(function*() {
@@ -43,6 +44,8 @@ const main = run.pipe(
     })
   ),
   Effect.provide(NodeServices.layer),
+  // spans go to OTEL_EXPORTER_OTLP_ENDPOINT when it is set; otherwise this layer does nothing
+  Effect.provide(Tracing.layer(version)),
   Effect.provide(logging)
 )
 

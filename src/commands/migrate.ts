@@ -1,20 +1,76 @@
 /**
  * `lo-migrate migrate`: the original tool's job, with its flags, short forms and defaults.
  */
-import { Console, Effect, Option } from "effect"
+import { Config, Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
-import { RowsFailed } from "../domain/Errors.ts"
+import { RowsFailed, SettingsError } from "../domain/Errors.ts"
 import { defaults, validate } from "../domain/Settings.ts"
 import * as Migration from "../Migration.ts"
 import { formatBytes } from "../pipeline/Monitor.ts"
 import { writeStderr } from "../Output.ts"
+import * as ProgressMode from "../pipeline/ProgressMode.ts"
 import { connectionFlags, described, int } from "./Flags.ts"
 import { planFlags, printPlan } from "./plan.ts"
 
 export { connectionFlags }
 
+/** How progress is shown, and metrics: shared by every command that runs a migration. */
+export const progressFlags = {
+  progress: Flag.Literals("progress", ProgressMode.modes).pipe(
+    Flag.withDescription(described(
+      "progress display: tty (live, redrawn on stderr), plain (periodic report on stderr), " +
+        "json (one JSON object a line on stdout), auto (tty when stderr is a terminal, else plain)",
+      { default: "auto", env: "LO_MIGRATE_PROGRESS" }
+    )),
+    Flag.withFallbackConfig(Config.Literals(ProgressMode.modes, "LO_MIGRATE_PROGRESS")),
+    Flag.withDefault("auto" as const)
+  ),
+  metricsPort: Flag.Int("metrics-port").pipe(
+    Flag.withDescription(described("serve Prometheus metrics at http://HOST:PORT/metrics during the run", {
+      default: "off",
+      env: "LO_MIGRATE_METRICS_PORT"
+    })),
+    Flag.withFallbackConfig(Config.Int("LO_MIGRATE_METRICS_PORT")),
+    Flag.optional
+  ),
+  metricsHost: Flag.String("metrics-host").pipe(
+    Flag.withDescription(described("address the metrics server listens on", {
+      default: "127.0.0.1",
+      env: "LO_MIGRATE_METRICS_HOST"
+    })),
+    Flag.withFallbackConfig(Config.String("LO_MIGRATE_METRICS_HOST")),
+    Flag.withDefault("127.0.0.1")
+  )
+}
+
+/** RunOptions for the progress flags. */
+export const progressRunOptions = (
+  flags: { readonly progress: ProgressMode.ProgressMode; readonly metricsPort: Option.Option<number>; readonly metricsHost: string },
+  intervalSeconds: number
+) => {
+  const mode = ProgressMode.resolve(flags.progress, process.stderr.isTTY === true)
+  const { console, ...shown } = ProgressMode.runOptions(mode, intervalSeconds)
+  return {
+    mode,
+    /** wrap the run: on a terminal, log lines then go above the live display */
+    around: <A, E, R>(run: Effect.Effect<A, E, R>) =>
+      console === undefined ? run : Effect.provideService(run, Console.Console, console),
+    options: {
+      ...shown,
+      ...(Option.isSome(flags.metricsPort)
+        ? {
+          metrics: { port: flags.metricsPort.value, host: flags.metricsHost },
+          onMetricsListening: (port: number) =>
+            Effect.logInfo(`metrics at http://${flags.metricsHost.includes(":") ? `[${flags.metricsHost}]` : flags.metricsHost}:${port}/metrics`)
+        }
+        : {})
+    } satisfies Migration.RunOptions
+  }
+}
+
 export const migrate = Command.make("migrate", {
   ...connectionFlags,
+  ...progressFlags,
   receiverThreads: int("receiver-threads", "threads reading large objects from PostgreSQL", defaults.receiverThreads),
   storerThreads: int("storer-threads", "threads writing objects to S3", defaults.storerThreads),
   committerThreads: int("committer-threads", "threads recording sha2 in PostgreSQL", defaults.committerThreads),
@@ -41,8 +97,12 @@ export const migrate = Command.make("migrate", {
   ),
   ...planFlags
 }, Effect.fn("migrate")(function*(flags) {
+  const { metricsHost: _host, metricsPort, progress: _progress, ...settingsFlags } = flags
+  if (Option.isSome(metricsPort) && (metricsPort.value < 0 || metricsPort.value > 65535)) {
+    return yield* new SettingsError({ setting: "--metrics-port", problem: `${metricsPort.value} is not a TCP port` })
+  }
   const settings = yield* validate({
-    ...flags,
+    ...settingsFlags,
     s3Url: Option.getOrUndefined(flags.s3Url),
     accessKey: Option.getOrUndefined(flags.accessKey),
     secretKey: Option.getOrUndefined(flags.secretKey),
@@ -51,23 +111,26 @@ export const migrate = Command.make("migrate", {
   })
   if (flags.dryRun) return yield* printPlan({ ...flags, pgUrl: settings.pgUrl, s3: settings })
   yield* writeStderr(configurationBlock(settings))
-  const summary = yield* Migration.run(settings, { report: writeStderr }).pipe(Migration.provideTo(settings))
+  const progress = progressRunOptions(flags, settings.interval)
+  const summary = yield* Migration.run(settings, progress.options).pipe(Migration.provideTo(settings), progress.around)
   for (const failure of summary.failures) {
     yield* writeStderr(`FAILED ${failure.key}${failure.oid === null ? "" : ` (oid ${failure.oid})`}: ${failure.reason}: ${failure.detail}\n`)
   }
   if (summary.failed > summary.failures.length) {
     yield* writeStderr(`... and ${summary.failed - summary.failures.length} more failures (see the log)\n`)
   }
-  yield* Console.log(
+  // --progress json: stdout carries the JSON events only (the summary is the last one)
+  const log = progress.mode === "json" ? (_: string) => Effect.void : Console.log
+  yield* log(
     `migrated ${summary.migrated} object(s), ${formatBytes(summary.bytes)} (${summary.bytes} bytes) in ` +
       `${(summary.durationMs / 1000).toFixed(1)} s; ${summary.alreadyMigrated} of ${summary.total} were already migrated; ` +
       `${summary.failed} failed`
   )
   if (summary.failed > 0) return yield* new RowsFailed({ failed: summary.failed })
-  yield* Console.log(
+  yield* log(
     `Adding NOT NULL constraint and UNIQUE INDEX ... ${summary.finalized ? "done" : "skipping (--finalize not given)"}`
   )
-  yield* Console.log("Migration completed")
+  yield* log("Migration completed")
 })).pipe(Command.withDescription("Copy every large object of _nice_binary into S3 under its SHA-256 and record it in sha2"))
 
 const configurationBlock = (s: import("../domain/Settings.ts").Settings) =>

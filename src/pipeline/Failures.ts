@@ -13,12 +13,15 @@ export class Failures extends Context.Service<Failures, {
   readonly record: (failure: RowFailure) => Effect.Effect<void>
   /** the first `listedFailures` failures, in the order they happened */
   readonly list: Effect.Effect<ReadonlyArray<RowFailure>>
+  /** calls `listener` for every failure recorded from now on (progress events) */
+  readonly listen: (listener: (failure: RowFailure) => Effect.Effect<void>) => Effect.Effect<void>
 }>()("lo-migrate/pipeline/Failures") {
   static readonly layer = Layer.effect(
     Failures,
     Effect.gen(function*() {
       const stats = yield* Stats
       const kept: Array<RowFailure> = []
+      const listeners: Array<(failure: RowFailure) => Effect.Effect<void>> = []
       return Failures.of({
         record: (failure) =>
           Effect.gen(function*() {
@@ -27,8 +30,13 @@ export class Failures extends Context.Service<Failures, {
             yield* Effect.logWarning(
               `failed ${failure.key}${failure.oid === null ? "" : ` (oid ${failure.oid})`}: ${failure.reason}: ${failure.detail}`
             )
+            for (const listener of listeners) yield* listener(failure)
           }),
-        list: Effect.sync(() => [...kept])
+        list: Effect.sync(() => [...kept]),
+        listen: (listener) =>
+          Effect.sync(() => {
+            listeners.push(listener)
+          })
       })
     })
   )

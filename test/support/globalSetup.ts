@@ -12,46 +12,37 @@
 //   database management in `Postgres.ts` use the superuser.
 //
 // Either way it also creates a scratch directory for the run (`inject("loMigrateRunDir")`, see TempDir.ts),
-// removed at the end. A detached watchdog removes the scratch dir and stops the cluster if the runner dies
-// without running the teardown.
-import { execFileSync, spawn, type SpawnOptions } from "node:child_process"
-import { randomBytes } from "node:crypto"
-import {
-  appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync,
-  writeFileSync
-} from "node:fs"
-import { createServer } from "node:net"
+// removed at the end. The cluster itself is src/embedded/TempCluster.ts (shared with `lo-migrate demo`),
+// whose watchdog stops it if the runner dies without running the teardown.
+import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { delimiter, dirname, join } from "node:path"
+import { join } from "node:path"
 import type { TestProject } from "vitest/node"
+import { findPgBinDir, missingBinaries, startCluster } from "../../src/embedded/TempCluster.ts"
 import type { PgTestServer } from "./context.js"
-
-const APP_ROLE = "lomigrate"
-const ADMIN_ROLE = "postgres"
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const runDir = mkdtempSync(join(tmpdir(), "lo-migrate-run-"))
+  const removeRunDir = () => rmSync(runDir, { recursive: true, force: true })
   project.provide("loMigrateRunDir", runDir)
   const external = process.env.LO_MIGRATE_TEST_PG_URL
   if (external !== undefined && external !== "") {
     project.provide("loMigratePg", fromExternalUrl(external))
-    const watchdog = startWatchdog([runDir])
-    return async () => {
-      killQuietly(watchdog)
-      rmSync(runDir, { recursive: true, force: true })
-    }
+    return async () => removeRunDir()
   }
-  let cluster: Cluster
-  try {
-    cluster = await startCluster(runDir)
-  } catch (e) {
-    rmSync(runDir, { recursive: true, force: true })
+  const binDir = findPgBinDir(process.env.LO_MIGRATE_TEST_PG_BIN)
+  if (binDir === undefined) {
+    removeRunDir()
+    throw new Error(`${missingBinaries} Or set LO_MIGRATE_TEST_PG_BIN or LO_MIGRATE_TEST_PG_URL.`)
+  }
+  const cluster = await startCluster({ binDir, name: "globalSetup" }).catch((e: unknown) => {
+    removeRunDir()
     throw e
-  }
-  project.provide("loMigratePg", cluster.server)
+  })
+  project.provide("loMigratePg", { ...cluster.server, external: false })
   return async () => {
     cluster.stop()
-    rmSync(runDir, { recursive: true, force: true })
+    removeRunDir()
   }
 }
 
@@ -65,234 +56,4 @@ const fromExternalUrl = (raw: string): PgTestServer => {
     appPassword: decodeURIComponent(url.password),
     external: true
   }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// throwaway cluster
-
-interface Cluster {
-  readonly server: PgTestServer
-  readonly stop: () => void
-}
-
-const startCluster = async (runDir: string): Promise<Cluster> => {
-  const bin = findPgBinDir()
-  // PostgreSQL refuses to run as root: then the server runs as the `postgres` OS user on a dir it owns.
-  const asRoot = process.getuid?.() === 0
-  const owner = asRoot ? osUser("postgres") : undefined
-  // runuser lives in /usr/sbin, which a non-login root shell may not have on PATH.
-  const runuser = asRoot ? findExecutable("runuser", ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]) : "runuser"
-  const dir = mkdtempSync(join(tmpdir(), "lo-migrate-pg-"))
-  const data = join(dir, "data")
-  const log = join(dir, "server.log")
-  const own = (path: string) => {
-    if (owner !== undefined) chownSync(path, owner.uid, owner.gid)
-  }
-  // Runs a server binary as the user that owns the cluster; cwd = dir, because root's cwd may be
-  // unreadable for `postgres` (initdb then warns or fails).
-  const pg = (tool: string, args: ReadonlyArray<string>) => {
-    const exe = join(bin, tool)
-    const [cmd, argv] = asRoot ? [runuser, ["-u", "postgres", "--", exe, ...args]] : [exe, [...args]]
-    return run(cmd, argv, { cwd: dir })
-  }
-
-  let watchdog: number | undefined
-  let postmasterPid: number | undefined
-  const stop = () => {
-    killQuietly(watchdog)
-    if (existsSync(join(data, "postmaster.pid"))) {
-      try {
-        pg("pg_ctl", ["-D", data, "-m", "immediate", "-w", "-t", "30", "stop"])
-      } catch (e) {
-        console.warn(`[globalSetup] pg_ctl stop failed, sending SIGQUIT to the postmaster: ${String(e)}`)
-        if (postmasterPid !== undefined) {
-          killQuietly(postmasterPid, "SIGQUIT")
-        }
-      }
-    }
-    rmSync(dir, { recursive: true, force: true })
-  }
-
-  try {
-    own(dir)
-    if (asRoot) {
-      try {
-        run(runuser, ["-u", "postgres", "--", "test", "-w", dir], { cwd: "/" })
-      } catch {
-        throw new Error(`The postgres OS user cannot reach ${dir}; point TMPDIR at a directory it can traverse (e.g. /tmp).`)
-      }
-    }
-    const adminPassword = randomBytes(18).toString("base64url")
-    const appPassword = randomBytes(18).toString("base64url")
-
-    const pwfile = join(dir, "pwfile")
-    writeFileSync(pwfile, `${adminPassword}\n`, { mode: 0o600 })
-    own(pwfile)
-    pg("initdb", [
-      "-D", data, "-U", ADMIN_ROLE, `--pwfile=${pwfile}`, "-E", "UTF8", "--no-locale", "--no-sync"
-    ])
-    rmSync(pwfile)
-
-    // Appended settings win over initdb's defaults. Durability is irrelevant for a throwaway cluster.
-    // The port goes on the pg_ctl command line so a port lost to a race can be retried (below).
-    appendFileSync(join(data, "postgresql.conf"), [
-      "",
-      "# lo-migrate test cluster",
-      "listen_addresses = '127.0.0.1'",
-      `unix_socket_directories = '${dir}'`,
-      "fsync = off",
-      "full_page_writes = off",
-      "synchronous_commit = off",
-      "max_connections = 200",
-      "shared_buffers = 128MB",
-      ""
-    ].join("\n"))
-    // Writing over the existing files keeps their owner.
-    writeFileSync(join(data, "pg_hba.conf"), [
-      "# TYPE  DATABASE  USER  ADDRESS       METHOD",
-      "local   all       all                 trust",
-      "host    all       all   127.0.0.1/32  scram-sha-256",
-      ""
-    ].join("\n"))
-
-    // A free port is only free until someone else binds it; retry with another one if startup fails.
-    let port = 0
-    for (let attempt = 1; ; attempt++) {
-      port = await freePort()
-      try {
-        pg("pg_ctl", ["-D", data, "-l", log, "-o", `-p ${port}`, "-w", "-t", "60", "start"])
-        break
-      } catch (e) {
-        if (attempt >= 3) throw new Error(`${String(e)}\n--- server.log ---\n${tail(log)}`)
-      }
-    }
-    postmasterPid = Number(readFileSync(join(data, "postmaster.pid"), "utf8").split("\n")[0])
-    watchdog = startWatchdog([dir, runDir], postmasterPid)
-
-    const adminUrl = `postgres://${ADMIN_ROLE}:${adminPassword}@127.0.0.1:${port}/postgres`
-    // Over TCP with the password: proves scram works before any test depends on it.
-    run(findPsql(bin), [
-      "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", adminUrl, "-c",
-      `CREATE ROLE ${APP_ROLE} LOGIN PASSWORD '${appPassword}' NOSUPERUSER NOCREATEDB NOCREATEROLE`
-    ], { cwd: dir })
-
-    return {
-      server: { adminUrl, host: "127.0.0.1", port, appRole: APP_ROLE, appPassword, external: false },
-      stop
-    }
-  } catch (e) {
-    stop()
-    throw e
-  }
-}
-
-// If the test runner dies without running the teardown (SIGKILL, crash, Ctrl-C before teardown), nothing
-// else would stop the postmaster: pg_ctl detaches it into its own session. This detached shell polls the
-// runner and, once it is gone, stops the server (SIGQUIT = immediate shutdown) and deletes the dirs.
-// It also exits by itself once the teardown has removed the first dir; the teardown kills it anyway.
-const startWatchdog = (dirs: ReadonlyArray<string>, postmasterPid?: number): number | undefined => {
-  const script = [
-    "runner=$1 pm=$2; shift 2",
-    "while kill -0 \"$runner\" 2>/dev/null && [ -d \"$1\" ]; do sleep 1; done",
-    "[ -d \"$1\" ] || exit 0",
-    "if [ \"$pm\" != 0 ]; then",
-    "  kill -QUIT \"$pm\" 2>/dev/null",
-    "  for i in 1 2 3 4 5 6 7 8 9 10; do kill -0 \"$pm\" 2>/dev/null || break; sleep 1; done",
-    "fi",
-    "rm -rf \"$@\""
-  ].join("\n")
-  const opts: SpawnOptions = { detached: true, stdio: "ignore" }
-  const child = spawn("/bin/sh", ["-c", script, "lo-migrate-test-watchdog", String(process.pid),
-    String(postmasterPid ?? 0), ...dirs], opts)
-  child.unref()
-  return child.pid
-}
-
-const killQuietly = (pid: number | undefined, signal: NodeJS.Signals = "SIGTERM") => {
-  if (pid === undefined) return
-  try {
-    process.kill(pid, signal)
-  } catch {
-    // already gone
-  }
-}
-
-const run = (cmd: string, args: ReadonlyArray<string>, opts: { readonly cwd: string }): string => {
-  try {
-    return execFileSync(cmd, args, { cwd: opts.cwd, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
-  } catch (e) {
-    const err = e as { stdout?: string; stderr?: string; message: string }
-    throw new Error(`${cmd} ${args.join(" ")} failed: ${err.message}\n${err.stdout ?? ""}${err.stderr ?? ""}`)
-  }
-}
-
-const tail = (path: string): string => {
-  try {
-    return readFileSync(path, "utf8").split("\n").slice(-30).join("\n")
-  } catch {
-    return "(no log)"
-  }
-}
-
-const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.unref()
-    srv.once("error", reject)
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address()
-      const port = typeof addr === "object" && addr !== null ? addr.port : 0
-      srv.close(() => port > 0 ? resolve(port) : reject(new Error("could not get a free port")))
-    })
-  })
-
-const osUser = (name: string): { readonly uid: number; readonly gid: number } => {
-  try {
-    return {
-      uid: Number(execFileSync("id", ["-u", name], { encoding: "utf8" }).trim()),
-      gid: Number(execFileSync("id", ["-g", name], { encoding: "utf8" }).trim())
-    }
-  } catch {
-    throw new Error(
-      `Running as root, but there is no '${name}' OS user to run PostgreSQL as (it refuses to run as root). ` +
-        `Create it (e.g. 'useradd --system ${name}') or set LO_MIGRATE_TEST_PG_URL.`
-    )
-  }
-}
-
-// The directory holding initdb, pg_ctl and postgres: $LO_MIGRATE_TEST_PG_BIN, else initdb on PATH
-// (resolved through symlinks, so pg_ctl finds its `postgres` next to it), else the newest
-// /usr/lib/postgresql/<version>/bin (Debian/Ubuntu do not put initdb on PATH).
-const findPgBinDir = (): string => {
-  const hasTools = (d: string) => existsSync(join(d, "initdb")) && existsSync(join(d, "pg_ctl"))
-  const explicit = process.env.LO_MIGRATE_TEST_PG_BIN
-  if (explicit !== undefined && explicit !== "") {
-    if (!hasTools(explicit)) throw new Error(`LO_MIGRATE_TEST_PG_BIN=${explicit} has no initdb/pg_ctl`)
-    return explicit
-  }
-  for (const d of (process.env.PATH ?? "").split(delimiter)) {
-    if (d === "" || !existsSync(join(d, "initdb"))) continue
-    const real = dirname(realpathSync(join(d, "initdb")))
-    if (hasTools(real)) return real
-  }
-  const root = "/usr/lib/postgresql"
-  const versions = existsSync(root)
-    ? readdirSync(root).filter((v) => /^\d+(\.\d+)?$/.test(v)).sort((a, b) => Number(b) - Number(a))
-    : []
-  for (const v of versions) {
-    if (hasTools(join(root, v, "bin"))) return join(root, v, "bin")
-  }
-  throw new Error(
-    "PostgreSQL server binaries (initdb, pg_ctl) not found on PATH or in /usr/lib/postgresql/*/bin. " +
-      "Install them (e.g. apt-get install postgresql), set LO_MIGRATE_TEST_PG_BIN, or set LO_MIGRATE_TEST_PG_URL."
-  )
-}
-
-const findPsql = (bin: string): string => existsSync(join(bin, "psql")) ? join(bin, "psql") : "psql"
-
-const findExecutable = (name: string, extraDirs: ReadonlyArray<string>): string => {
-  for (const d of [...(process.env.PATH ?? "").split(delimiter), ...extraDirs]) {
-    if (d !== "" && existsSync(join(d, name))) return join(d, name)
-  }
-  return name
 }

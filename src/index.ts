@@ -1,0 +1,55 @@
+/**
+ * The library API of lo-migrate.
+ *
+ * ```ts
+ * import { Migration } from "lo-migrate"
+ * const program = Effect.gen(function*() {
+ *   const migration = yield* Migration
+ *   return yield* migration.run
+ * }).pipe(Effect.provide(Migration.layer({ pgUrl, s3Url, bucket, accessKey, secretKey })))
+ * ```
+ *
+ * The building blocks (stages, sources, the S3 store, Stats, displays) are exported as modules for
+ * applications that compose a pipeline of their own.
+ */
+export {
+  Migration,
+  type MigrationOptions,
+  type RunOptions,
+  type Summary
+} from "./Migration.ts"
+/** The run as a function of Settings (`run`, `layer`, `provideTo`), as the CLI uses it. */
+export * as MigrationRun from "./Migration.ts"
+
+// domain
+export * from "./domain/Errors.ts"
+export type { Candidate, Digests, FailureReason, Received, RowFailure, Stored } from "./domain/LargeObject.ts"
+export * as LargeObject from "./domain/LargeObject.ts"
+export { defaults, type Settings, type SettingsInput, validate as validateSettings } from "./domain/Settings.ts"
+
+// pipeline
+export type { Finished, ProgressEvent, RowFailed, Snapshot, Started } from "./pipeline/Events.ts"
+export * as Events from "./pipeline/Events.ts"
+export { Stats, type StatsSnapshot } from "./pipeline/Stats.ts"
+export { Failures } from "./pipeline/Failures.ts"
+export * as Display from "./pipeline/Display.ts"
+export * as Monitor from "./pipeline/Monitor.ts"
+export * as ProgressDisplay from "./pipeline/ProgressDisplay.ts"
+export * as Pipeline from "./pipeline/Pipeline.ts"
+export * as Stage from "./pipeline/Stage.ts"
+export * as Observer from "./pipeline/Observer.ts"
+export * as Receiver from "./pipeline/Receiver.ts"
+export * as Payload from "./pipeline/Payload.ts"
+export * as Retry from "./pipeline/Retry.ts"
+
+// sources and stores
+export { Source } from "./source/Source.ts"
+export * as Sources from "./source/Source.ts"
+export * as Nice2 from "./source/Nice2.ts"
+export * as LargeObjects from "./source/LargeObjects.ts"
+export { ObjectStore, type ObjectInfo, type PutRequest } from "./store/ObjectStore.ts"
+export * as S3Store from "./store/S3Store.ts"
+
+// observability
+export * as Metrics from "./observability/Metrics.ts"
+export * as Tracing from "./observability/Tracing.ts"
