@@ -15,6 +15,8 @@ import * as Pipeline from "./pipeline/Pipeline.ts"
 import { defaultPolicy } from "./pipeline/Retry.ts"
 import { Stats } from "./pipeline/Stats.ts"
 import * as Nice2 from "./source/Nice2.ts"
+import * as PgTls from "./source/PgTls.ts"
+import * as RunLock from "./source/RunLock.ts"
 import { checkConnection, describeUrl, Source } from "./source/Source.ts"
 import { ObjectStore } from "./store/ObjectStore.ts"
 import * as S3Store from "./store/S3Store.ts"
@@ -37,6 +39,8 @@ export interface Summary {
   readonly failures: ReadonlyArray<RowFailure>
   /** true when --finalize ran */
   readonly finalized: boolean
+  /** true when the run was asked to stop (signal, `Migration.stop`, lost run lock) before its end */
+  readonly stopped: boolean
 }
 
 export interface RunOptions {
@@ -56,10 +60,12 @@ export const layer = (settings: Settings) => {
   const retry = defaultPolicy(settings.retries)
   const pg = PgClient.layer({
     url: settings.pgUrl,
-    // receivers and committers each hold one connection at a time; +2 for the observer and the counter
-    maxConnections: settings.receiverThreads + settings.committerThreads + 2,
+    // receivers and committers each hold one connection at a time; +2 for the observer and the counter,
+    // +1 reserved for the run lock's session
+    maxConnections: settings.receiverThreads + settings.committerThreads + 3,
     connectTimeout: "10 seconds",
-    applicationName: "lo-migrate"
+    applicationName: "lo-migrate",
+    ...PgTls.options(settings.pgCa)
   })
   const store = S3Store.layer({
     endpoint: settings.s3Url,
@@ -73,7 +79,7 @@ export const layer = (settings: Settings) => {
     connections: settings.storerThreads * partConcurrency,
     retry
   })
-  return Layer.mergeAll(Nice2.layer(retry), store, Failures.layer).pipe(
+  return Layer.mergeAll(Nice2.layer(retry), store, Failures.layerTo(settings.failuresFile)).pipe(
     Layer.provideMerge(pg),
     Layer.provideMerge(Stats.layer)
   )
@@ -102,6 +108,11 @@ export const run = (settings: Settings, options: RunOptions) =>
 
     // pre-flight: refuse before any work
     yield* checkConnection(describeUrl(Redacted.value(settings.pgUrl)))
+    // one run at a time per table; losing the lock to another run stops this one gracefully
+    const lockLost = yield* Ref.make(false)
+    yield* RunLock.acquire(source.table, { onLost: Ref.set(lockLost, true) })
+    const askedToStop = options.stopping ?? Effect.succeed(false)
+    const stopping = Effect.zipWith(askedToStop, Ref.get(lockLost), (a, b) => a || b)
     yield* source.prepare
     yield* store.probe
 
@@ -114,7 +125,7 @@ export const run = (settings: Settings, options: RunOptions) =>
     const monitor = yield* makeMonitor({ interval: `${settings.interval} seconds`, write: options.report })
     yield* Effect.scoped(Effect.gen(function*() {
       yield* Effect.forkScoped(monitor.loop)
-      yield* Pipeline.run({ ...settings, limit: options.limit }, options.stopping ?? Effect.succeed(false))
+      yield* Pipeline.run({ ...settings, limit: options.limit }, stopping)
     })).pipe(Effect.ensuring(monitor.final))
 
     const end = yield* stats.snapshot
@@ -126,13 +137,14 @@ export const run = (settings: Settings, options: RunOptions) =>
       total: totals.total,
       durationMs: end.at - end.startedAt,
       failures: yield* failures.list,
-      finalized: false
+      finalized: false,
+      stopped: yield* stopping
     }
-    if (summary.failed > 0) return summary
+    if (summary.failed > 0 || summary.stopped) return summary
     if (!settings.finalize) return summary
     yield* source.finalize
     return { ...summary, finalized: true }
-  })
+  }).pipe(Effect.scoped)
 
 /**
  * The library face of a migration: `Migration.layer(options)` validates the options and offers `run`,

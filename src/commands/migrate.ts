@@ -3,11 +3,12 @@
  */
 import { Config, Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
-import { RowsFailed } from "../domain/Errors.ts"
+import { RowsFailed, RunStopped } from "../domain/Errors.ts"
 import { defaults, validate } from "../domain/Settings.ts"
 import * as Migration from "../Migration.ts"
 import { formatBytes } from "../pipeline/Monitor.ts"
 import { writeStderr } from "../Output.ts"
+import { StopRequest } from "../StopRequest.ts"
 
 const described = (text: string, options: { readonly default?: unknown; readonly env?: string }) =>
   `${text}${options.default === undefined ? "" : ` [default: ${options.default}]`}${
@@ -54,6 +55,12 @@ export const connectionFlags = {
     Flag.withFallbackConfig(Config.String("AWS_REGION")),
     Flag.withDefault(defaults.region)
   ),
+  pgCa: Flag.File("pg-ca").pipe(
+    Flag.withDescription(
+      "PEM file of the CA that signs the PostgreSQL server's certificate: turns on TLS with certificate and host verification"
+    ),
+    Flag.optional
+  ),
   pathStyle: Flag.Boolean("path-style").pipe(
     Flag.withDescription(
       "path-style URLs (http://host/bucket/key); --no-path-style for virtual-hosted style [default: on with --s3-url, off for AWS]"
@@ -79,6 +86,10 @@ export const migrate = Command.make("migrate", {
     Flag.withDescription(described("directory for temp files of objects above --in-mem-max", { default: "the OS temp dir", env: "TMPDIR" })),
     Flag.optional
   ),
+  failures: Flag.String("failures").pipe(
+    Flag.withDescription("also write every failed row to this file, one JSON object per line (truncated at the start)"),
+    Flag.optional
+  ),
   finalize: Flag.Boolean("finalize").pipe(
     Flag.withAlias("f"),
     Flag.withDescription("after a run with no failure: make sha2 NOT NULL and add a unique index on it"),
@@ -91,10 +102,16 @@ export const migrate = Command.make("migrate", {
     accessKey: Option.getOrUndefined(flags.accessKey),
     secretKey: Option.getOrUndefined(flags.secretKey),
     pathStyle: Option.getOrUndefined(flags.pathStyle),
-    tempDir: Option.getOrUndefined(flags.tempDir)
+    tempDir: Option.getOrUndefined(flags.tempDir),
+    pgCa: Option.getOrUndefined(flags.pgCa),
+    failuresFile: Option.getOrUndefined(flags.failures)
   })
   yield* writeStderr(configurationBlock(settings))
-  const summary = yield* Migration.run(settings, { report: writeStderr }).pipe(Migration.provideTo(settings))
+  // the first SIGINT/SIGTERM asks for a graceful stop (bin.ts); without the service, never
+  const stopRequest = yield* Effect.serviceOption(StopRequest)
+  const stopping = Option.isSome(stopRequest) ? stopRequest.value.requested : Effect.succeed(false)
+  if (Option.isSome(stopRequest)) yield* stopRequest.value.enable
+  const summary = yield* Migration.run(settings, { report: writeStderr, stopping }).pipe(Migration.provideTo(settings))
   for (const failure of summary.failures) {
     yield* writeStderr(`FAILED ${failure.key}${failure.oid === null ? "" : ` (oid ${failure.oid})`}: ${failure.reason}: ${failure.detail}\n`)
   }
@@ -106,6 +123,7 @@ export const migrate = Command.make("migrate", {
       `${(summary.durationMs / 1000).toFixed(1)} s; ${summary.alreadyMigrated} of ${summary.total} were already migrated; ` +
       `${summary.failed} failed`
   )
+  if (summary.stopped) return yield* new RunStopped({ migrated: summary.migrated })
   if (summary.failed > 0) return yield* new RowsFailed({ failed: summary.failed })
   yield* Console.log(
     `Adding NOT NULL constraint and UNIQUE INDEX ... ${summary.finalized ? "done" : "skipping (--finalize not given)"}`

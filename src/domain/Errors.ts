@@ -121,6 +121,16 @@ export class RowsFailed extends Data.TaggedError("RowsFailed")<{
   }
 }
 
+/** The run stopped on request (a signal) after committing what it had stored: exit 130, like an interruption. */
+export class RunStopped extends Data.TaggedError("RunStopped")<{
+  readonly migrated: number
+}> {
+  readonly [Runtime.errorExitCode] = 130
+  override get message() {
+    return `stopped on request after migrating ${this.migrated} object(s); run lo-migrate again to continue`
+  }
+}
+
 /** Anything a command can fail with. */
 export type MigrateError =
   | SettingsError
@@ -133,6 +143,7 @@ export type MigrateError =
   | DatabaseError
   | PayloadError
   | RowsFailed
+  | RunStopped
 
 /**
  * A short, secret-free description of an underlying error: SQL errors carry the server's text in
