@@ -19,6 +19,7 @@ import { DatabaseUnavailable, describeCause, MigrationLocked } from "../domain/E
 export const lockNamespace = "lo-migrate"
 
 const tryLockSql = "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2)) AS locked"
+const unlockSql = "SELECT pg_advisory_unlock(hashtext($1), hashtext($2))"
 
 /** Tries once on a freshly reserved connection; the connection (and the lock) live until `scope` closes. */
 const tryAcquire = (table: string, scope: Scope.Scope) =>
@@ -27,6 +28,14 @@ const tryAcquire = (table: string, scope: Scope.Scope) =>
     const connection = yield* Scope.provide(sql.reserve, scope)
     const rows = yield* connection.execute(tryLockSql, [lockNamespace, table], undefined)
     const locked = (rows[0] as { readonly locked?: unknown } | undefined)?.locked === true
+    // Unlock before the connection goes back to the pool: a pooled session would keep holding the lock,
+    // and closing the pool does not wait for the server to end the session.
+    if (locked) {
+      yield* Scope.addFinalizer(
+        scope,
+        connection.execute(unlockSql, [lockNamespace, table], undefined).pipe(Effect.ignore)
+      )
+    }
     return { connection, locked }
   })
 
