@@ -11,6 +11,7 @@ import type { RowFailure } from "./domain/LargeObject.ts"
 import { type Settings, type SettingsInput, validate } from "./domain/Settings.ts"
 import { Failures } from "./pipeline/Failures.ts"
 import { makeMonitor } from "./pipeline/Monitor.ts"
+import * as Payload from "./pipeline/Payload.ts"
 import * as Pipeline from "./pipeline/Pipeline.ts"
 import { defaultPolicy } from "./pipeline/Retry.ts"
 import { Stats } from "./pipeline/Stats.ts"
@@ -115,6 +116,8 @@ export const run = (settings: Settings, options: RunOptions) =>
     const stopping = Effect.zipWith(askedToStop, Ref.get(lockLost), (a, b) => a || b)
     yield* source.prepare
     yield* store.probe
+    const swept = yield* Payload.sweepOrphans(settings.tempDir)
+    if (swept > 0) yield* Effect.logInfo(`removed ${swept} temp file(s) left in ${settings.tempDir} by killed runs`)
 
     const totals = yield* source.count
     yield* stats.setTotals(totals)
