@@ -13,7 +13,7 @@
 import { execFileSync, spawn, type SpawnOptions } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import {
-  appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync,
+  appendFileSync, chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync,
   writeFileSync
 } from "node:fs"
 import { createServer } from "node:net"
@@ -108,6 +108,8 @@ const startCluster = async (): Promise<Cluster> => {
     ])
     rmSync(pwfile)
 
+    const tls = selfSignedCert(dir, own)
+
     // Appended settings win over initdb's defaults. Durability is irrelevant for a throwaway cluster.
     // The port goes on the pg_ctl command line so a port lost to a race can be retried (below).
     appendFileSync(join(data, "postgresql.conf"), [
@@ -120,6 +122,12 @@ const startCluster = async (): Promise<Cluster> => {
       "synchronous_commit = off",
       "max_connections = 200",
       "shared_buffers = 128MB",
+      ...(tls === undefined ? [] : [
+        // TLS offered (not required): clients without sslmode are unaffected; the TLS tests verify it
+        "ssl = on",
+        `ssl_cert_file = '${tls.cert}'`,
+        `ssl_key_file = '${tls.key}'`
+      ]),
       ""
     ].join("\n"))
     // Writing over the existing files keeps their owner.
@@ -152,7 +160,10 @@ const startCluster = async (): Promise<Cluster> => {
     ], { cwd: dir })
 
     return {
-      server: { adminUrl, host: "127.0.0.1", port, appRole: APP_ROLE, appPassword, external: false },
+      server: {
+        adminUrl, host: "127.0.0.1", port, appRole: APP_ROLE, appPassword, external: false,
+        ...(tls === undefined ? {} : { caFile: tls.cert })
+      },
       stop
     }
   } catch (e) {
@@ -179,6 +190,27 @@ const startWatchdog = (dir: string, postmasterPid: number): number | undefined =
     String(postmasterPid)], opts)
   child.unref()
   return child.pid
+}
+
+// A self-signed server certificate for 127.0.0.1 (it is its own CA), made with the openssl CLI; none
+// when openssl is missing (the TLS tests are then skipped).
+const selfSignedCert = (dir: string, own: (path: string) => void) => {
+  const cert = join(dir, "server.crt")
+  const key = join(dir, "server.key")
+  try {
+    run("openssl", [
+      "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+      "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"
+    ], { cwd: dir })
+  } catch (e) {
+    console.warn(`[globalSetup] no TLS for the test cluster: ${String(e).split("\n")[0]}`)
+    return undefined
+  }
+  chmodSync(key, 0o600)
+  chmodSync(cert, 0o644)
+  own(key)
+  own(cert)
+  return { cert, key }
 }
 
 const run = (cmd: string, args: ReadonlyArray<string>, opts: { readonly cwd: string }): string => {
