@@ -27,6 +27,7 @@ import { Source } from "../src/source/Source.ts"
 import { ObjectStore } from "../src/store/ObjectStore.ts"
 import { createNice2Schema, insertObject, type InsertedObject, randomBytes, readRows, sha256Hex } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
+import { FaultProxy, type FaultRule, faults } from "./support/FaultProxy.ts"
 import { TestS3 } from "./support/S3.ts"
 
 const KiB = 1024
@@ -53,6 +54,12 @@ interface Tuning {
   readonly commitChunk: number
   readonly storerThreads: number
   readonly receiverThreads: number
+  /**
+   * Per-request probability of a transient S3 fault (500, reset after the server stored the object,
+   * truncated answer) injected by the proxy during the scheduled runs: retried inside the run, or, past
+   * the retry budget, the run fails. The final run has none.
+   */
+  readonly s3FaultRate: number
 }
 
 const sizeArb = fc.oneof(
@@ -78,17 +85,25 @@ const planArb: fc.Arbitrary<RunPlan> = fc.record({
 const tuningArb: fc.Arbitrary<Tuning> = fc.record({
   commitChunk: fc.integer({ min: 1, max: 5 }),
   storerThreads: fc.integer({ min: 1, max: 3 }),
-  receiverThreads: fc.integer({ min: 1, max: 2 })
+  receiverThreads: fc.integer({ min: 1, max: 2 }),
+  s3FaultRate: fc.constantFrom(0, 0, 0.1, 0.3)
 })
 
 // ---------------------------------------------------------------------------------------------------------
 // one case
 
-const env = Layer.mergeAll(TestDatabase.layerClient, TestS3.layer)
+const env = FaultProxy.layerWith({ seed: 7 }).pipe(Layer.provideMerge(Layer.mergeAll(TestDatabase.layerClient, TestS3.layer)))
+
+const transientFaults = (rate: number): ReadonlyArray<FaultRule> =>
+  rate === 0 ? [] : [
+    { path: /\/[0-9a-f]{64}(\?|$)/, probability: rate / 3, fault: faults.internalError },
+    { path: /\/[0-9a-f]{64}(\?|$)/, probability: rate / 3, fault: faults.resetAfter },
+    { path: /\/[0-9a-f]{64}(\?|$)/, probability: rate / 3, fault: faults.truncate }
+  ]
 
 let caseNumber = 0
 /** How many runs were cut short, by kind: proves the schedules really exercise interruptions. */
-const tally = { interrupt: 0, fail: 0, uploads: 0 }
+const tally = { interrupt: 0, fail: 0, uploads: 0, s3Faults: 0 }
 
 /** Drops the previous case's tables and large objects, creates the schema and the rows. */
 const setUpData = (rows: ReadonlyArray<RowSpec>) =>
@@ -210,17 +225,19 @@ const settingsFor = (bucket: string, tempDir: string, tuning: Tuning) =>
   Effect.gen(function*() {
     const db = yield* TestDatabase
     const s3 = yield* TestS3
+    const proxy = yield* FaultProxy
+    const { s3FaultRate: _, ...threads } = tuning
     return yield* validate({
       pgUrl: db.url,
-      s3Url: s3.endpoint,
+      s3Url: proxy.endpoint,
       accessKey: s3.accessKey,
       secretKey: s3.secretKey,
       bucket,
       inMemMax: 16,
       uploadChunkSize: 5120,
-      retries: 2,
+      retries: 3,
       tempDir,
-      ...tuning
+      ...threads
     })
   })
 
@@ -247,18 +264,23 @@ const checkCase = (rows: ReadonlyArray<RowSpec>, plans: ReadonlyArray<RunPlan>, 
         assert.deepStrictEqual(NodeFs.readdirSync(tempDir), [], `${label}: temp files left`)
       })
 
+    const proxy = yield* FaultProxy
     let interruptions = 0
     try {
+      yield* proxy.setRules(transientFaults(tuning.s3FaultRate))
       for (const [i, plan] of plans.entries()) {
         const { outcome, exit, triggered } = yield* runOnce(settings, plan, counters)
-        if (triggered) {
-          interruptions += 1
-          tally[plan.action] += 1
+        if (triggered) tally[plan.action] += 1
+        // a run that did not succeed (cut by the plan, or S3 faults past the retry budget) is one more
+        // interruption; without either, the run must have finished on its own
+        if (outcome !== "succeeded") interruptions += 1
+        if (!triggered && tuning.s3FaultRate === 0) {
+          assert.strictEqual(outcome, "succeeded", `run ${i + 1} (${JSON.stringify(plan)}) ended ${exit._tag}: ${String(exit)}`)
         }
-        // a run whose plan never triggered must have finished on its own
-        if (!triggered) assert.strictEqual(outcome, "succeeded", `run ${i + 1} (${JSON.stringify(plan)}) ended ${exit._tag}: ${String(exit)}`)
         yield* afterRun(`after run ${i + 1} (${JSON.stringify(plan)}, ${outcome})`)
       }
+      tally.s3Faults = (yield* proxy.log).filter((r) => r.fault !== undefined).length
+      yield* proxy.setRules([])
       const last = yield* runOnce(settings, undefined, counters)
       assert.strictEqual(last.outcome, "succeeded", `the clean run ended with ${String(last.exit)}`)
       yield* afterRun("after the clean run")
@@ -281,7 +303,7 @@ const checkCase = (rows: ReadonlyArray<RowSpec>, plans: ReadonlyArray<RunPlan>, 
 describe("resume semantics (property)", () => {
   it.live(`interrupted and failing runs, repeated until success, always end migrated and consistent (${numRuns} cases)`, () =>
     Effect.gen(function*() {
-      const context = yield* Effect.context<TestDatabase | TestS3 | SqlClient.SqlClient>()
+      const context = yield* Effect.context<TestDatabase | TestS3 | FaultProxy | SqlClient.SqlClient>()
       yield* Effect.promise(() =>
         fc.assert(
           fc.asyncProperty(
@@ -297,6 +319,7 @@ describe("resume semantics (property)", () => {
         assert.isAbove(tally.interrupt, 0, "some runs were interrupted")
         assert.isAbove(tally.fail, 0, "some runs failed")
         assert.isAbove(tally.uploads, 0, "objects were uploaded")
+        assert.isAbove(tally.s3Faults, 0, "S3 faults were injected")
       }
       yield* Effect.logInfo(`resume property: ${JSON.stringify(tally)}`)
     }).pipe(Effect.provide(env)), { timeout: 15 * 60_000 })
