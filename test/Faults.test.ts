@@ -108,4 +108,48 @@ describe("faults", () => {
       yield* assertMarkedRowsBacked
       assert.strictEqual((yield* readRows).length, 12)
     }).pipe(Effect.scoped, Effect.provide(env)))
+
+  it.live("PostgreSQL gone for good mid-run: the run ends with a clear error, exit 1, marked rows all backed; a rerun finishes", () =>
+    Effect.gen(function*() {
+      const db = yield* TestDatabase
+      const sql = yield* SqlClient.SqlClient
+      yield* createNice2Schema()
+      const inserted = yield* insertMany(200, (i) => 700 + i, 4000)
+      const marked = sql<{ n: bigint }>`SELECT count(*) AS n FROM _nice_binary WHERE sha2 IS NOT NULL`
+      // the database stops accepting connections (a connection limit of 0, as its owner may set), then
+      // the run's sessions are terminated: every reconnect is refused from then on
+      const shutOut = Effect.gen(function*() {
+        yield* sql.unsafe(`ALTER DATABASE "${db.name}" WITH CONNECTION LIMIT 0`)
+        yield* sql`
+          SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name = 'lo-migrate'`
+      })
+      let cut = false
+      const result = yield* runCli(["migrate", ...(yield* viaProxy), "--commit-chunk", "5", "--storer-threads", "1", "--retries", "3"], {
+        onStart: (child) => {
+          const timer = setInterval(() => {
+            if (cut) return
+            Effect.runPromise(marked.pipe(Effect.catch(() => Effect.succeed([{ n: 0n }])))).then(([r]) => {
+              if (cut || Number(r!.n) < 10) return
+              cut = true
+              clearInterval(timer)
+              return Effect.runPromise(shutOut).catch((e) => console.error("shutting the database out failed", e))
+            }, () => undefined)
+          }, 100)
+          child.on("close", () => clearInterval(timer))
+        }
+      })
+      yield* sql.unsafe(`ALTER DATABASE "${db.name}" WITH CONNECTION LIMIT -1`)
+      assert.isTrue(cut, "the database was shut mid-run")
+      assert.strictEqual(result.code, 1, result.stderr)
+      assert.match(result.stderr, /lo-migrate: PostgreSQL .* failed: too many connections for database/)
+      yield* assertMarkedRowsBacked
+      const done = (yield* readRows).filter((r) => r.sha2 !== null).length
+      assert.isBelow(done, 200)
+
+      const rerun = yield* runCli(["migrate", ...(yield* viaProxy)])
+      assert.strictEqual(rerun.code, 0, rerun.stderr)
+      yield* assertAllMigrated(inserted)
+      yield* assertNoStrayKeys
+    }).pipe(Effect.scoped, Effect.provide(env)))
 })
