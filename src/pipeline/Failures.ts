@@ -1,8 +1,9 @@
 /**
- * Rows this run had to skip. Each is counted in Stats, logged with its key and reason, and kept (up to a
- * bound, so memory stays flat on a table full of bad rows) for the final summary.
+ * Rows this run had to skip. Each is counted in Stats, logged with its key and reason, kept (up to a
+ * bound, so memory stays flat on a table full of bad rows) for the final summary, and, with
+ * `--failures FILE`, written to FILE as one JSON line each.
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, type Scope } from "effect"
 import * as NodeFs from "node:fs"
 import { SettingsError } from "../domain/Errors.ts"
 import type { RowFailure } from "../domain/LargeObject.ts"
@@ -21,29 +22,29 @@ const openSink = (file: string) =>
     (fd) => Effect.sync(() => NodeFs.closeSync(fd))
   )
 
-const make = (file: string | undefined): Effect.Effect<Failures["Service"], SettingsError, Stats | import("effect").Scope.Scope> =>
-    Effect.gen(function*() {
-      const stats = yield* Stats
-      const fd = file === undefined ? undefined : yield* openSink(file)
-      const kept: Array<RowFailure> = []
-      return Failures.of({
-        record: (failure) =>
-          Effect.gen(function*() {
-            yield* stats.failed
-            if (kept.length < listedFailures) kept.push(failure)
-            if (fd !== undefined) {
-              const line = JSON.stringify({ ...failure, at: new Date().toISOString() })
-              yield* Effect.sync(() => NodeFs.writeSync(fd, `${line}\n`)).pipe(
-                Effect.catchDefect((e) => Effect.logError(`cannot write to ${file}: ${String(e)}`))
-              )
-            }
-            yield* Effect.logWarning(
-              `failed ${failure.key}${failure.oid === null ? "" : ` (oid ${failure.oid})`}: ${failure.reason}: ${failure.detail}`
+const make = (file: string | undefined): Effect.Effect<Failures["Service"], SettingsError, Stats | Scope.Scope> =>
+  Effect.gen(function*() {
+    const stats = yield* Stats
+    const fd = file === undefined ? undefined : yield* openSink(file)
+    const kept: Array<RowFailure> = []
+    return Failures.of({
+      record: (failure) =>
+        Effect.gen(function*() {
+          yield* stats.failed
+          if (kept.length < listedFailures) kept.push(failure)
+          if (fd !== undefined) {
+            const line = JSON.stringify({ ...failure, at: new Date().toISOString() })
+            yield* Effect.sync(() => NodeFs.writeSync(fd, `${line}\n`)).pipe(
+              Effect.catchDefect((e) => Effect.logError(`cannot write to ${file}: ${String(e)}`))
             )
-          }),
-        list: Effect.sync(() => [...kept])
-      })
+          }
+          yield* Effect.logWarning(
+            `failed ${failure.key}${failure.oid === null ? "" : ` (oid ${failure.oid})`}: ${failure.reason}: ${failure.detail}`
+          )
+        }),
+      list: Effect.sync(() => [...kept])
     })
+  })
 
 export class Failures extends Context.Service<Failures, {
   readonly record: (failure: RowFailure) => Effect.Effect<void>
