@@ -10,16 +10,28 @@ import type { Settings } from "./domain/Settings.ts"
 import { defaultPolicy } from "./pipeline/Retry.ts"
 import { Stats } from "./pipeline/Stats.ts"
 import * as Nice2 from "./source/Nice2.ts"
+import * as PgTls from "./source/PgTls.ts"
 import { checkConnection, describeUrl } from "./source/Source.ts"
 import * as S3Store from "./store/S3Store.ts"
 
-const pg = (pgUrl: Redacted.Redacted<string>, connections: number) =>
-  PgClient.layer({ url: pgUrl, maxConnections: connections, connectTimeout: "10 seconds", applicationName: "lo-migrate" })
+const pg = (pgUrl: Redacted.Redacted<string>, connections: number, pgCa: string | undefined) =>
+  PgClient.layer({
+    url: pgUrl,
+    maxConnections: connections,
+    connectTimeout: "10 seconds",
+    applicationName: "lo-migrate",
+    ...PgTls.options(pgCa)
+  })
 
 /** PostgreSQL only (plan): the Source, its client, Stats. */
-export const database = (options: { readonly pgUrl: Redacted.Redacted<string>; readonly retries: number; readonly connections: number }) =>
+export const database = (options: {
+  readonly pgUrl: Redacted.Redacted<string>
+  readonly pgCa: string | undefined
+  readonly retries: number
+  readonly connections: number
+}) =>
   Nice2.layer(defaultPolicy(options.retries)).pipe(
-    Layer.provideMerge(pg(options.pgUrl, options.connections)),
+    Layer.provideMerge(pg(options.pgUrl, options.connections, options.pgCa)),
     Layer.provideMerge(Stats.layer)
   )
 
@@ -42,7 +54,7 @@ export const store = (settings: Settings, concurrency: number) =>
 export const databaseAndStore = (settings: Settings, concurrency: number) =>
   Layer.mergeAll(Nice2.layer(defaultPolicy(settings.retries)), store(settings, concurrency)).pipe(
     // one connection pages the rows, the others re-read large objects (--against-source)
-    Layer.provideMerge(pg(settings.pgUrl, concurrency + 1)),
+    Layer.provideMerge(pg(settings.pgUrl, concurrency + 1, settings.pgCa)),
     Layer.provideMerge(Stats.layer)
   )
 

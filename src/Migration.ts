@@ -19,10 +19,13 @@ import { type MetricsServerOptions, serve as serveMetrics } from "./observabilit
 import * as Display from "./pipeline/Display.ts"
 import * as Events from "./pipeline/Events.ts"
 import { Failures } from "./pipeline/Failures.ts"
+import * as Payload from "./pipeline/Payload.ts"
 import * as Pipeline from "./pipeline/Pipeline.ts"
 import { defaultPolicy } from "./pipeline/Retry.ts"
 import { Stats } from "./pipeline/Stats.ts"
 import * as Nice2 from "./source/Nice2.ts"
+import * as PgTls from "./source/PgTls.ts"
+import * as RunLock from "./source/RunLock.ts"
 import { checkConnection, describeUrl, Source } from "./source/Source.ts"
 import { ObjectStore } from "./store/ObjectStore.ts"
 import * as S3Store from "./store/S3Store.ts"
@@ -46,6 +49,8 @@ export interface Summary {
   readonly failures: ReadonlyArray<RowFailure>
   /** true when --finalize ran */
   readonly finalized: boolean
+  /** true when the run was asked to stop (signal, `Migration.stop`, lost run lock) before its end */
+  readonly stopped: boolean
 }
 
 export interface RunOptions {
@@ -65,6 +70,11 @@ export interface RunOptions {
   readonly metrics?: MetricsServerOptions | undefined
   /** called once /metrics listens, with the bound port */
   readonly onMetricsListening?: ((port: number) => Effect.Effect<void>) | undefined
+  /**
+   * take the one-run-at-a-time lock (default true); off only for a database nobody else can reach whose
+   * single connection the lock would hold for the whole run (the demo on PGlite)
+   */
+  readonly runLock?: boolean | undefined
 }
 
 /** Snapshot events every `every` as a Display, so they stop with the pipeline like every other display. */
@@ -91,10 +101,12 @@ export const layer = (settings: Settings, pool: PoolOptions = {}) => {
   const retry = defaultPolicy(settings.retries)
   const pg = PgClient.layer({
     url: settings.pgUrl,
-    // receivers and committers each hold one connection at a time; +2 for the observer and the counter
-    maxConnections: pool.maxConnections ?? settings.receiverThreads + settings.committerThreads + 2,
+    // receivers and committers each hold one connection at a time; +2 for the observer and the counter,
+    // +1 reserved for the run lock's session
+    maxConnections: pool.maxConnections ?? settings.receiverThreads + settings.committerThreads + 3,
     connectTimeout: "10 seconds",
-    applicationName: "lo-migrate"
+    applicationName: "lo-migrate",
+    ...PgTls.options(settings.pgCa)
   })
   const store = S3Store.layer({
     endpoint: settings.s3Url,
@@ -108,7 +120,7 @@ export const layer = (settings: Settings, pool: PoolOptions = {}) => {
     connections: settings.storerThreads * partConcurrency,
     retry
   })
-  return Layer.mergeAll(Nice2.layer(retry), store, Failures.layer).pipe(
+  return Layer.mergeAll(Nice2.layer(retry), store, Failures.layerTo(settings.failuresFile)).pipe(
     Layer.provideMerge(pg),
     Layer.provideMerge(Stats.layer)
   )
@@ -157,8 +169,15 @@ export const run = (settings: Settings, options: RunOptions) =>
     }
     // pre-flight: refuse before any work
     yield* checkConnection(describeUrl(Redacted.value(settings.pgUrl)))
+    // one run at a time per table; losing the lock to another run stops this one gracefully
+    const lockLost = yield* Ref.make(false)
+    if (options.runLock !== false) yield* RunLock.acquire(source.table, { onLost: Ref.set(lockLost, true) })
+    const askedToStop = options.stopping ?? Effect.succeed(false)
+    const stopping = Effect.zipWith(askedToStop, Ref.get(lockLost), (a, b) => a || b)
     yield* source.prepare
     yield* store.probe
+    const swept = yield* Payload.sweepOrphans(settings.tempDir)
+    if (swept > 0) yield* Effect.logInfo(`removed ${swept} temp file(s) left in ${settings.tempDir} by killed runs`)
 
     const totals = yield* source.count
     yield* stats.setTotals(totals)
@@ -179,7 +198,7 @@ export const run = (settings: Settings, options: RunOptions) =>
     const monitor = Display.all(displays)
     yield* Effect.scoped(Effect.gen(function*() {
       yield* Effect.forkScoped(monitor.loop)
-      yield* Pipeline.run({ ...settings, limit: options.limit }, options.stopping ?? Effect.succeed(false))
+      yield* Pipeline.run({ ...settings, limit: options.limit }, stopping)
     })).pipe(Effect.ensuring(monitor.final))
 
     const end = yield* stats.snapshot
@@ -191,9 +210,10 @@ export const run = (settings: Settings, options: RunOptions) =>
       total: totals.total,
       durationMs: end.at - end.startedAt,
       failures: yield* failures.list,
-      finalized: false
+      finalized: false,
+      stopped: yield* stopping
     }
-    if (summary.failed > 0) return summary
+    if (summary.failed > 0 || summary.stopped) return summary
     if (!settings.finalize) return summary
     yield* Verification.requireAllGood({ concurrency: settings.storerThreads, retry: defaultPolicy(settings.retries), report: options.report })
     yield* source.finalize

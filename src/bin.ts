@@ -4,11 +4,12 @@
  * 0 done, 1 rows failed or the run failed, 2 bad usage or a setup problem found before any work,
  * 130 interrupted.
  */
-import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import { NodeServices } from "@effect/platform-node"
 import { Cause, Config, Effect, Layer, Logger, LogLevel, References, Runtime } from "effect"
 import { CliError } from "effect/cli"
 import { run, version } from "./Cli.ts"
 import * as Tracing from "./observability/Tracing.ts"
+import { StopRequest } from "./StopRequest.ts"
 
 /** LOG_LEVEL (any case) sets the level; the CLI's --log-level, applied inside, wins over it. */
 const logging = Layer.unwrap(Effect.gen(function*() {
@@ -49,4 +50,33 @@ const main = run.pipe(
   Effect.provide(logging)
 )
 
-NodeRuntime.runMain(main, { disableErrorReporting: true })
+/**
+ * Like NodeRuntime.runMain (@effect/platform-node), but the first SIGINT/SIGTERM asks a command that supports it (migrate) to
+ * stop gracefully; the second one, or any signal while no such command runs, interrupts at once.
+ */
+const stop = { requested: false, enabled: false }
+const runMain = Runtime.makeRunMain(({ fiber, teardown }) => {
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stop.enabled && !stop.requested) {
+      stop.requested = true
+      process.stderr.write(
+        `lo-migrate: ${signal} received: finishing the objects in flight and committing them; ` +
+          `send it again to stop at once\n`
+      )
+      return
+    }
+    fiber.interruptUnsafe(fiber.id)
+  }
+  fiber.addObserver((exit) => {
+    process.removeListener("SIGINT", onSignal)
+    process.removeListener("SIGTERM", onSignal)
+    // as NodeRuntime.runMain: exit explicitly only when needed, so a clean run ends naturally
+    teardown(exit, (code) => {
+      if (code !== 0 || stop.requested) process.exit(code)
+    })
+  })
+  process.on("SIGINT", onSignal)
+  process.on("SIGTERM", onSignal)
+})
+
+runMain(main.pipe(Effect.provide(StopRequest.fromCell(stop))), { disableErrorReporting: true })

@@ -9,7 +9,7 @@ import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { runCli } from "./support/Cli.ts"
-import { FaultProxy } from "./support/FaultProxy.ts"
+import { FaultProxy, faults } from "./support/FaultProxy.ts"
 import { createNice2Schema, insertObject, type InsertedObject, randomBytes } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
 import { TestS3 } from "./support/S3.ts"
@@ -126,7 +126,7 @@ describe("lo-migrate verify", () => {
       const args = ["verify", ...viaProxy, "--concurrency", "1", "--retries", "1"]
 
       // every HEAD waits 600 ms: six take over 3.6 s, so 1 s progress lines must appear
-      yield* proxy.setDelay(600)
+      yield* proxy.setRules([{ name: "slow", fault: { kind: "slow", delayMs: 600 } }])
       const slow = yield* runCli([...args, "--interval", "1"])
       assert.strictEqual(slow.code, 0, slow.stderr)
       assert.match(slow.stderr, /verify: \d+ checked \([\d.]+\/s\), 0 bad, [\d.]+ (B|KiB); checkpoint [0-9a-f]{40}/)
@@ -151,9 +151,8 @@ describe("lo-migrate verify", () => {
       assert.isBelow(partial.checked, 6)
 
       // S3 breaks after three HEADs: the run stops with exit 1, the report keeps the checkpoint
-      yield* proxy.setDelay(0)
-      const before = yield* proxy.requests
-      yield* proxy.failAfter(before + 3)
+      const before = (yield* proxy.log).length
+      yield* proxy.setRules([{ afterRequests: before + 3, fault: faults.slowDown }])
       const report = yield* reportPath
       const broken = yield* runCli([...args, "--report", report])
       assert.strictEqual(broken.code, 1, broken.stderr)
@@ -163,7 +162,7 @@ describe("lo-migrate verify", () => {
       assert.isFalse(json.complete)
       assert.strictEqual(json.checkpoint, objects[2]!.hash)
 
-      yield* proxy.failAfter(undefined)
+      yield* proxy.setRules([])
       const resumed = yield* runCli([...args, "--from", json.checkpoint])
       assert.strictEqual(resumed.code, 0, resumed.stderr)
       assert.include(resumed.stdout, "verified 3 migrated object(s)")

@@ -13,6 +13,7 @@ export interface ConnectionInput {
   readonly bucket: string
   readonly region: string
   readonly pathStyle: Option.Option<boolean>
+  readonly pgCa: Option.Option<string>
   readonly retries: number
 }
 
@@ -25,6 +26,7 @@ export const settingsOf = (flags: ConnectionInput): Effect.Effect<Settings, Sett
     bucket: flags.bucket,
     region: flags.region,
     pathStyle: Option.getOrUndefined(flags.pathStyle),
+    pgCa: Option.getOrUndefined(flags.pgCa),
     retries: flags.retries
   })
 

@@ -57,6 +57,12 @@ export const connectionFlags = {
       "path-style URLs (http://host/bucket/key); --no-path-style for virtual-hosted style [default: on with --s3-url, off for AWS]"
     ),
     Flag.optional
+  ),
+  pgCa: Flag.File("pg-ca").pipe(
+    Flag.withDescription(
+      "PEM file of the CA that signs the PostgreSQL server's certificate: turns on TLS with certificate and host verification"
+    ),
+    Flag.optional
   )
 }
 

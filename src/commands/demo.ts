@@ -166,7 +166,8 @@ export const demo = Command.make("demo", {
     })
     const progress = progressRunOptions(flags, settings.interval)
     yield* pg.idle
-    const summary = yield* Migration.run(settings, progress.options).pipe(
+    // PGlite's single connection cannot also hold the run lock; nobody else can reach this database anyway
+    const summary = yield* Migration.run(settings, { ...progress.options, runLock: pg.maxConnections !== 1 }).pipe(
       Migration.provideTo(settings, { maxConnections: pg.maxConnections }),
       progress.around
     )

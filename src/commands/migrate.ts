@@ -3,12 +3,13 @@
  */
 import { Config, Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
-import { RowsFailed, SettingsError } from "../domain/Errors.ts"
+import { RowsFailed, RunStopped, SettingsError } from "../domain/Errors.ts"
 import { defaults, validate } from "../domain/Settings.ts"
 import * as Migration from "../Migration.ts"
 import { formatBytes } from "../pipeline/Monitor.ts"
 import { writeStderr } from "../Output.ts"
 import * as ProgressMode from "../pipeline/ProgressMode.ts"
+import { StopRequest } from "../StopRequest.ts"
 import { connectionFlags, described, int } from "./Flags.ts"
 import { planFlags, printPlan } from "./plan.ts"
 
@@ -86,6 +87,10 @@ export const migrate = Command.make("migrate", {
     Flag.withDescription(described("directory for temp files of objects above --in-mem-max", { default: "the OS temp dir", env: "TMPDIR" })),
     Flag.optional
   ),
+  failures: Flag.String("failures").pipe(
+    Flag.withDescription("also write every failed row to this file, one JSON object per line (truncated at the start)"),
+    Flag.optional
+  ),
   finalize: Flag.Boolean("finalize").pipe(
     Flag.withAlias("f"),
     Flag.withDescription("after a run with no failure, once every migrated object verifies (HEAD): make sha2 NOT NULL and add a unique index on it"),
@@ -107,12 +112,21 @@ export const migrate = Command.make("migrate", {
     accessKey: Option.getOrUndefined(flags.accessKey),
     secretKey: Option.getOrUndefined(flags.secretKey),
     pathStyle: Option.getOrUndefined(flags.pathStyle),
-    tempDir: Option.getOrUndefined(flags.tempDir)
+    tempDir: Option.getOrUndefined(flags.tempDir),
+    pgCa: Option.getOrUndefined(flags.pgCa),
+    failuresFile: Option.getOrUndefined(flags.failures)
   })
   if (flags.dryRun) return yield* printPlan({ ...flags, pgUrl: settings.pgUrl, s3: settings })
   yield* writeStderr(configurationBlock(settings))
+  // the first SIGINT/SIGTERM asks for a graceful stop (bin.ts); without the service, never
+  const stopRequest = yield* Effect.serviceOption(StopRequest)
+  const stopping = Option.isSome(stopRequest) ? stopRequest.value.requested : Effect.succeed(false)
+  if (Option.isSome(stopRequest)) yield* stopRequest.value.enable
   const progress = progressRunOptions(flags, settings.interval)
-  const summary = yield* Migration.run(settings, progress.options).pipe(Migration.provideTo(settings), progress.around)
+  const summary = yield* Migration.run(settings, { ...progress.options, stopping }).pipe(
+    Migration.provideTo(settings),
+    progress.around
+  )
   for (const failure of summary.failures) {
     yield* writeStderr(`FAILED ${failure.key}${failure.oid === null ? "" : ` (oid ${failure.oid})`}: ${failure.reason}: ${failure.detail}\n`)
   }
@@ -126,6 +140,7 @@ export const migrate = Command.make("migrate", {
       `${(summary.durationMs / 1000).toFixed(1)} s; ${summary.alreadyMigrated} of ${summary.total} were already migrated; ` +
       `${summary.failed} failed`
   )
+  if (summary.stopped) return yield* new RunStopped({ migrated: summary.migrated })
   if (summary.failed > 0) return yield* new RowsFailed({ failed: summary.failed })
   yield* log(
     `Adding NOT NULL constraint and UNIQUE INDEX ... ${summary.finalized ? "done" : "skipping (--finalize not given)"}`

@@ -5,7 +5,7 @@ import { Console, Effect, Layer, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Connections from "../Connections.ts"
 import { SettingsError } from "../domain/Errors.ts"
-import { defaults, type Settings, validatePgUrl } from "../domain/Settings.ts"
+import { defaults, type Settings, validatePgCa, validatePgUrl } from "../domain/Settings.ts"
 import * as Plan from "../Plan.ts"
 import { Stats } from "../pipeline/Stats.ts"
 import { ObjectStore } from "../store/ObjectStore.ts"
@@ -33,6 +33,7 @@ const s3Note = (settings: Settings) =>
 /** Prints the plan; shared with `migrate --dry-run`. S3 is only read, and only when settings are given. */
 export const printPlan = (input: {
   readonly pgUrl: Parameters<typeof validatePgUrl>[0]
+  readonly pgCa: Option.Option<string>
   readonly sample: number
   readonly sampleMib: number
   readonly receiverThreads: number
@@ -41,6 +42,7 @@ export const printPlan = (input: {
 }) =>
   Effect.gen(function*() {
     const pgUrl = yield* validatePgUrl(input.pgUrl)
+    const pgCa = yield* validatePgCa(Option.getOrUndefined(input.pgCa))
     if (input.sample < 0) return yield* new SettingsError({ setting: "--sample", problem: `${input.sample} is below the minimum of 0` })
     if (input.sampleMib < 1) return yield* new SettingsError({ setting: "--sample-mib", problem: `${input.sampleMib} is below the minimum of 1` })
     if (input.receiverThreads < 1) {
@@ -50,7 +52,7 @@ export const printPlan = (input: {
       sample: input.sample,
       sampleBytes: input.sampleMib * MiB,
       receiverThreads: input.receiverThreads
-    }).pipe(Connections.provide(pgUrl, Connections.database({ pgUrl, retries: input.retries, connections: 2 })))
+    }).pipe(Connections.provide(pgUrl, Connections.database({ pgUrl, pgCa, retries: input.retries, connections: 2 })))
     const notes = input.s3 === undefined
       ? ["S3 not checked (no --bucket given)"]
       : [yield* s3Note(input.s3)]

@@ -136,6 +136,16 @@ export class VerificationFailed extends Data.TaggedError("VerificationFailed")<{
   }
 }
 
+/** The run stopped on request (a signal) after committing what it had stored: exit 130, like an interruption. */
+export class RunStopped extends Data.TaggedError("RunStopped")<{
+  readonly migrated: number
+}> {
+  readonly [Runtime.errorExitCode] = 130
+  override get message() {
+    return `stopped on request after migrating ${this.migrated} object(s); run lo-migrate again to continue`
+  }
+}
+
 /** Anything a command can fail with. */
 export type MigrateError =
   | SettingsError
@@ -149,6 +159,7 @@ export type MigrateError =
   | PayloadError
   | RowsFailed
   | VerificationFailed
+  | RunStopped
 
 /**
  * A short, secret-free description of an underlying error: SQL errors carry the server's text in

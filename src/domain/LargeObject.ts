@@ -44,6 +44,7 @@ export type FailureReason =
   | "size-mismatch"
   | "sha1-mismatch"
   | "row-vanished"
+  | "permission-denied"
 
 /** A row skipped by this run; the run goes on and ends with exit code 1. */
 export interface RowFailure {

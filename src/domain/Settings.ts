@@ -4,6 +4,7 @@
  * that names the offending flag. Sizes are converted to bytes here, once.
  */
 import { Effect, Redacted } from "effect"
+import * as NodeFs from "node:fs"
 import { tmpdir } from "node:os"
 import { SettingsError } from "./Errors.ts"
 
@@ -53,6 +54,10 @@ export interface SettingsInput {
   readonly finalize?: boolean | undefined
   readonly tempDir?: string | undefined
   readonly retries?: number | undefined
+  /** failed rows also go to this file, one JSON object per line */
+  readonly failuresFile?: string | undefined
+  /** PEM file of the CA(s) that sign the PostgreSQL server's certificate: TLS with verification */
+  readonly pgCa?: string | undefined
 }
 
 export interface Settings {
@@ -79,6 +84,8 @@ export interface Settings {
   readonly finalize: boolean
   readonly tempDir: string
   readonly retries: number
+  readonly failuresFile: string | undefined
+  readonly pgCa: string | undefined
 }
 
 const redact = (v: Redacted.Redacted<string> | string | undefined) =>
@@ -121,6 +128,17 @@ const checkUrl = (flag: string, value: string, protocols: ReadonlyArray<string>)
 /** S3 bucket naming rules shared by AWS, Ceph RGW and MinIO (the strict, DNS-compatible subset). */
 const isBucketName = (name: string) =>
   /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(name) && !/\.\./.test(name) && !/^\d+\.\d+\.\d+\.\d+$/.test(name)
+
+const readableFile = (flag: string, path: string | undefined) =>
+  Effect.suspend(() => {
+    if (path === undefined) return Effect.succeed(undefined)
+    try {
+      NodeFs.accessSync(path, NodeFs.constants.R_OK)
+      return Effect.succeed(path)
+    } catch (e) {
+      return Effect.fail(new SettingsError({ setting: flag, problem: `cannot read ${path}: ${(e as Error).message}` }))
+    }
+  })
 
 export const validate = (input: SettingsInput): Effect.Effect<Settings, SettingsError> =>
   Effect.gen(function*() {
@@ -168,7 +186,9 @@ export const validate = (input: SettingsInput): Effect.Effect<Settings, Settings
       interval: yield* integer("--interval", input.interval, defaults.interval, 1),
       finalize: input.finalize ?? false,
       tempDir: input.tempDir ?? tmpdir(),
-      retries: yield* integer("--retries", input.retries, defaults.retries, 1)
+      retries: yield* integer("--retries", input.retries, defaults.retries, 1),
+      failuresFile: input.failuresFile?.trim() || undefined,
+      pgCa: yield* readableFile("--pg-ca", input.pgCa?.trim() || undefined)
     }
   })
 
@@ -180,3 +200,7 @@ export const validatePgUrl = (value: Redacted.Redacted<string> | string): Effect
     yield* checkUrl("--pg-url", Redacted.value(pgUrl), ["postgres:", "postgresql:"])
     return pgUrl
   })
+
+/** `--pg-ca` alone (plan): a file that can be read, or nothing. */
+export const validatePgCa = (path: string | undefined): Effect.Effect<string | undefined, SettingsError> =>
+  readableFile("--pg-ca", path?.trim() || undefined)

@@ -9,7 +9,7 @@
 import { execFileSync, spawn, type SpawnOptions } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import {
-  appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync,
+  appendFileSync, chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync,
   writeFileSync
 } from "node:fs"
 import { createServer } from "node:net"
@@ -28,6 +28,8 @@ export interface ClusterServer {
   /** an ordinary role (no superuser, no CREATEDB), as an application would connect */
   readonly appRole: string
   readonly appPassword: string
+  /** PEM of the self-signed certificate the server offers TLS with (it is its own CA), with `tls` */
+  readonly caFile?: string
 }
 
 export interface StartOptions {
@@ -37,6 +39,8 @@ export interface StartOptions {
   readonly prefix?: string | undefined
   /** prefixes warnings printed by `stop` */
   readonly name?: string | undefined
+  /** also offer TLS with a self-signed certificate for 127.0.0.1 (needs the openssl CLI; skipped without) */
+  readonly tls?: boolean | undefined
 }
 
 export interface Cluster {
@@ -103,6 +107,8 @@ export const startCluster = async (options: StartOptions = {}): Promise<Cluster>
     ])
     rmSync(pwfile)
 
+    const tls = options.tls === true ? selfSignedCert(dir, own, options.name) : undefined
+
     // Appended settings win over initdb's defaults. Durability is irrelevant for a throwaway cluster.
     // The port goes on the pg_ctl command line so a port lost to a race can be retried (below).
     appendFileSync(join(data, "postgresql.conf"), [
@@ -115,6 +121,12 @@ export const startCluster = async (options: StartOptions = {}): Promise<Cluster>
       "synchronous_commit = off",
       "max_connections = 200",
       "shared_buffers = 128MB",
+      ...(tls === undefined ? [] : [
+        // TLS offered, not required: clients without sslmode are unaffected
+        "ssl = on",
+        `ssl_cert_file = '${tls.cert}'`,
+        `ssl_key_file = '${tls.key}'`
+      ]),
       ""
     ].join("\n"))
     // Writing over the existing files keeps their owner.
@@ -147,7 +159,10 @@ export const startCluster = async (options: StartOptions = {}): Promise<Cluster>
     ], { cwd: dir })
 
     return {
-      server: { adminUrl, host: "127.0.0.1", port, appRole: APP_ROLE, appPassword },
+      server: {
+        adminUrl, host: "127.0.0.1", port, appRole: APP_ROLE, appPassword,
+        ...(tls === undefined ? {} : { caFile: tls.cert })
+      },
       dir,
       stop
     }
@@ -155,6 +170,27 @@ export const startCluster = async (options: StartOptions = {}): Promise<Cluster>
     stop()
     throw e
   }
+}
+
+// A self-signed server certificate for 127.0.0.1 (it is its own CA), made with the openssl CLI; none
+// when openssl is missing (TLS tests then skip).
+const selfSignedCert = (dir: string, own: (path: string) => void, name: string | undefined) => {
+  const cert = join(dir, "server.crt")
+  const key = join(dir, "server.key")
+  try {
+    run("openssl", [
+      "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+      "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"
+    ], { cwd: dir })
+  } catch (e) {
+    console.warn(`[${name ?? "TempCluster"}] no TLS: ${String(e).split("\n")[0]}`)
+    return undefined
+  }
+  chmodSync(key, 0o600)
+  chmodSync(cert, 0o644)
+  own(key)
+  own(cert)
+  return { cert, key }
 }
 
 // If the test runner dies without running the teardown (SIGKILL, crash, Ctrl-C before teardown), nothing

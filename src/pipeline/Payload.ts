@@ -75,9 +75,38 @@ const memoryWriter = (release: Effect.Effect<void>): PayloadWriter => {
   }
 }
 
+const isAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
+/**
+ * Removes temp files left in `tempDir` by runs that were killed (SIGKILL, power loss): files named
+ * `lo_migrate.<pid>.*` whose process no longer exists. Files of live processes are left alone, so runs
+ * on other tables sharing the directory are safe. Returns how many were removed.
+ */
+export const sweepOrphans = (tempDir: string): Effect.Effect<number> =>
+  Effect.promise(async () => {
+    const names = await NodeFs.readdir(tempDir).catch(() => [] as Array<string>)
+    let removed = 0
+    for (const name of names) {
+      const match = /^lo_migrate\.(\d+)\./.exec(name)
+      if (match === null) continue
+      const pid = Number(match[1])
+      if (pid === process.pid || isAlive(pid)) continue
+      await NodeFs.rm(NodePath.join(tempDir, name), { force: true }).then(() => removed++, () => undefined)
+    }
+    return removed
+  })
+
 const fileWriter = (tempDir: string, scope: Scope.Scope, release: Effect.Effect<void>) =>
   Effect.gen(function*() {
-    const path = NodePath.join(tempDir, `${tempFilePrefix}${randomBytes(6).toString("hex")}`)
+    // the pid in the name lets a later run remove what a killed one left (sweepOrphans)
+    const path = NodePath.join(tempDir, `${tempFilePrefix}${process.pid}.${randomBytes(6).toString("hex")}`)
     const fail = (cause: unknown) => new PayloadError({ path, cause })
     // created exclusively and private to this user, like mkstemp
     const handle = yield* Effect.acquireRelease(

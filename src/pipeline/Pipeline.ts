@@ -14,6 +14,7 @@ import type { Settings } from "../domain/Settings.ts"
 import { Source } from "../source/Source.ts"
 import { ObjectStore } from "../store/ObjectStore.ts"
 import { Failures } from "./Failures.ts"
+import * as GracefulStop from "./GracefulStop.ts"
 import * as Observer from "./Observer.ts"
 import * as Receiver from "./Receiver.ts"
 import { defaultPolicy } from "./Retry.ts"
@@ -54,6 +55,7 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
     yield* stats.trackQueue("receive", settings.receiverQueue, Queue.size(toReceive))
     yield* stats.trackQueue("store", settings.storerQueue, Queue.size(toStore))
     yield* stats.trackQueue("commit", settings.committerQueue, Queue.size(toCommit))
+    yield* Effect.forkScoped(GracefulStop.watch(stopping, toReceive, toStore))
 
     const observer = Stage.run({
       name: "observer",

@@ -79,6 +79,9 @@ export const receive = (
     Effect.catchTag("SqlError", (error) =>
       LargeObjects.sqlState(error) === LargeObjects.undefinedObject
         ? Effect.succeed(failure(candidate, "missing-object", `large object ${oid} does not exist`))
+        : LargeObjects.sqlState(error) === LargeObjects.insufficientPrivilege
+        // one object the role may not read is that row's problem, not the run's (grant and rerun)
+        ? Effect.succeed(failure(candidate, "permission-denied", `this role may not read large object ${oid} (GRANT SELECT ON LARGE OBJECT ${oid})`))
         : Effect.fail(new DatabaseError({ operation: `read large object ${oid}`, cause: error })))
   )
 }

@@ -11,6 +11,8 @@ export const readChunkSize = 8 * 1024 * 1024
 
 /** SQLSTATE of `lo_get` on an oid that names no large object. */
 export const undefinedObject = "42704"
+/** SQLSTATE of `lo_get` on a large object the role may not read. */
+export const insufficientPrivilege = "42501"
 
 export const sqlState = (error: SqlError.SqlError): string | undefined => {
   const code = (error.reason.cause as { readonly code?: unknown } | undefined)?.code

@@ -118,8 +118,19 @@ export class Source extends Context.Service<Source, {
   readonly release: (rows: ReadonlyArray<MigratedRow>) => Effect.Effect<Released, DatabaseError>
 }>()("lo-migrate/source/Source") {}
 
+/**
+ * SQLSTATEs the driver does not mark retryable but that only say "this connection is gone, try again":
+ * 57P01 admin_shutdown (pg_terminate_backend), 57P02 crash_shutdown, 57P03 cannot_connect_now (the
+ * server is starting or in recovery), 53300 too_many_connections.
+ */
+const transientSqlStates = new Set(["57P01", "57P02", "57P03", "53300"])
+
 /** Connection problems are worth retrying; anything else (syntax, permissions) is not. */
-export const isRetryableSql = (error: SqlError.SqlError): boolean => error.isRetryable
+export const isRetryableSql = (error: SqlError.SqlError): boolean => {
+  if (error.isRetryable) return true
+  const code = (error.reason.cause as { readonly code?: unknown } | undefined)?.code
+  return typeof code === "string" && transientSqlStates.has(code)
+}
 
 /** Runs a statement with retries and turns a lasting failure into a `DatabaseError`. */
 export const statement = <A, R>(

@@ -20,12 +20,13 @@ import {
   UploadPartCommand
 } from "@aws-sdk/client-s3"
 import { Effect, Layer, Option, Redacted, Stream } from "effect"
-import { createHash, randomBytes } from "node:crypto"
+import { createHash } from "node:crypto"
 import * as Http from "node:http"
 import * as Https from "node:https"
 import { describeCause, StoreError, StoreUnavailable } from "../domain/Errors.ts"
 import { retrying, type RetryPolicy } from "../pipeline/Retry.ts"
 import { Stats } from "../pipeline/Stats.ts"
+import * as AdaptiveLimit from "./AdaptiveLimit.ts"
 import { ObjectStore, type PutRequest } from "./ObjectStore.ts"
 
 export interface S3StoreOptions {
@@ -90,6 +91,9 @@ export const isTransient = (error: unknown): boolean => {
   if (typeof e.message === "string" && /socket hang up|ECONNRESET|premature close|aborted/i.test(e.message)) return true
   return e.cause !== undefined && e.cause !== error ? isTransient(e.cause) : false
 }
+
+/** The object put and deleted by the pre-flight write probe. */
+export const probeKey = ".lo-migrate-probe"
 
 const md5Base64 = (bytes: Uint8Array) => createHash("md5").update(bytes).digest("base64")
 const hexToBase64 = (hex: string) => Buffer.from(hex, "hex").toString("base64")
@@ -196,8 +200,19 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
       const Bucket = options.bucket
       const endpoint = options.endpoint ?? `AWS S3 (${options.region})`
 
+      // one permit per request on the wire; SlowDown halves the permits, successes win them back
+      const limit = yield* AdaptiveLimit.make({
+        max: options.connections,
+        onChange: (n, reason) =>
+          reason === "slow-down"
+            ? Effect.logWarning(`S3 asked to slow down: at most ${n} request(s) in flight from now on`)
+            : Effect.logDebug(`S3 request limit raised to ${n}`)
+      })
+
       const send = <A>(operation: string, key: string, f: (signal: AbortSignal) => Promise<A>, policy = options.retry) =>
-        retrying(Effect.tryPromise({ try: f, catch: (cause) => cause }), {
+        retrying(limit.withPermit(Effect.tryPromise({ try: f, catch: (cause) => cause })).pipe(
+          Effect.tapError((cause) => (AdaptiveLimit.isSlowDown(cause) ? limit.slowDown : Effect.void))
+        ), {
           policy,
           isRetryable: isTransient,
           what: `S3 ${operation} ${key}`
@@ -310,7 +325,9 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
       return ObjectStore.of({
         target: `s3://${Bucket}`,
         probe: Effect.gen(function*() {
-          const Key = `.lo-migrate-probe/${randomBytes(8).toString("hex")}`
+          // A fixed key: a probe left behind by a killed run is overwritten and deleted by the next one,
+          // so the bucket never keeps a key that no row names (runs on a table are serialized by the lock).
+          const Key = probeKey
           const Body = Buffer.from("lo-migrate write probe\n")
           const quick = { ...options.retry, attempts: Math.min(options.retry.attempts, 3) }
           yield* send("PutObject", Key, (abortSignal) =>

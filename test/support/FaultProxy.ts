@@ -1,70 +1,216 @@
-// An HTTP proxy in front of the real s3rver that injects faults: a delay before each request is
-// forwarded, and 503 answers once a number of requests went through. The server itself is untouched.
+// A fault-injecting HTTP proxy in front of the real S3 server (s3rver): the tool talks to the proxy,
+// the proxy forwards to s3rver, except when a rule says to misbehave. Faults are injected in front of
+// the real server, never in its place.
+//
+// Rules are tried in order; the first one that matches the request (method, path, S3 operation), passes
+// its probability draw and still has count left, fires. Faults:
+// - `status`: answer with an S3-style XML error (500 InternalError, 503 SlowDown, 403 AccessDenied,
+//   403 SignatureDoesNotMatch, ...) without forwarding; the request body is read first, as S3 does;
+// - `reset`: destroy the connection without an answer, before forwarding (`before`) or after s3rver has
+//   processed the request (`after`: the object may be stored, the client does not know);
+// - `slow`: forward, but hold the answer back for `delayMs`;
+// - `truncate`: forward, then send the answer's headers and half of its body and cut the connection.
+// A rule with `count` fires at most that many times; `probability` (default 1) draws per request with a
+// seeded generator, so a run is reproducible.
 import { Context, Effect, Layer } from "effect"
 import * as Http from "node:http"
+import * as Https from "node:https"
 import type { AddressInfo } from "node:net"
 import { TestS3 } from "./S3.ts"
 
-export interface FaultProxyShape {
-  /** point the tool's --s3-url here */
-  readonly endpoint: string
-  /** milliseconds each request waits before it is forwarded */
-  readonly setDelay: (ms: number) => Effect.Effect<void>
-  /** answer 503 SlowDown to every request after the first `n` (undefined: never) */
-  readonly failAfter: (n: number | undefined) => Effect.Effect<void>
-  /** requests seen so far */
-  readonly requests: Effect.Effect<number>
-  /** the method of every request seen so far, in order */
-  readonly methods: Effect.Effect<ReadonlyArray<string>>
+export type Fault =
+  | { readonly kind: "status"; readonly status: number; readonly code: string }
+  | { readonly kind: "reset"; readonly when: "before" | "after" }
+  | { readonly kind: "slow"; readonly delayMs: number }
+  | { readonly kind: "truncate" }
+
+export interface FaultRule {
+  readonly name?: string
+  readonly method?: string
+  /** matched against the path and query, e.g. /bucket/key?partNumber=1 */
+  readonly path?: RegExp
+  readonly probability?: number
+  readonly count?: number
+  /** fires only once the proxy has seen this many requests (e.g. "S3 breaks after three HEADs") */
+  readonly afterRequests?: number
+  readonly fault: Fault
 }
 
-export class FaultProxy extends Context.Service<FaultProxy, FaultProxyShape>()("test/FaultProxy") {
-  static readonly layer: Layer.Layer<FaultProxy, never, TestS3> = Layer.effect(
-    FaultProxy,
-    Effect.gen(function*() {
-      const upstream = new URL((yield* TestS3).endpoint)
-      const state = { delay: 0, failAfter: undefined as number | undefined, seen: 0, methods: [] as Array<string> }
-      const server = Http.createServer((req, res) => {
-        state.seen += 1
-        state.methods.push(req.method ?? "")
-        if (state.failAfter !== undefined && state.seen > state.failAfter) {
+export interface ProxyRequestLog {
+  readonly method: string
+  readonly path: string
+  /** the rule that fired, or undefined when forwarded untouched */
+  readonly fault: string | undefined
+}
+
+export interface FaultProxyShape {
+  /** the proxy's endpoint: http(s)://127.0.0.1:<port> */
+  readonly endpoint: string
+  /** replaces the rules (and their counts) */
+  readonly setRules: (rules: ReadonlyArray<FaultRule>) => Effect.Effect<void>
+  /** every request seen so far */
+  readonly log: Effect.Effect<ReadonlyArray<ProxyRequestLog>>
+  /** how many times each named rule fired */
+  readonly fired: (name: string) => Effect.Effect<number>
+}
+
+export const faults = {
+  internalError: { kind: "status", status: 500, code: "InternalError" },
+  slowDown: { kind: "status", status: 503, code: "SlowDown" },
+  accessDenied: { kind: "status", status: 403, code: "AccessDenied" },
+  signatureDoesNotMatch: { kind: "status", status: 403, code: "SignatureDoesNotMatch" },
+  resetBefore: { kind: "reset", when: "before" },
+  resetAfter: { kind: "reset", when: "after" },
+  truncate: { kind: "truncate" }
+} as const satisfies Record<string, Fault>
+
+const errorBody = (code: string, path: string) =>
+  `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>injected by FaultProxy</Message>` +
+  `<Resource>${path.replace(/[<&>]/g, "")}</Resource><RequestId>faultproxy</RequestId></Error>`
+
+/** A seeded xorshift32 in [0, 1): reproducible probability draws. */
+const seeded = (seed: number) => {
+  let x = seed | 0 || 0x2545f491
+  return () => {
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    return (x >>> 0) / 0x100000000
+  }
+}
+
+export interface FaultProxyOptions {
+  /** where s3rver listens, e.g. http://127.0.0.1:1234 */
+  readonly upstream: string
+  readonly rules?: ReadonlyArray<FaultRule>
+  readonly seed?: number
+  /** serve https with this certificate (PEM) */
+  readonly tls?: { readonly cert: string; readonly key: string }
+}
+
+export const make = (options: FaultProxyOptions) =>
+  Effect.gen(function*() {
+    const upstream = new URL(options.upstream)
+    let rules: Array<{ rule: FaultRule; left: number }> = []
+    const fired = new Map<string, number>()
+    const log: Array<ProxyRequestLog> = []
+    const random = seeded(options.seed ?? 1)
+    const setRulesUnsafe = (next: ReadonlyArray<FaultRule>) => {
+      rules = next.map((rule) => ({ rule, left: rule.count ?? Number.POSITIVE_INFINITY }))
+    }
+    setRulesUnsafe(options.rules ?? [])
+    const agent = new Http.Agent({ keepAlive: true })
+
+    const pick = (req: Http.IncomingMessage): FaultRule | undefined => {
+      for (const entry of rules) {
+        const { rule } = entry
+        if (entry.left <= 0) continue
+        if (rule.method !== undefined && rule.method !== req.method) continue
+        if (rule.path !== undefined && !rule.path.test(req.url ?? "")) continue
+        if (rule.afterRequests !== undefined && log.length < rule.afterRequests) continue
+        if (rule.probability !== undefined && random() >= rule.probability) continue
+        entry.left -= 1
+        const name = rule.name ?? rule.fault.kind
+        fired.set(name, (fired.get(name) ?? 0) + 1)
+        return rule
+      }
+      return undefined
+    }
+
+    const forward = (
+      req: Http.IncomingMessage,
+      onResponse: (res: Http.IncomingMessage, body: Buffer) => void,
+      onError: (e: Error) => void
+    ) => {
+      const headers = { ...req.headers }
+      delete headers.expect // the proxy already answered 100-continue to the client
+      const out = Http.request({
+        host: upstream.hostname,
+        port: upstream.port,
+        method: req.method,
+        path: req.url,
+        headers,
+        agent
+      }, (res) => {
+        const chunks: Array<Buffer> = []
+        res.on("data", (c: Buffer) => chunks.push(c))
+        res.on("end", () => onResponse(res, Buffer.concat(chunks)))
+        res.on("error", onError)
+      })
+      out.on("error", onError)
+      req.pipe(out)
+    }
+
+    const handler = (req: Http.IncomingMessage, res: Http.ServerResponse) => {
+      const rule = pick(req)
+      log.push({ method: req.method ?? "", path: req.url ?? "", fault: rule === undefined ? undefined : rule.name ?? rule.fault.kind })
+      const fail = () => {
+        if (!res.headersSent) res.writeHead(502)
+        res.destroy()
+      }
+      const relay = (delayMs: number) =>
+        forward(req, (up, body) => {
+          setTimeout(() => {
+            res.writeHead(up.statusCode ?? 502, up.headers)
+            res.end(body)
+          }, delayMs)
+        }, fail)
+      const fault = rule?.fault
+      if (fault === undefined) return relay(0)
+      switch (fault.kind) {
+        case "status": {
           req.resume()
-          res.writeHead(503, { "content-type": "application/xml" })
-          res.end("<Error><Code>SlowDown</Code><Message>injected</Message></Error>")
+          req.on("end", () => {
+            const body = errorBody(fault.code, req.url ?? "")
+            res.writeHead(fault.status, { "content-type": "application/xml", "content-length": Buffer.byteLength(body) })
+            res.end(body)
+          })
           return
         }
-        setTimeout(() => {
-          const forward = Http.request({
-            host: upstream.hostname,
-            port: upstream.port,
-            method: req.method,
-            path: req.url,
-            headers: req.headers
-          }, (answer) => {
-            res.writeHead(answer.statusCode ?? 502, answer.headers)
-            answer.pipe(res)
-          })
-          forward.on("error", () => res.destroy())
-          req.pipe(forward)
-        }, state.delay)
-      })
-      const port = yield* Effect.acquireRelease(
-        Effect.callback<number>((resume) => {
-          server.listen(0, "127.0.0.1", () => resume(Effect.succeed((server.address() as AddressInfo).port)))
-        }),
-        () =>
-          Effect.callback<void>((resume) => {
-            server.closeAllConnections()
-            server.close(() => resume(Effect.void))
-          })
-      )
-      return FaultProxy.of({
-        endpoint: `http://127.0.0.1:${port}`,
-        setDelay: (ms) => Effect.sync(() => void (state.delay = ms)),
-        failAfter: (n) => Effect.sync(() => void (state.failAfter = n)),
-        requests: Effect.sync(() => state.seen),
-        methods: Effect.sync(() => [...state.methods])
-      })
-    })
-  )
+        case "reset":
+          if (fault.when === "before") {
+            req.resume()
+            req.socket.destroy()
+            return
+          }
+          return forward(req, () => req.socket.destroy(), fail)
+        case "slow":
+          return relay(fault.delayMs)
+        case "truncate":
+          return forward(req, (up, body) => {
+            const headers = { ...up.headers, "content-length": String(Math.max(body.length, 64)) }
+            res.writeHead(up.statusCode ?? 502, headers)
+            res.write(body.subarray(0, Math.floor(body.length / 2)))
+            setTimeout(() => res.destroy(), 10)
+          }, fail)
+      }
+    }
+
+    const server = options.tls === undefined
+      ? Http.createServer(handler)
+      : Https.createServer({ cert: options.tls.cert, key: options.tls.key }, handler)
+    const port = yield* Effect.acquireRelease(
+      Effect.callback<number>((resume) => {
+        server.listen(0, "127.0.0.1", () => resume(Effect.succeed((server.address() as AddressInfo).port)))
+      }),
+      () =>
+        Effect.callback<void>((resume) => {
+          agent.destroy()
+          server.closeAllConnections()
+          server.close(() => resume(Effect.void))
+        })
+    )
+    return {
+      endpoint: `${options.tls === undefined ? "http" : "https"}://127.0.0.1:${port}`,
+      setRules: (next) => Effect.sync(() => setRulesUnsafe(next)),
+      log: Effect.sync(() => [...log]),
+      fired: (name) => Effect.sync(() => fired.get(name) ?? 0)
+    } satisfies FaultProxyShape
+  })
+
+/** A FaultProxy in front of the TestS3 server of the same test; no rules until `setRules`. */
+export class FaultProxy extends Context.Service<FaultProxy, FaultProxyShape>()("test/FaultProxy") {
+  static readonly layerWith = (options: Omit<FaultProxyOptions, "upstream"> = {}) =>
+    Layer.effect(FaultProxy, Effect.flatMap(TestS3, (s3) => make({ ...options, upstream: s3.endpoint })))
+  static readonly layer = FaultProxy.layerWith()
 }

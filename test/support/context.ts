@@ -15,6 +15,8 @@ export interface PgTestServer {
   readonly appPassword: string
   /** true when the server came from `LO_MIGRATE_TEST_PG_URL` (admin and app role are the same). */
   readonly external: boolean
+  /** PEM of the CA that signs the server's certificate, when the throwaway cluster offers TLS */
+  readonly caFile?: string
 }
 
 declare module "vitest" {

@@ -35,7 +35,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     removeRunDir()
     throw new Error(`${missingBinaries} Or set LO_MIGRATE_TEST_PG_BIN or LO_MIGRATE_TEST_PG_URL.`)
   }
-  const cluster = await startCluster({ binDir, name: "globalSetup" }).catch((e: unknown) => {
+  const cluster = await startCluster({ binDir, name: "globalSetup", tls: true }).catch((e: unknown) => {
     removeRunDir()
     throw e
   })

@@ -1,0 +1,90 @@
+/**
+ * One run at a time per table: a session-level advisory lock, taken with `pg_try_advisory_lock` on a
+ * connection reserved for the whole run, so that two operators cannot run lo-migrate on the same table
+ * at once. The lock lives exactly as long as that session: released when the run's scope closes, and by
+ * the server itself when the process dies (even on SIGKILL), so a crash never leaves a stale lock.
+ *
+ * The key is two int4s, `hashtext('lo-migrate')` and `hashtext(<table>)`: advisory locks are per
+ * database, so the same table name in another database does not collide. Values are bound as
+ * parameters, never spliced into the SQL.
+ *
+ * If the lock's session is killed during the run (`pg_terminate_backend`, a server restart), the run
+ * takes the lock again on a fresh connection; if another run got it in between, this one stops
+ * gracefully (what it stored is committed) rather than work alongside it.
+ */
+import { Effect, Exit, Ref, Schedule, Scope } from "effect"
+import { SqlClient } from "effect/sql"
+import { DatabaseUnavailable, describeCause, MigrationLocked } from "../domain/Errors.ts"
+
+export const lockNamespace = "lo-migrate"
+
+const tryLockSql = "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2)) AS locked"
+const unlockSql = "SELECT pg_advisory_unlock(hashtext($1), hashtext($2))"
+
+/** Tries once on a freshly reserved connection; the connection (and the lock) live until `scope` closes. */
+const tryAcquire = (table: string, scope: Scope.Scope) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const connection = yield* Scope.provide(sql.reserve, scope)
+    const rows = yield* connection.execute(tryLockSql, [lockNamespace, table], undefined)
+    const locked = (rows[0] as { readonly locked?: unknown } | undefined)?.locked === true
+    // Unlock before the connection goes back to the pool: a pooled session would keep holding the lock,
+    // and closing the pool does not wait for the server to end the session.
+    if (locked) {
+      yield* Scope.addFinalizer(
+        scope,
+        connection.execute(unlockSql, [lockNamespace, table], undefined).pipe(Effect.ignore)
+      )
+    }
+    return { connection, locked }
+  })
+
+/**
+ * Takes the run lock of `table` for the rest of the current scope, or fails with `MigrationLocked`.
+ * `onLost` runs when the lock was lost and could not be taken back (another run holds it now).
+ */
+export const acquire = (
+  table: string,
+  options: { readonly onLost: Effect.Effect<void>; readonly checkEvery?: `${number} seconds` }
+): Effect.Effect<void, MigrationLocked | DatabaseUnavailable, SqlClient.SqlClient | Scope.Scope> =>
+  Effect.gen(function*() {
+    const outer = yield* Effect.scope
+    const holder = yield* Scope.fork(outer)
+    const first = yield* tryAcquire(table, holder).pipe(
+      Effect.mapError((error) => new DatabaseUnavailable({ problem: `cannot take the run lock: ${describeCause(error)}` }))
+    )
+    if (!first.locked) return yield* new MigrationLocked({ table })
+    const current = yield* Ref.make({ connection: first.connection, scope: holder })
+    const every = options.checkEvery ?? "2 seconds"
+
+    // Keep-alive: a cheap statement on the lock's session; when the session is gone, take the lock
+    // again. Returns false once the lock is lost for good (then the loop ends).
+    const check: Effect.Effect<boolean, never, SqlClient.SqlClient> = Effect.gen(function*() {
+      const held = yield* Ref.get(current)
+      const alive = yield* held.connection.execute("SELECT 1", [], undefined).pipe(
+        Effect.as(true),
+        Effect.catch(() => Effect.succeed(false))
+      )
+      if (alive) return true
+      yield* Scope.close(held.scope, Exit.void)
+      const scope = yield* Scope.fork(outer)
+      const again = yield* tryAcquire(table, scope).pipe(
+        Effect.retry(Schedule.spaced("1 second").pipe(Schedule.upTo({ times: 30 })))
+      )
+      yield* Ref.set(current, { connection: again.connection, scope })
+      if (again.locked) {
+        yield* Effect.logWarning(`the run lock's session on ${table} was lost; lock taken again`)
+        return true
+      }
+      yield* Effect.logError(`the run lock on ${table} was lost and another run holds it now: stopping`)
+      yield* options.onLost
+      return false
+    }).pipe(
+      Effect.catch((error) => Effect.as(Effect.logWarning(`run lock check failed: ${describeCause(error)}`), true))
+    )
+    const loop: Effect.Effect<void, never, SqlClient.SqlClient> = Effect.sleep(every).pipe(
+      Effect.andThen(check),
+      Effect.flatMap((go) => (go ? loop : Effect.void))
+    )
+    yield* Effect.forkIn(loop, outer)
+  })

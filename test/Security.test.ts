@@ -1,0 +1,100 @@
+// Security: TLS to PostgreSQL verified against a CA file (--pg-ca), against the throwaway cluster that
+// offers TLS with a self-signed certificate; and the tool working as an ordinary role that holds only
+// the documented grants.
+import { PgClient } from "@effect/sql-pg"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer, Redacted } from "effect"
+import { SqlClient } from "effect/sql"
+import { execFileSync } from "node:child_process"
+import { randomBytes as cryptoRandomBytes } from "node:crypto"
+import * as NodePath from "node:path"
+import * as PgTls from "../src/source/PgTls.ts"
+import { runCli } from "./support/Cli.ts"
+import { addSha2Column, createNice2Schema, insertObject, type InsertedObject, randomBytes } from "./support/Nice2Fixture.ts"
+import { pgTestServer, pgUrl, TestDatabase } from "./support/Postgres.ts"
+import { TestS3 } from "./support/S3.ts"
+import { assertAllMigrated, freshTempDir } from "./support/Verify.ts"
+
+const env = Layer.mergeAll(TestDatabase.layerClient, TestS3.layer)
+const server = pgTestServer()
+
+const s3Flags = Effect.gen(function*() {
+  const s3 = yield* TestS3
+  return ["--s3-url", s3.endpoint, "--access-key", s3.accessKey, "--secret-key", s3.secretKey, "--bucket", s3.bucket]
+})
+
+describe.skipIf(server.caFile === undefined)("TLS to PostgreSQL", () => {
+  it.live("--pg-ca verifies the server's certificate; without it, or with another CA, the run is refused", () =>
+    Effect.gen(function*() {
+      const db = yield* TestDatabase
+      yield* createNice2Schema()
+      const o = yield* insertObject({ bytes: randomBytes(100, 1) })
+      const verifyFull = `${db.url}${db.url.includes("?") ? "&" : "?"}sslmode=verify-full`
+
+      // the driver with PgTls.options really talks TLS
+      const [session] = yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        return yield* sql<{ ssl: boolean }>`SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()`
+      }).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(db.url), maxConnections: 1, ...PgTls.options(server.caFile) })))
+      assert.isTrue(session!.ssl, "the session is encrypted")
+
+      // sslmode=verify-full without the CA: the self-signed certificate is not trusted
+      const untrusted = yield* runCli(["migrate", "--pg-url", verifyFull, ...(yield* s3Flags)])
+      assert.strictEqual(untrusted.code, 2, untrusted.stderr)
+      assert.match(untrusted.stderr, /PostgreSQL: .*(certificate|self.signed)/i)
+
+      // another CA: refused as well
+      const tmp = yield* freshTempDir
+      const otherCa = NodePath.join(tmp, "other.crt")
+      execFileSync("openssl", [
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", NodePath.join(tmp, "other.key"), "-out", otherCa,
+        "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"
+      ], { stdio: "ignore" })
+      const wrongCa = yield* runCli(["migrate", "--pg-url", db.url, "--pg-ca", otherCa, ...(yield* s3Flags)])
+      assert.strictEqual(wrongCa.code, 2, wrongCa.stderr)
+
+      // the right CA: migrated
+      const ok = yield* runCli(["migrate", "--pg-url", db.url, "--pg-ca", server.caFile!, ...(yield* s3Flags)])
+      assert.strictEqual(ok.code, 0, ok.stderr)
+      yield* assertAllMigrated([o])
+    }).pipe(Effect.scoped, Effect.provide(env)))
+})
+
+describe.skipIf(server.external)("least privilege", () => {
+  it.live("an ordinary role with only the documented grants migrates", () =>
+    Effect.gen(function*() {
+      const db = yield* TestDatabase
+      const sql = yield* SqlClient.SqlClient
+      const role = `lomigrate_min_${cryptoRandomBytes(4).toString("hex")}`
+      const password = cryptoRandomBytes(12).toString("hex")
+      const asAdmin = (database: string, statements: ReadonlyArray<string>) =>
+        Effect.gen(function*() {
+          const admin = yield* SqlClient.SqlClient
+          for (const s of statements) yield* admin.unsafe(s)
+        }).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(pgUrl(server, database, "postgres", new URL(server.adminUrl).password)), maxConnections: 1 })))
+      yield* Effect.acquireRelease(
+        asAdmin("postgres", [`CREATE ROLE ${role} LOGIN PASSWORD '${password}' NOSUPERUSER NOCREATEDB NOCREATEROLE`]),
+        () => asAdmin(db.name, [`DROP OWNED BY ${role}`, `DROP ROLE ${role}`]).pipe(Effect.orDie)
+      )
+
+      // the owner prepares the table (the sha2 column needs the owner) and grants the minimum
+      yield* createNice2Schema()
+      yield* addSha2Column
+      const objects: Array<InsertedObject> = []
+      for (let i = 0; i < 5; i++) objects.push(yield* insertObject({ bytes: randomBytes(500 + i, 60 + i) }))
+      yield* sql.unsafe(`GRANT SELECT, UPDATE ON _nice_binary TO ${role}`)
+      yield* sql.unsafe(`GRANT SELECT ON nice_batch_job TO ${role}`)
+      for (const o of objects) yield* sql.unsafe(`GRANT SELECT ON LARGE OBJECT ${o.oid} TO ${role}`)
+
+      const url = pgUrl(server, db.name, role, password)
+      const result = yield* runCli(["migrate", "--pg-url", url, ...(yield* s3Flags)])
+      assert.strictEqual(result.code, 0, result.stderr)
+      yield* assertAllMigrated(objects)
+
+      // and without the grant on one large object, that row fails (named), the others are unaffected
+      const extra = yield* insertObject({ bytes: randomBytes(700, 99) })
+      const denied = yield* runCli(["migrate", "--pg-url", url, ...(yield* s3Flags)])
+      assert.strictEqual(denied.code, 1, denied.stderr)
+      assert.match(denied.stderr, new RegExp(`FAILED ${extra.hash}.*: permission-denied:`))
+    }).pipe(Effect.scoped, Effect.provide(env)))
+})
