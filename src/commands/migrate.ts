@@ -8,6 +8,7 @@ import { defaults, validate } from "../domain/Settings.ts"
 import * as Migration from "../Migration.ts"
 import { formatBytes } from "../pipeline/Monitor.ts"
 import { writeStderr } from "../Output.ts"
+import { modeFlags, modeOf } from "./MigrateModes.ts"
 
 const described = (text: string, options: { readonly default?: unknown; readonly env?: string }) =>
   `${text}${options.default === undefined ? "" : ` [default: ${options.default}]`}${
@@ -83,7 +84,8 @@ export const migrate = Command.make("migrate", {
     Flag.withAlias("f"),
     Flag.withDescription("after a run with no failure: make sha2 NOT NULL and add a unique index on it"),
     Flag.withDefault(false)
-  )
+  ),
+  ...modeFlags
 }, Effect.fn("migrate")(function*(flags) {
   const settings = yield* validate({
     ...flags,
@@ -93,13 +95,25 @@ export const migrate = Command.make("migrate", {
     pathStyle: Option.getOrUndefined(flags.pathStyle),
     tempDir: Option.getOrUndefined(flags.tempDir)
   })
+  const mode = yield* modeOf(flags)
   yield* writeStderr(configurationBlock(settings))
-  const summary = yield* Migration.run(settings, { report: writeStderr }).pipe(Migration.provideTo(settings))
+  const summary = yield* Migration.run(settings, { report: writeStderr, limit: mode.limit }).pipe(
+    Migration.provideTo(settings, mode.store)
+  )
   for (const failure of summary.failures) {
     yield* writeStderr(`FAILED ${failure.key}${failure.oid === null ? "" : ` (oid ${failure.oid})`}: ${failure.reason}: ${failure.detail}\n`)
   }
   if (summary.failed > summary.failures.length) {
     yield* writeStderr(`... and ${summary.failed - summary.failures.length} more failures (see the log)\n`)
+  }
+  if (mode.deferred !== undefined) {
+    yield* Console.log(
+      `staged ${summary.migrated} object(s), ${formatBytes(summary.bytes)} (${summary.bytes} bytes) in ` +
+        `${(summary.durationMs / 1000).toFixed(1)} s into ${mode.deferred}; ${summary.failed} failed; ` +
+        `no row is marked until lo-migrate upload-blobs ${mode.deferred} has uploaded them`
+    )
+    if (summary.failed > 0) return yield* new RowsFailed({ failed: summary.failed })
+    return
   }
   yield* Console.log(
     `migrated ${summary.migrated} object(s), ${formatBytes(summary.bytes)} (${summary.bytes} bytes) in ` +

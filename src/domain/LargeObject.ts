@@ -44,6 +44,9 @@ export type FailureReason =
   | "size-mismatch"
   | "sha1-mismatch"
   | "row-vanished"
+  | "staged-file-missing"
+  | "staged-file-corrupt"
+  | "manifest-line-malformed"
 
 /** A row skipped by this run; the run goes on and ends with exit code 1. */
 export interface RowFailure {
