@@ -163,6 +163,8 @@ export const run = (settings: Settings, manifest: string) =>
           ).pipe(Effect.catch((cause) => Effect.succeed(cause)))
           if (!(handle instanceof Object && "read" in handle)) {
             const missing = (handle as { code?: string }).code === "ENOENT"
+            // another line for the same row (two staging runs at once) may have finished it meanwhile
+            if (missing && (yield* source.recorded([p.entry.rowKey])).get(p.entry.rowKey) === p.entry.sha256) return
             return yield* failures.record(lineFailure(p, missing ? "staged-file-missing" : "staged-file-corrupt",
               missing ? `staged file ${path} is missing` : `staged file ${path} cannot be read: ${String(handle)}`))
           }

@@ -209,6 +209,41 @@ describe("deferred uploads", () => {
       void objects
     }).pipe(Effect.scoped, Effect.provide(env)))
 
+  it.live("a staging run killed (SIGKILL) in the middle and run again stages each row exactly once", () =>
+    Effect.gen(function*() {
+      yield* createNice2Schema()
+      const objects = yield* insertMany(200, 800, 4 * KiB)
+      const dir = yield* scopedTempDir("deferred-")
+      const manifest = NodePath.join(dir, "m.tsv")
+      const staging = NodePath.join(dir, "staged")
+      const stage = ["migrate", ...(yield* target), "--deferred-blobs", manifest, "--staging-dir", staging, "--in-mem-max", "2"]
+      const killed = yield* runCli(stage, {
+        onStart: (child) => {
+          const timer = setInterval(() => {
+            if (NodeFs.existsSync(manifest) && manifestLines(manifest).length > 20) {
+              clearInterval(timer)
+              child.kill("SIGKILL")
+            }
+          }, 10)
+          child.on("close", () => clearInterval(timer))
+        }
+      })
+      assert.strictEqual(killed.signal, "SIGKILL", `killed mid-run; stdout: ${killed.stdout}`)
+      const before = manifestLines(manifest).length - 1
+      assert.isBelow(before, 200)
+      const again = yield* runCli(stage)
+      assert.strictEqual(again.code, 0, again.stderr)
+      assert.include(again.stdout, `staged ${200 - before} object(s)`)
+      const rowKeys = manifestLines(manifest).slice(1).map((l) => l.split("\t")[2])
+      assert.strictEqual(new Set(rowKeys).size, 200, "each row staged once")
+      assert.lengthOf(rowKeys, 200)
+      assert.isFalse(NodeFs.readdirSync(staging).some((f) => f.endsWith(".staging-tmp")), "no temp file left")
+      const up = yield* runCli(["upload-blobs", manifest, ...(yield* target)])
+      assert.strictEqual(up.code, 0, up.stderr)
+      assert.include(up.stdout, "uploaded 200 object(s)")
+      yield* assertInS3(objects)
+    }).pipe(Effect.scoped, Effect.provide(env)))
+
   it.live("upload-blobs killed (SIGKILL) in the middle and run again completes the job", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient

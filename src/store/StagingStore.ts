@@ -11,6 +11,7 @@
 import { Context, Effect, Layer, Option, Semaphore } from "effect"
 import { createHash, randomBytes } from "node:crypto"
 import * as NodeFs from "node:fs"
+import * as NodeFsP from "node:fs/promises"
 import * as NodePath from "node:path"
 import { describeCause, ManifestError, StoreError, StoreUnavailable } from "../domain/Errors.ts"
 import * as Manifest from "./Manifest.ts"
@@ -131,53 +132,56 @@ export const layer = (options: StagingOptions): Layer.Layer<ObjectStore | Stagin
         }))
 
     const fd = yield* Effect.acquireRelease(
-      Effect.try({
-        try: () => NodeFs.openSync(manifest, "a"),
+      Effect.tryPromise({
+        try: () => NodeFsP.open(manifest, "a"),
         catch: (cause) => new ManifestError({ path: manifest, problem: `cannot be opened for appending: ${describeCause(cause)}` })
       }),
-      (fd) => Effect.sync(() => NodeFs.closeSync(fd))
+      (fd) => Effect.promise(() => fd.close())
     )
     const appending = yield* Semaphore.make(1)
 
-    const writeStaged = (request: PutRequest, finalPath: string) =>
-      Effect.gen(function*() {
-        const temp = `${finalPath}.${randomBytes(4).toString("hex")}${tempSuffix}`
-        const failed = (cause: unknown) => new StoreError({ operation: "stage", key: request.key, cause })
+    // Asynchronous I/O: an fsync of a large object must not stall the fibers reading PostgreSQL.
+    const writeStaged = (request: PutRequest, finalPath: string) => {
+      const temp = `${finalPath}.${randomBytes(4).toString("hex")}${tempSuffix}`
+      const failed = (cause: unknown) => new StoreError({ operation: "stage", key: request.key, cause })
+      return Effect.gen(function*() {
         const out = yield* Effect.acquireRelease(
-          Effect.try({ try: () => NodeFs.openSync(temp, "wx", 0o600), catch: failed }),
-          (fd) => Effect.sync(() => NodeFs.closeSync(fd))
+          Effect.tryPromise({ try: () => NodeFsP.open(temp, "wx", 0o600), catch: failed }),
+          (handle) => Effect.promise(() => handle.close().catch(() => undefined))
         )
         const chunk = 8 * 1024 * 1024
         for (let offset = 0; offset < request.payload.size; offset += chunk) {
           const bytes = yield* request.payload.read(offset, Math.min(chunk, request.payload.size - offset)).pipe(
             Effect.mapError(failed)
           )
-          yield* Effect.try({
-            try: () => {
+          yield* Effect.tryPromise({
+            try: async () => {
               let done = 0
-              while (done < bytes.length) done += NodeFs.writeSync(out, bytes, done, bytes.length - done, offset + done)
+              while (done < bytes.length) {
+                done += (await out.write(bytes, done, bytes.length - done, offset + done)).bytesWritten
+              }
             },
             catch: failed
           })
         }
-        yield* Effect.try({
-          try: () => {
-            NodeFs.fsyncSync(out)
-            NodeFs.renameSync(temp, finalPath)
-            fsyncDirectory(directory)
-          },
-          catch: failed
-        })
+        yield* Effect.tryPromise({ try: () => out.sync(), catch: failed })
       }).pipe(
         Effect.scoped,
-        Effect.onError(() => Effect.sync(() => {
-          for (const name of NodeFs.readdirSync(directory)) {
-            if (name.startsWith(NodePath.basename(finalPath)) && name.endsWith(tempSuffix)) {
-              NodeFs.rmSync(NodePath.join(directory, name), { force: true })
+        Effect.andThen(Effect.tryPromise({
+          try: async () => {
+            await NodeFsP.rename(temp, finalPath)
+            const dir = await NodeFsP.open(directory, "r")
+            try {
+              await dir.sync()
+            } finally {
+              await dir.close()
             }
-          }
-        }))
+          },
+          catch: failed
+        })),
+        Effect.onExit((exit) => exit._tag === "Success" ? Effect.void : Effect.promise(() => NodeFsP.rm(temp, { force: true })))
       )
+    }
 
     const put = Effect.fn("StagingStore.put")(function*(request: PutRequest) {
       const rowKey = request.rowKey ?? request.key
@@ -194,12 +198,12 @@ export const layer = (options: StagingOptions): Layer.Layer<ObjectStore | Stagin
         contentType: request.contentType,
         oid: request.metadata.oid === undefined ? null : Number(request.metadata.oid)
       })
-      yield* appending.withPermits(1)(Effect.try({
-        try: () => {
+      yield* appending.withPermits(1)(Effect.tryPromise({
+        try: async () => {
           const bytes = Buffer.from(line)
           let done = 0
-          while (done < bytes.length) done += NodeFs.writeSync(fd, bytes, done, bytes.length - done)
-          NodeFs.fsyncSync(fd)
+          while (done < bytes.length) done += (await fd.write(bytes, done, bytes.length - done)).bytesWritten
+          await fd.sync()
         },
         catch: (cause) => new StoreError({ operation: "append to the manifest", key: request.key, cause })
       }))
