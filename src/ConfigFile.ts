@@ -142,13 +142,13 @@ export const apply = (
   env: Readonly<Record<string, string | undefined>>
 ): Effect.Effect<ReadonlyArray<string>, ConfigFileError> =>
   Effect.gen(function*() {
+    const end = argv.indexOf("--") === -1 ? argv.length : argv.indexOf("--")
     const file = findConfigPath(argv)
     if (file === undefined) {
-      if (argv.includes(`--${flagName}`)) return yield* fail("(none)", `--${flagName} needs a file name`)
+      if (argv.slice(0, end).includes(`--${flagName}`)) return yield* fail("(none)", `--${flagName} needs a file name`)
       return argv
     }
     const settings = yield* read(file)
-    const end = argv.indexOf("--") === -1 ? argv.length : argv.indexOf("--")
     const at = argv.findIndex((token, i) => i < end && subcommandsOf(root).some((c) => c.name === token))
     if (at === -1) return argv
     const command = subcommandsOf(root).find((c) => c.name === argv[at])!

@@ -21,6 +21,7 @@ import type { Settings } from "./domain/Settings.ts"
 import { Failures } from "./pipeline/Failures.ts"
 import type { Payload } from "./pipeline/Payload.ts"
 import { commitIdle } from "./pipeline/Pipeline.ts"
+import { formatBytes } from "./pipeline/Monitor.ts"
 import * as Stage from "./pipeline/Stage.ts"
 import { Stats } from "./pipeline/Stats.ts"
 import { checkConnection, describeUrl, Source } from "./source/Source.ts"
@@ -83,7 +84,12 @@ const filePayload = (path: string, handle: NodeFs.FileHandle, size: number): Pay
 
 const removeStaged = (path: string) => Effect.promise(() => NodeFs.rm(path, { force: true }))
 
-export const run = (settings: Settings, manifest: string) =>
+export interface UploadOptions {
+  /** where progress lines go, every `interval` seconds and once at the end */
+  readonly report: (text: string) => Effect.Effect<void>
+}
+
+export const run = (settings: Settings, manifest: string, options: UploadOptions) =>
   Effect.gen(function*() {
     const source = yield* Source
     const store = yield* ObjectStore
@@ -250,10 +256,22 @@ export const run = (settings: Settings, manifest: string) =>
         })
     })
 
-    const exits = yield* Effect.all(
-      [Effect.exit(reader), Effect.exit(uploaders), Effect.exit(committers)],
-      { concurrency: "unbounded" }
-    )
+    const progress = Effect.gen(function*() {
+      const now = yield* stats.snapshot
+      const seconds = Math.max(0.001, (Date.now() - started) / 1000)
+      yield* options.report(
+        `upload-blobs: ${now.processed.committer} uploaded and marked (${formatBytes(now.bytes.committed)}, ` +
+          `${formatBytes(Math.round(now.bytes.stored / seconds))}/s), ${alreadyDone} already done, ${now.failed} failed, ` +
+          `${now.retries} retries\n`
+      )
+    })
+    const exits = yield* Effect.scoped(Effect.gen(function*() {
+      yield* Effect.forkScoped(Effect.repeat(Effect.delay(progress, `${settings.interval} seconds`), { while: () => true }))
+      return yield* Effect.all(
+        [Effect.exit(reader), Effect.exit(uploaders), Effect.exit(committers)],
+        { concurrency: "unbounded" }
+      )
+    })).pipe(Effect.ensuring(progress))
     for (const exit of exits as ReadonlyArray<Exit.Exit<void, DatabaseError | PayloadError | StoreError | ManifestError>>) {
       if (exit._tag === "Failure") return yield* Effect.failCause(exit.cause)
     }

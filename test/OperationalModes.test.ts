@@ -179,6 +179,7 @@ describe("deferred uploads", () => {
       const up = yield* runCli(upload)
       assert.strictEqual(up.code, 0, up.stderr)
       assert.include(up.stdout, "uploaded 8 object(s)")
+      assert.include(up.stderr, "upload-blobs: 8 uploaded and marked")
       yield* assertInS3([...all, extra])
       assert.deepStrictEqual(NodeFs.readdirSync(staging), [], "staged files removed once their rows are marked")
       const again = yield* runCli(upload)

@@ -97,6 +97,7 @@ export const migrate = Command.make("migrate", {
   })
   const mode = yield* modeOf(flags)
   yield* writeStderr(configurationBlock(settings))
+  if (mode.deferred !== undefined) yield* writeStderr(`deferred: objects are staged and listed in ${mode.deferred}; S3 is not contacted\n\n`)
   const summary = yield* Migration.run(settings, { report: writeStderr, limit: mode.limit }).pipe(
     Migration.provideTo(settings, mode.store)
   )

@@ -22,7 +22,8 @@ export const uploadBlobs = Command.make("upload-blobs", {
   committerThreads: int("committer-threads", "threads recording sha2 in PostgreSQL", defaults.committerThreads),
   commitChunk: int("commit-chunk", "sha2 updates per statement and transaction", defaults.commitChunk),
   uploadChunkSize: int("upload-chunk-size", "multipart part size in KiB (at least 5120)", defaults.uploadChunkSize),
-  retries: int("retries", "attempts per S3 or PostgreSQL call before it counts as failed", defaults.retries)
+  retries: int("retries", "attempts per S3 or PostgreSQL call before it counts as failed", defaults.retries),
+  interval: int("interval", "seconds between progress lines", defaults.interval).pipe(Flag.withAlias("i"))
 }, Effect.fn("upload-blobs")(function*(flags) {
   const settings = yield* validate({
     ...flags,
@@ -31,7 +32,7 @@ export const uploadBlobs = Command.make("upload-blobs", {
     secretKey: Option.getOrUndefined(flags.secretKey),
     pathStyle: Option.getOrUndefined(flags.pathStyle)
   })
-  const summary = yield* UploadBlobs.run(settings, flags.manifest).pipe(Migration.provideTo(settings))
+  const summary = yield* UploadBlobs.run(settings, flags.manifest, { report: writeStderr }).pipe(Migration.provideTo(settings))
   for (const failure of summary.failures) {
     yield* writeStderr(`FAILED ${failure.key}${failure.oid === null ? "" : ` (oid ${failure.oid})`}: ${failure.reason}: ${failure.detail}\n`)
   }

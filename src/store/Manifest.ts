@@ -8,7 +8,7 @@
  * crash has no newline, is ignored by readers and cut off by the next staging run.
  */
 import { Effect } from "effect"
-import * as NodeFs from "node:fs"
+import * as NodeFsP from "node:fs/promises"
 import * as NodeReadline from "node:readline"
 import { ManifestError } from "../domain/Errors.ts"
 
@@ -64,30 +64,31 @@ export const forEachLine = <E, R>(
   f: (line: Line) => Effect.Effect<void, E, R>
 ): Effect.Effect<void, E | ManifestError, R> =>
   Effect.gen(function*() {
+    const unreadable = (cause: unknown) =>
+      new ManifestError({ path, problem: `cannot be read (${(cause as { code?: string }).code ?? String(cause)})` })
+    // opened first, so a missing or unreadable file is an error here, not an event on a stream
+    const handle = yield* Effect.acquireRelease(
+      Effect.tryPromise({ try: () => NodeFsP.open(path, "r"), catch: unreadable }),
+      (h) => Effect.promise(() => h.close().catch(() => undefined))
+    )
+    // A line counts when its newline lies within the size seen now: a torn last line (no newline)
+    // and lines appended meanwhile (a staging run still going) are left for the next run.
+    const size = (yield* Effect.tryPromise({ try: () => handle.stat(), catch: unreadable })).size
     const lines = yield* Effect.acquireRelease(
-      Effect.try({
-        try: () => {
-          const stream = NodeFs.createReadStream(path, { encoding: "utf8" })
-          const rl = NodeReadline.createInterface({ input: stream, crlfDelay: Infinity })
-          return { rl, stream, iterator: rl[Symbol.asyncIterator]() }
-        },
-        catch: (cause) => new ManifestError({ path, problem: `cannot be read: ${String(cause)}` })
+      Effect.sync(() => {
+        const stream = handle.createReadStream({ encoding: "utf8", autoClose: false, start: 0 })
+        const rl = NodeReadline.createInterface({ input: stream, crlfDelay: Infinity })
+        return { rl, stream, iterator: rl[Symbol.asyncIterator]() }
       }),
       ({ rl, stream }) => Effect.sync(() => {
         rl.close()
         stream.destroy()
       })
     )
-    // A line counts when its newline lies within the size seen now: a torn last line (no newline)
-    // and lines appended meanwhile (a staging run still going) are left for the next run.
-    const size = yield* Effect.try({
-      try: () => NodeFs.statSync(path).size,
-      catch: (cause) => new ManifestError({ path, problem: `cannot be read: ${String(cause)}` })
-    })
     const next = () =>
       Effect.tryPromise({
         try: () => lines.iterator.next(),
-        catch: (cause) => new ManifestError({ path, problem: `cannot be read: ${String(cause)}` })
+        catch: unreadable
       })
     let number = 0
     let bytes = 0
