@@ -96,11 +96,11 @@ export const run = (settings: Settings, manifest: string, options: UploadOptions
     const stats = yield* Stats
     const failures = yield* Failures
 
+    // the local file first: a wrong or missing manifest is a usage problem (exit 2), found before any work
+    yield* Manifest.checkHeader(manifest)
     yield* checkConnection(describeUrl(Redacted.value(settings.pgUrl)))
     yield* source.prepare
     yield* store.probe
-    // the header is checked before any work (a wrong file is a usage problem: exit 2)
-    yield* Manifest.forEachLine(manifest, () => Effect.void).pipe(Effect.asVoid)
 
     const started = Date.now()
     let alreadyDone = 0

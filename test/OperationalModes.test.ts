@@ -208,6 +208,10 @@ describe("deferred uploads", () => {
       assert.match(up.stderr, /staged-file-corrupt: manifest line 3: /)
       assert.strictEqual(yield* markedCount, 1)
       void objects
+      // a manifest that is not there is a usage problem, found before any work
+      const none = yield* runCli(["upload-blobs", NodePath.join(dir, "none.tsv"), ...(yield* target)])
+      assert.strictEqual(none.code, 2)
+      assert.include(none.stderr, `manifest ${NodePath.join(dir, "none.tsv")}: cannot be read (ENOENT)`)
     }).pipe(Effect.scoped, Effect.provide(env)))
 
   it.live("a staging run killed (SIGKILL) in the middle and run again stages each row exactly once", () =>

@@ -49,6 +49,31 @@ export const decode = (line: string): Entry | string => {
   return { stagedPath, s3Key, rowKey, size: Number(size), sha256, sha1, md5, contentType, oid: oid === "" ? null : Number(oid) }
 }
 
+/** Checks that `path` is a readable manifest (its header), without reading further. */
+export const checkHeader = (path: string): Effect.Effect<void, ManifestError> =>
+  Effect.tryPromise({
+    try: async () => {
+      const handle = await NodeFsP.open(path, "r")
+      try {
+        const buffer = Buffer.alloc(header.length)
+        const { bytesRead } = await handle.read(buffer, 0, header.length, 0)
+        return buffer.subarray(0, bytesRead).toString("utf8")
+      } finally {
+        await handle.close()
+      }
+    },
+    catch: (cause) => new ManifestError({ path, problem: `cannot be read (${(cause as { code?: string }).code ?? String(cause)})` })
+  }).pipe(
+    Effect.flatMap((first) =>
+      first === header
+        ? Effect.void
+        : Effect.fail(new ManifestError({
+          path,
+          problem: first === "" ? "is empty (no header)" : `line 1 is not the lo-migrate manifest header (${columns.join(", ")})`
+        }))
+    )
+  )
+
 /** One complete line of the manifest, with its 1-based line number (the header is line 1). */
 export interface Line {
   readonly number: number
