@@ -145,6 +145,45 @@ describe("trial runs and the resume watermark", () => {
     }).pipe(Effect.scoped, Effect.provide(env)))
 })
 
+describe("resume after a kill", () => {
+  it.live("a run killed (SIGKILL) leaves a watermark below which every row is marked; the rerun resumes there", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* createNice2Schema()
+      const objects = yield* insertMany(600, 1000, 8 * KiB)
+      const args = ["migrate", ...(yield* target), "--commit-chunk", "5", "--storer-threads", "1"]
+      const killed = yield* runCli(args, {
+        onStart: (child) => {
+          const timer = setInterval(() => {
+            Effect.runPromise(
+              sql<{ key: string }>`SELECT key FROM lo_migrate_watermark`.pipe(Effect.catch(() => Effect.succeed([])))
+            ).then((rows) => {
+              if (rows.length > 0) {
+                clearInterval(timer)
+                child.kill("SIGKILL")
+              }
+            }, () => undefined)
+          }, 20)
+          child.on("close", () => clearInterval(timer))
+        }
+      })
+      assert.strictEqual(killed.signal, "SIGKILL", `killed once a watermark was written; stdout: ${killed.stdout}`)
+      const [mark] = yield* sql<{ key: string }>`SELECT key FROM lo_migrate_watermark WHERE table_name = '_nice_binary'`
+      assert.isDefined(mark)
+      const [below] = yield* sql<{ n: bigint }>`SELECT count(*) AS n FROM _nice_binary WHERE hash <= ${mark!.key}::bpchar AND sha2 IS NULL`
+      assert.strictEqual(Number(below!.n), 0, "every row up to the watermark is marked")
+      const partial = yield* markedCount
+      assert.isBelow(partial, 600)
+
+      const resumed = yield* runCli(args)
+      assert.strictEqual(resumed.code, 0, resumed.stderr)
+      assert.include(resumed.stderr, `resuming after ${mark!.key}`)
+      assert.include(resumed.stdout, `migrated ${600 - partial} object(s)`)
+      assert.lengthOf(yield* sql`SELECT 1 FROM lo_migrate_watermark`, 0)
+      yield* assertInS3(objects)
+    }).pipe(Effect.scoped, Effect.provide(env)))
+})
+
 describe("deferred uploads", () => {
   it.live("migrate --deferred-blobs stages without S3 or marks; upload-blobs uploads, marks, cleans up", () =>
     Effect.gen(function*() {
