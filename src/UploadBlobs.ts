@@ -180,10 +180,12 @@ export const run = (settings: Settings, manifest: string, options: UploadOptions
           const md5 = createHash("md5")
           const size = yield* Effect.tryPromise({
             try: async () => {
-              const buffer = Buffer.allocUnsafe(readChunk)
+              // sized to the object (plus one byte to see the end), not 8 MiB for every small file
+              const length = Math.max(1, Math.min(readChunk, p.entry.size + 1))
+              const buffer = Buffer.allocUnsafe(length)
               let offset = 0
               while (true) {
-                const { bytesRead } = await file.read(buffer, 0, readChunk, offset)
+                const { bytesRead } = await file.read(buffer, 0, length, offset)
                 if (bytesRead === 0) return offset
                 sha256.update(buffer.subarray(0, bytesRead))
                 md5.update(buffer.subarray(0, bytesRead))
