@@ -145,6 +145,28 @@ describe("trial runs and the resume watermark", () => {
     }).pipe(Effect.scoped, Effect.provide(env)))
 })
 
+describe("mode flags are checked before any work", () => {
+  it.live("--limit below 1, --staging-dir without --deferred-blobs, --finalize with it: exit 2", () =>
+    Effect.gen(function*() {
+      yield* createNice2Schema()
+      const o = yield* insertObject({ bytes: randomBytes(100, 1) })
+      const args = ["migrate", ...(yield* target)]
+      const zero = yield* runCli([...args, "--limit", "0"])
+      assert.strictEqual(zero.code, 2)
+      assert.include(zero.stderr, "invalid setting --limit: 0 is below the minimum of 1")
+      const stray = yield* runCli([...args, "--staging-dir", "/tmp/x"])
+      assert.strictEqual(stray.code, 2)
+      assert.include(stray.stderr, "invalid setting --staging-dir: is only used with --deferred-blobs")
+      const dir = yield* scopedTempDir("deferred-")
+      const both = yield* runCli([...args, "--deferred-blobs", NodePath.join(dir, "m.tsv"), "--finalize"])
+      assert.strictEqual(both.code, 2)
+      assert.include(both.stderr, "invalid setting --finalize: cannot be used with --deferred-blobs")
+      assert.deepStrictEqual(NodeFs.readdirSync(dir), [], "nothing created")
+      assert.strictEqual(yield* markedCount, 0)
+      assert.isTrue(Option.isNone(yield* (yield* TestS3).getObject(o.sha256!)))
+    }).pipe(Effect.scoped, Effect.provide(env)))
+})
+
 describe("resume after a kill", () => {
   it.live("a run killed (SIGKILL) leaves a watermark below which every row is marked; the rerun resumes there", () =>
     Effect.gen(function*() {

@@ -36,6 +36,7 @@ export const modeOf = (flags: {
   readonly limit: Option.Option<number>
   readonly deferredBlobs: Option.Option<string>
   readonly stagingDir: Option.Option<string>
+  readonly finalize: boolean
 }): Effect.Effect<Mode, SettingsError> =>
   Effect.gen(function*() {
     const limit = Option.getOrUndefined(flags.limit)
@@ -50,6 +51,10 @@ export const modeOf = (flags: {
       return { limit, deferred: undefined, store: undefined }
     }
     if (manifest.trim() === "") return yield* new SettingsError({ setting: "--deferred-blobs", problem: "needs a file name" })
+    // refused before the staging store creates anything
+    if (flags.finalize) {
+      return yield* new SettingsError({ setting: "--finalize", problem: "cannot be used with --deferred-blobs (no row is marked before upload-blobs)" })
+    }
     const directory = Option.getOrElse(flags.stagingDir, () => `${manifest}.staged`)
     return { limit, deferred: manifest, store: StagingStore.layer({ manifest, directory }) }
   })
