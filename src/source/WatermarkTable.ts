@@ -3,8 +3,9 @@
  * `lo_migrate_watermark(table_name text PRIMARY KEY, key text NOT NULL, updated_at timestamptz)`, in the
  * same database as the rows, so it can never describe another database's progress. A resumed run lists
  * rows after `key` instead of walking again past every row finished before; the row is deleted when a
- * run completes. Creating the table needs CREATE on the schema: without it, runs work as before,
- * without a watermark (a warning says so).
+ * run completes. Creating the table needs CREATE on the schema (or an administrator creates it and
+ * grants SELECT, INSERT, UPDATE, DELETE on it): without it, runs work as before, without a watermark
+ * (a warning says so).
  */
 import { Effect, Option } from "effect"
 import { SqlClient } from "effect/sql"
@@ -31,7 +32,12 @@ export const open = (
 ): Effect.Effect<Option.Option<WatermarkTable>, never, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    const created = yield* sql`
+    // an existing table is used as is (an administrator may create it for a role without CREATE)
+    const [found] = yield* sql<{ readonly present: boolean }>`
+      SELECT to_regclass('lo_migrate_watermark') IS NOT NULL AS present`.pipe(
+      Effect.catch(() => Effect.succeed([{ present: false }]))
+    )
+    const created = found?.present === true ? true : yield* sql`
       CREATE TABLE IF NOT EXISTS lo_migrate_watermark (
         table_name text PRIMARY KEY,
         key text NOT NULL,
