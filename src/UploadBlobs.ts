@@ -9,13 +9,12 @@
  * same bytes is harmless). A staged file that is missing or whose bytes do not hash to the line's
  * sha256 is a failure that names the line: never a silent skip.
  */
-import { Effect, Queue } from "effect"
+import { Effect, Queue, Redacted, Result } from "effect"
 import type { Exit } from "effect"
 import { createHash } from "node:crypto"
 import * as NodeFs from "node:fs/promises"
-import { Redacted } from "effect"
 import type { DatabaseError, ManifestError, PayloadError, StoreError } from "./domain/Errors.ts"
-import { PayloadError as PayloadFailure } from "./domain/Errors.ts"
+import { describeCause, PayloadError as PayloadFailure } from "./domain/Errors.ts"
 import type { RowFailure, Stored } from "./domain/LargeObject.ts"
 import type { Settings } from "./domain/Settings.ts"
 import { Failures } from "./pipeline/Failures.ts"
@@ -163,18 +162,18 @@ export const run = (settings: Settings, manifest: string, options: UploadOptions
       step: (p) =>
         Effect.gen(function*() {
           const path = p.entry.stagedPath
-          const handle = yield* Effect.acquireRelease(
-            Effect.tryPromise({ try: () => NodeFs.open(path, "r"), catch: (cause) => cause as { code?: string } }),
+          const opened = yield* Effect.result(Effect.acquireRelease(
+            Effect.tryPromise({ try: () => NodeFs.open(path, "r"), catch: (cause) => cause as { readonly code?: string } }),
             (h) => Effect.promise(() => h.close())
-          ).pipe(Effect.catch((cause) => Effect.succeed(cause)))
-          if (!(handle instanceof Object && "read" in handle)) {
-            const missing = (handle as { code?: string }).code === "ENOENT"
+          ))
+          if (Result.isFailure(opened)) {
+            const missing = opened.failure.code === "ENOENT"
             // another line for the same row (two staging runs at once) may have finished it meanwhile
             if (missing && (yield* source.recorded([p.entry.rowKey])).get(p.entry.rowKey) === p.entry.sha256) return
             return yield* failures.record(lineFailure(p, missing ? "staged-file-missing" : "staged-file-corrupt",
-              missing ? `staged file ${path} is missing` : `staged file ${path} cannot be read: ${String(handle)}`))
+              missing ? `staged file ${path} is missing` : `staged file ${path} cannot be read: ${describeCause(opened.failure)}`))
           }
-          const file = handle as NodeFs.FileHandle
+          const file = opened.success
           // the bytes must be those staged: verified before they go anywhere
           const sha256 = createHash("sha256")
           const md5 = createHash("md5")
