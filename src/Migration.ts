@@ -5,7 +5,7 @@
  * batch job, bucket) is checked before any object is read, and fails with exit code 2.
  */
 import { PgClient } from "@effect/sql-pg"
-import { Cause, Context, Duration, Effect, Exit, Layer, PubSub, Redacted, Ref, Stream } from "effect"
+import { Cause, Context, Duration, Effect, Exit, Layer, Option, PubSub, Redacted, Ref, Stream } from "effect"
 import {
   DatabaseUnavailable,
   describeCause,
@@ -23,6 +23,10 @@ import * as Payload from "./pipeline/Payload.ts"
 import * as Pipeline from "./pipeline/Pipeline.ts"
 import { defaultPolicy } from "./pipeline/Retry.ts"
 import { Stats } from "./pipeline/Stats.ts"
+import { makeTracker } from "./pipeline/Watermark.ts"
+import { stagingView } from "./source/Staged.ts"
+import * as WatermarkTable from "./source/WatermarkTable.ts"
+import { Staging } from "./store/StagingStore.ts"
 import * as Nice2 from "./source/Nice2.ts"
 import * as PgTls from "./source/PgTls.ts"
 import * as RunLock from "./source/RunLock.ts"
@@ -75,6 +79,8 @@ export interface RunOptions {
    * single connection the lock would hold for the whole run (the demo on PGlite)
    */
   readonly runLock?: boolean | undefined
+  /** keep and use the resume watermark (default true; ignored in deferred mode) */
+  readonly watermark?: boolean | undefined
 }
 
 /** Snapshot events every `every` as a Display, so they stop with the pipeline like every other display. */
@@ -88,22 +94,28 @@ const snapshotEvents = (
     return { loop: Effect.forever(Effect.andThen(Effect.sleep(every), emit)), final: emit }
   })
 
-export interface PoolOptions {
-  /** PostgreSQL connections; default: one per receiver and committer, +2. PGlite needs 1. */
+/** What a caller may change in the services of a run. */
+export interface ServiceOptions<E = never> {
+  /** PostgreSQL connections; default: one per receiver and committer, +3. PGlite needs 1. */
   readonly maxConnections?: number | undefined
+  /** the object store; default S3 (the deferred mode passes the staging store, tests a faulty one) */
+  readonly store?: Layer.Layer<ObjectStore, E, Stats> | undefined
 }
+
+/** How often the resume watermark is written while a run goes on. */
+export const watermarkFlushEvery = "1 second"
 
 /**
  * The services a run needs, built from its settings. Building it can fail with the driver's SqlError
  * (the pool connects eagerly): `provideTo` turns that into a DatabaseUnavailable.
  */
-export const layer = (settings: Settings, pool: PoolOptions = {}) => {
+export const layer = <E = never>(settings: Settings, options: ServiceOptions<E> = {}) => {
   const retry = defaultPolicy(settings.retries)
   const pg = PgClient.layer({
     url: settings.pgUrl,
     // receivers and committers each hold one connection at a time; +2 for the observer and the counter,
     // +1 reserved for the run lock's session
-    maxConnections: pool.maxConnections ?? settings.receiverThreads + settings.committerThreads + 3,
+    maxConnections: options.maxConnections ?? settings.receiverThreads + settings.committerThreads + 3,
     connectTimeout: "10 seconds",
     applicationName: "lo-migrate",
     ...PgTls.options(settings.pgCa)
@@ -120,17 +132,17 @@ export const layer = (settings: Settings, pool: PoolOptions = {}) => {
     connections: settings.storerThreads * partConcurrency,
     retry
   })
-  return Layer.mergeAll(Nice2.layer(retry), store, Failures.layerTo(settings.failuresFile)).pipe(
+  return Layer.mergeAll(Nice2.layer(retry), options.store ?? store, Failures.layerTo(settings.failuresFile)).pipe(
     Layer.provideMerge(pg),
     Layer.provideMerge(Stats.layer)
   )
 }
 
 /** Provides `layer(settings)`; a connection failure while building it is a setup problem (exit 2). */
-export const provideTo = (settings: Settings, pool: PoolOptions = {}) =>
+export const provideTo = <LE = never>(settings: Settings, options: ServiceOptions<LE> = {}) =>
 <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   effect.pipe(
-    Effect.provide(layer(settings, pool)),
+    Effect.provide(layer(settings, options)),
     Effect.catchTag("SqlError", (error) =>
       Effect.fail(
         new DatabaseUnavailable({
@@ -147,6 +159,11 @@ export const run = (settings: Settings, options: RunOptions) =>
     const stats = yield* Stats
     const failures = yield* Failures
     const onEvent = options.onEvent
+    // the deferred mode: objects go to the staging store, rows already staged are skipped, none is marked
+    const staging = yield* Effect.serviceOption(Staging)
+    if (Option.isSome(staging) && settings.finalize) {
+      return yield* new SettingsError({ setting: "--finalize", problem: "cannot be used with --deferred-blobs (no row is marked before upload-blobs)" })
+    }
 
     if (onEvent !== undefined) {
       yield* failures.listen((failure) => onEvent({ _tag: "RowFailed", failure }))
@@ -185,10 +202,29 @@ export const run = (settings: Settings, options: RunOptions) =>
       `${source.table}: ${totals.remaining} of ${totals.total} row(s) to migrate into ${store.target}`
     )
 
+    // The resume watermark: a run starts after the key an interrupted run had finished up to, and
+    // records its own every second and at its end; a run that lists everything clears it.
+    const retry = defaultPolicy(settings.retries)
+    const table = Option.isNone(staging) && options.watermark !== false
+      ? yield* WatermarkTable.open(source.table, retry)
+      : Option.none()
+    const start = Option.isSome(table) ? Option.getOrUndefined(yield* table.value.read) : undefined
+    if (start !== undefined) {
+      yield* Effect.logInfo(`resuming after ${start}: an earlier run finished every row up to it (${WatermarkTable.tableName})`)
+    }
+    const tracker = makeTracker()
+    let flushed = start
+    const flush = Option.isNone(table) ? Effect.void : Effect.suspend(() => {
+      const current = tracker.current()
+      if (current === undefined || current === flushed) return Effect.void
+      return Effect.andThen(table.value.write(current), Effect.sync(() => {
+        flushed = current
+      }))
+    })
+
     if (onEvent !== undefined) {
       yield* onEvent({ _tag: "Started", table: source.table, target: store.target, ...totals })
     }
-
     const displays = [
       yield* (options.display ?? Display.report({ interval: `${settings.interval} seconds`, write: options.report }))
     ]
@@ -196,10 +232,23 @@ export const run = (settings: Settings, options: RunOptions) =>
       displays.push(yield* snapshotEvents(onEvent, options.eventInterval ?? `${settings.interval} seconds`))
     }
     const monitor = Display.all(displays)
+    const pipeline = Pipeline.run({ ...settings, limit: options.limit, start, progress: tracker }, stopping)
     yield* Effect.scoped(Effect.gen(function*() {
       yield* Effect.forkScoped(monitor.loop)
-      yield* Pipeline.run({ ...settings, limit: options.limit }, stopping)
-    })).pipe(Effect.ensuring(monitor.final))
+      if (Option.isSome(table)) {
+        yield* Effect.forkScoped(Effect.repeat(Effect.delay(flush, watermarkFlushEvery), { while: () => true }).pipe(
+          Effect.catch((error) => Effect.logWarning(`cannot record the watermark: ${error.message}`))
+        ))
+      }
+      yield* Option.isSome(staging)
+        ? Effect.provideService(pipeline, Source, stagingView(source, staging.value.isStaged))
+        : pipeline
+    })).pipe(
+      // the last position is kept even when the run fails or is interrupted (never on SIGKILL: then the
+      // one written up to a second before serves, which is only lower, never wrong)
+      Effect.ensuring(flush.pipe(Effect.catch((error) => Effect.logWarning(`cannot record the watermark: ${error.message}`)))),
+      Effect.ensuring(monitor.final)
+    )
 
     const end = yield* stats.snapshot
     const summary: Summary = {
@@ -212,6 +261,10 @@ export const run = (settings: Settings, options: RunOptions) =>
       failures: yield* failures.list,
       finalized: false,
       stopped: yield* stopping
+    }
+    // every row was listed and none failed: the next run starts from the beginning again
+    if (Option.isSome(table) && summary.failed === 0 && options.limit === undefined && !summary.stopped) {
+      yield* table.value.clear
     }
     if (summary.failed > 0 || summary.stopped) return summary
     if (!settings.finalize) return summary

@@ -11,6 +11,7 @@ import { writeStderr } from "../Output.ts"
 import * as ProgressMode from "../pipeline/ProgressMode.ts"
 import { StopRequest } from "../StopRequest.ts"
 import { connectionFlags, described, int } from "./Flags.ts"
+import { modeFlags, modeOf } from "./MigrateModes.ts"
 import { planFlags, printPlan } from "./plan.ts"
 
 export { connectionFlags }
@@ -100,7 +101,8 @@ export const migrate = Command.make("migrate", {
     Flag.withDescription("print the plan (as `lo-migrate plan`) and stop: writes nothing to PostgreSQL or S3"),
     Flag.withDefault(false)
   ),
-  ...planFlags
+  ...planFlags,
+  ...modeFlags
 }, Effect.fn("migrate")(function*(flags) {
   const { metricsHost: _host, metricsPort, progress: _progress, ...settingsFlags } = flags
   if (Option.isSome(metricsPort) && (metricsPort.value < 0 || metricsPort.value > 65535)) {
@@ -117,14 +119,16 @@ export const migrate = Command.make("migrate", {
     failuresFile: Option.getOrUndefined(flags.failures)
   })
   if (flags.dryRun) return yield* printPlan({ ...flags, pgUrl: settings.pgUrl, s3: settings })
+  const mode = yield* modeOf(flags)
   yield* writeStderr(configurationBlock(settings))
+  if (mode.deferred !== undefined) yield* writeStderr(`deferred: objects are staged and listed in ${mode.deferred}; S3 is not contacted\n\n`)
   // the first SIGINT/SIGTERM asks for a graceful stop (bin.ts); without the service, never
   const stopRequest = yield* Effect.serviceOption(StopRequest)
   const stopping = Option.isSome(stopRequest) ? stopRequest.value.requested : Effect.succeed(false)
   if (Option.isSome(stopRequest)) yield* stopRequest.value.enable
   const progress = progressRunOptions(flags, settings.interval)
-  const summary = yield* Migration.run(settings, { ...progress.options, stopping }).pipe(
-    Migration.provideTo(settings),
+  const summary = yield* Migration.run(settings, { ...progress.options, stopping, limit: mode.limit }).pipe(
+    Migration.provideTo(settings, { store: mode.store }),
     progress.around
   )
   for (const failure of summary.failures) {
@@ -135,6 +139,16 @@ export const migrate = Command.make("migrate", {
   }
   // --progress json: stdout carries the JSON events only (the summary is the last one)
   const log = progress.mode === "json" ? (_: string) => Effect.void : Console.log
+  if (mode.deferred !== undefined) {
+    yield* log(
+      `staged ${summary.migrated} object(s), ${formatBytes(summary.bytes)} (${summary.bytes} bytes) in ` +
+        `${(summary.durationMs / 1000).toFixed(1)} s into ${mode.deferred}; ${summary.failed} failed; ` +
+        `no row is marked until lo-migrate upload-blobs ${mode.deferred} has uploaded them`
+    )
+    if (summary.stopped) return yield* new RunStopped({ migrated: summary.migrated })
+    if (summary.failed > 0) return yield* new RowsFailed({ failed: summary.failed })
+    return
+  }
   yield* log(
     `migrated ${summary.migrated} object(s), ${formatBytes(summary.bytes)} (${summary.bytes} bytes) in ` +
       `${(summary.durationMs / 1000).toFixed(1)} s; ${summary.alreadyMigrated} of ${summary.total} were already migrated; ` +

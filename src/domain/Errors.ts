@@ -18,6 +18,28 @@ export class SettingsError extends Data.TaggedError("SettingsError")<{
   }
 }
 
+/** The --config file is missing, unreadable, not JSON, or names a setting the command does not have. */
+export class ConfigFileError extends Data.TaggedError("ConfigFileError")<{
+  readonly file: string
+  readonly problem: string
+}> {
+  readonly [Runtime.errorExitCode] = 2
+  override get message() {
+    return `config file ${this.file}: ${this.problem}`
+  }
+}
+
+/** The deferred mode's manifest or staging directory cannot be used. */
+export class ManifestError extends Data.TaggedError("ManifestError")<{
+  readonly path: string
+  readonly problem: string
+}> {
+  readonly [Runtime.errorExitCode] = 2
+  override get message() {
+    return `manifest ${this.path}: ${this.problem}`
+  }
+}
+
 /** PostgreSQL cannot be reached, refuses the credentials, or lacks what the tool needs. */
 export class DatabaseUnavailable extends Data.TaggedError("DatabaseUnavailable")<{
   readonly problem: string
@@ -160,6 +182,7 @@ export type MigrateError =
   | RowsFailed
   | VerificationFailed
   | RunStopped
+  | ManifestError
 
 /**
  * A short, secret-free description of an underlying error: SQL errors carry the server's text in

@@ -45,6 +45,9 @@ export type FailureReason =
   | "sha1-mismatch"
   | "row-vanished"
   | "permission-denied"
+  | "staged-file-missing"
+  | "staged-file-corrupt"
+  | "manifest-line-malformed"
 
 /** A row skipped by this run; the run goes on and ends with exit code 1. */
 export interface RowFailure {

@@ -12,6 +12,8 @@ export interface ObserverOptions {
   readonly limit?: number | undefined
   /** true once a graceful stop was asked for: list nothing more */
   readonly stopping: Effect.Effect<boolean>
+  /** list only keys after this one (a resume watermark); undefined: from the start */
+  readonly start?: string | undefined
 }
 
 /**
@@ -23,7 +25,7 @@ export const pages = (
   options: ObserverOptions
 ): Effect.Effect<Effect.Effect<ReadonlyArray<ListedRow>, Cause.Done | DatabaseError>> =>
   Effect.sync(() => {
-    let after: string | undefined
+    let after: string | undefined = options.start
     let exhausted = false
     let listed = 0
     return Effect.gen(function*() {

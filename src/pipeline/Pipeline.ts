@@ -19,6 +19,7 @@ import * as Observer from "./Observer.ts"
 import * as Receiver from "./Receiver.ts"
 import { defaultPolicy } from "./Retry.ts"
 import * as Stage from "./Stage.ts"
+import type { WatermarkTracker } from "./Watermark.ts"
 import { Stats } from "./Stats.ts"
 
 /** Rows per observer page. */
@@ -38,14 +39,26 @@ export type PipelineSettings = Pick<
   | "inMemMax"
   | "tempDir"
   | "retries"
-> & { readonly limit?: number | undefined }
+> & {
+  readonly limit?: number | undefined
+  /** list only keys after this one (the resume watermark) */
+  readonly start?: string | undefined
+  /** told of every listed, committed and failed row, in that order per row (the watermark tracker) */
+  readonly progress?: WatermarkTracker | undefined
+}
 
 export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>) =>
   Effect.gen(function*() {
     const source = yield* Source
     const store = yield* ObjectStore
     const stats = yield* Stats
-    const failures = yield* Failures
+    const progress = settings.progress
+    const recorded = yield* Failures
+    // every skipped row holds the watermark back: it must be listed again by the next run
+    const failures: typeof recorded = progress === undefined ? recorded : {
+      ...recorded,
+      record: (failure) => Effect.andThen(Effect.sync(() => progress.failed(failure.key)), recorded.record(failure))
+    }
     const runScope = yield* Effect.scope
     const retry = defaultPolicy(settings.retries)
 
@@ -60,12 +73,12 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
     const observer = Stage.run({
       name: "observer",
       workers: 1,
-      take: yield* Observer.pages(source, { pageSize, limit: settings.limit, stopping }),
+      take: yield* Observer.pages(source, { pageSize, limit: settings.limit, stopping, start: settings.start }),
       output: toReceive,
       step: (rows) =>
-        Effect.forEach(rows, ({ row }) =>
+        Effect.forEach(rows, ({ key, row }) =>
           Effect.andThen(
-            stats.processed("observer"),
+            Effect.andThen(Effect.sync(() => progress?.listed(key)), stats.processed("observer")),
             Result.isSuccess(row) ? Stage.emit(toReceive, row.success) : failures.record(row.failure)
           ), { discard: true })
     })
@@ -101,6 +114,7 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
           const key = objectKey(digests.sha256)
           yield* store.put({
             key,
+            rowKey: candidate.key,
             payload,
             contentType: candidate.contentType,
             md5: digests.md5,
@@ -130,6 +144,7 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
                 detail: `the row was deleted during the run; its object ${stored.key} is in S3 but no row names it`
               })
             } else {
+              progress?.committed(stored.candidate.key)
               yield* stats.processed("committer", stored.candidate.size)
             }
           }

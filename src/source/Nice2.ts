@@ -144,6 +144,13 @@ export const layer = (policy: RetryPolicy): Layer.Layer<Source, never, SqlClient
           })
         )
 
+      const recorded = (keys: ReadonlyArray<string>) =>
+        run(
+          "read sha2",
+          sql<{ readonly hash: string; readonly sha2: string | null }>`
+            SELECT hash, sha2 FROM _nice_binary WHERE hash = ANY(${keys}::bpchar[])`
+        ).pipe(Effect.map((rows) => new Map(rows.map((r) => [r.hash, r.sha2 === null ? null : r.sha2.trim()]))))
+
       const finalize = Effect.gen(function*() {
         const [open] = yield* run(
           "count unmigrated rows",
@@ -182,6 +189,7 @@ export const layer = (policy: RetryPolicy): Layer.Layer<Source, never, SqlClient
         count,
         page,
         commit,
+        recorded,
         finalize,
         ...Nice2Lifecycle.make(sql, run)
       })

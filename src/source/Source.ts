@@ -83,6 +83,11 @@ export class Source extends Context.Service<Source, {
   readonly page: (after: string | undefined, limit: number) => Effect.Effect<ReadonlyArray<ListedRow>, DatabaseError>
   /** marks a chunk of stored objects as migrated, in one statement and one transaction */
   readonly commit: (chunk: ReadonlyArray<Stored>) => Effect.Effect<CommitResult, DatabaseError>
+  /**
+   * The result recorded for each of `keys` (null: not migrated); keys whose row no longer exists are
+   * absent. `upload-blobs` uses it to tell manifest lines already done.
+   */
+  readonly recorded: (keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, string | null>, DatabaseError>
   /** after a clean run: makes the result column NOT NULL and unique */
   readonly finalize: Effect.Effect<void, DatabaseError | SchemaMismatch>
 

@@ -7,6 +7,8 @@ import type { Payload } from "../pipeline/Payload.ts"
 
 export interface PutRequest {
   readonly key: string
+  /** the source row's key, for stores that record it (the deferred mode's manifest) */
+  readonly rowKey?: string | undefined
   readonly payload: Payload
   readonly contentType: string
   /** user metadata (x-amz-meta-*): lower-case keys, ASCII values */

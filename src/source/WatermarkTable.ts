@@ -1,0 +1,77 @@
+/**
+ * Where the resume watermark lives between runs: one row per migrated table in
+ * `lo_migrate_watermark(table_name text PRIMARY KEY, key text NOT NULL, updated_at timestamptz)`, in the
+ * same database as the rows, so it can never describe another database's progress. A resumed run lists
+ * rows after `key` instead of walking again past every row finished before; the row is deleted when a
+ * run completes. Creating the table needs CREATE on the schema (or an administrator creates it and
+ * grants SELECT, INSERT, UPDATE, DELETE on it): without it, runs work as before, without a watermark
+ * (a warning says so).
+ */
+import { Effect, Option } from "effect"
+import { SqlClient } from "effect/sql"
+import type { DatabaseError } from "../domain/Errors.ts"
+import type { RetryPolicy } from "../pipeline/Retry.ts"
+import type { Stats } from "../pipeline/Stats.ts"
+import { describeCause } from "../domain/Errors.ts"
+import { statement } from "./Source.ts"
+
+export const tableName = "lo_migrate_watermark"
+
+export interface WatermarkTable {
+  /** the watermark a previous run left for `table`, if any */
+  readonly read: Effect.Effect<Option.Option<string>, DatabaseError, Stats>
+  readonly write: (key: string) => Effect.Effect<void, DatabaseError, Stats>
+  /** forgets the watermark: the next run lists from the start */
+  readonly clear: Effect.Effect<void, DatabaseError, Stats>
+}
+
+/** The table for `table`'s watermark, created if missing; None when this role cannot create it. */
+export const open = (
+  table: string,
+  policy: RetryPolicy
+): Effect.Effect<Option.Option<WatermarkTable>, never, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    // an existing table is used as is (an administrator may create it for a role without CREATE)
+    const [found] = yield* sql<{ readonly present: boolean }>`
+      SELECT to_regclass('lo_migrate_watermark') IS NOT NULL AS present`.pipe(
+      Effect.catch(() => Effect.succeed([{ present: false }]))
+    )
+    const created = found?.present === true ? true : yield* sql`
+      CREATE TABLE IF NOT EXISTS lo_migrate_watermark (
+        table_name text PRIMARY KEY,
+        key text NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now()
+      )`.pipe(
+      Effect.as(true),
+      Effect.catch((error) =>
+        Effect.as(
+          Effect.logWarning(
+            `cannot create ${tableName} (${describeCause(error)}): this run keeps no resume watermark`
+          ),
+          false
+        )
+      )
+    )
+    if (!created) return Option.none()
+    return Option.some<WatermarkTable>({
+      read: statement(
+        "read the watermark",
+        policy,
+        sql<{ readonly key: string }>`SELECT key FROM lo_migrate_watermark WHERE table_name = ${table}`
+      ).pipe(Effect.map((rows) => Option.fromUndefinedOr(rows[0]?.key))),
+      write: (key) =>
+        statement(
+          "record the watermark",
+          policy,
+          sql`
+            INSERT INTO lo_migrate_watermark (table_name, key, updated_at) VALUES (${table}, ${key}, now())
+            ON CONFLICT (table_name) DO UPDATE SET key = EXCLUDED.key, updated_at = EXCLUDED.updated_at`
+        ).pipe(Effect.asVoid),
+      clear: statement(
+        "clear the watermark",
+        policy,
+        sql`DELETE FROM lo_migrate_watermark WHERE table_name = ${table}`
+      ).pipe(Effect.asVoid)
+    })
+  })
