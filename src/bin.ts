@@ -8,6 +8,7 @@ import { NodeServices } from "@effect/platform-node"
 import { Cause, Config, Effect, Layer, Logger, LogLevel, References, Runtime } from "effect"
 import { CliError } from "effect/cli"
 import { run, version } from "./Cli.ts"
+import * as FailureReport from "./FailureReport.ts"
 import * as Tracing from "./observability/Tracing.ts"
 import { StopRequest } from "./StopRequest.ts"
 
@@ -34,16 +35,17 @@ const main = run.pipe(
     (error) =>
       error._tag === "ShowHelp" && error.errors.length === 0 ? Effect.void : Effect.fail(new UsageError(error.message))
   ),
-  // Our errors carry readable messages: print the message, not a stack trace.
-  Effect.tapCause((cause) =>
-    Effect.sync(() => {
-      if (Cause.hasInterruptsOnly(cause)) return
-      const error = Cause.squash(cause)
-      if (error instanceof UsageError) return
-      const tagged = typeof error === "object" && error !== null && "_tag" in error
-      process.stderr.write(`lo-migrate: ${tagged ? (error as unknown as Error).message : Cause.pretty(cause)}\n`)
-    })
-  ),
+  // Our errors carry readable messages: print the message, not a stack trace; anything else is
+  // reported as an unexpected error saying what failed (the full cause with LOG_LEVEL=debug).
+  Effect.tapCause((cause) => {
+    if (Cause.hasInterruptsOnly(cause) || Cause.squash(cause) instanceof UsageError) return Effect.void
+    const line = FailureReport.report(cause)
+    if (line === undefined) return Effect.void
+    return Effect.andThen(
+      Effect.sync(() => process.stderr.write(`lo-migrate: ${line.message}\n`)),
+      line.unexpected ? Effect.logDebug("the unexpected error in full", cause) : Effect.void
+    )
+  }),
   Effect.provide(NodeServices.layer),
   // spans go to OTEL_EXPORTER_OTLP_ENDPOINT when it is set; otherwise this layer does nothing
   Effect.provide(Tracing.layer(version)),

@@ -16,6 +16,7 @@ import type { RetryPolicy } from "../pipeline/Retry.ts"
 import { Stats } from "../pipeline/Stats.ts"
 import * as Nice2Lifecycle from "./Nice2Lifecycle.ts"
 import { type ListedRow, Source, statement } from "./Source.ts"
+import { transaction } from "./Transaction.ts"
 
 export const table = "_nice_binary"
 export const batchJobTable = "nice_batch_job"
@@ -129,7 +130,7 @@ export const layer = (policy: RetryPolicy): Layer.Layer<Source, never, SqlClient
       const commit = (chunk: ReadonlyArray<Stored>) =>
         run(
           "record sha2",
-          sql.withTransaction(
+          transaction(sql, 
             sql<{ readonly hash: string }>`
               UPDATE _nice_binary AS t SET sha2 = u.sha2
               FROM unnest(${chunk.map((s) => s.candidate.key)}::bpchar[], ${chunk.map((s) => s.sha256)}::bpchar[])
@@ -176,7 +177,7 @@ export const layer = (policy: RetryPolicy): Layer.Layer<Source, never, SqlClient
         }
         yield* run(
           "add NOT NULL and the unique index",
-          sql.withTransaction(Effect.gen(function*() {
+          transaction(sql, Effect.gen(function*() {
             yield* sql`ALTER TABLE _nice_binary ALTER COLUMN sha2 SET NOT NULL`
             yield* sql`CREATE UNIQUE INDEX IF NOT EXISTS _nice_binary_sha2_key ON _nice_binary (sha2)`
           }))

@@ -9,6 +9,7 @@ import { type DatabaseError, SchemaMismatch } from "../domain/Errors.ts"
 import type { Candidate } from "../domain/LargeObject.ts"
 import type { MigratedRow, Released } from "../domain/MigratedObject.ts"
 import type { Inventory, Source } from "./Source.ts"
+import { transaction } from "./Transaction.ts"
 
 const table = "_nice_binary"
 const batchJobTable = "nice_batch_job"
@@ -251,7 +252,7 @@ export const make = (sql: SqlClient.SqlClient, run: Run): Lifecycle => {
     }
     return run(
       "release large objects",
-      sql.withTransaction(Effect.gen(function*() {
+      transaction(sql, Effect.gen(function*() {
         // Only rows that still hold what was verified: a row changed since then is left alone.
         const updated = yield* sql<{ readonly hash: string }>`
           UPDATE _nice_binary AS t SET data = NULL
