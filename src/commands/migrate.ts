@@ -17,6 +17,10 @@ const described = (text: string, options: { readonly default?: unknown; readonly
 const int = (name: string, text: string, fallback: number) =>
   Flag.Int(name).pipe(Flag.withDescription(described(text, { default: fallback })), Flag.withDefault(fallback))
 
+/** An integer flag whose absence matters (a default computed from other flags may apply). */
+const optionalInt = (name: string, text: string, fallback: number) =>
+  Flag.Int(name).pipe(Flag.withDescription(described(text, { default: fallback })), Flag.optional)
+
 /** The flags every command that talks to PostgreSQL and S3 shares. */
 export const connectionFlags = {
   pgUrl: Flag.Redacted("pg-url").pipe(
@@ -64,8 +68,16 @@ export const connectionFlags = {
 
 export const migrate = Command.make("migrate", {
   ...connectionFlags,
-  receiverThreads: int("receiver-threads", "threads reading large objects from PostgreSQL", defaults.receiverThreads),
-  storerThreads: int("storer-threads", "threads writing objects to S3", defaults.storerThreads),
+  workers: Flag.Int("workers").pipe(
+    Flag.withAlias("w"),
+    Flag.withDescription(
+      "scales the stages together: N storers and N*2/5 receivers (rounded, at least 1); the PostgreSQL pool follows; " +
+        "--receiver-threads and --storer-threads win over it [default: 5]"
+    ),
+    Flag.optional
+  ),
+  receiverThreads: optionalInt("receiver-threads", "threads reading large objects from PostgreSQL", defaults.receiverThreads),
+  storerThreads: optionalInt("storer-threads", "threads writing objects to S3", defaults.storerThreads),
   committerThreads: int("committer-threads", "threads recording sha2 in PostgreSQL", defaults.committerThreads),
   receiverQueue: int("receiver-queue", "capacity of the receive queue (objects)", defaults.receiverQueue),
   storerQueue: int("storer-queue", "capacity of the store queue (objects)", defaults.storerQueue),
@@ -74,6 +86,11 @@ export const migrate = Command.make("migrate", {
   inMemMax: int("in-mem-max", "objects up to this size (KiB) stay in memory, larger ones go to a temp file", defaults.inMemMax),
   uploadChunkSize: int("upload-chunk-size", "multipart part size in KiB (at least 5120); larger objects are uploaded in parts", defaults.uploadChunkSize),
   interval: int("interval", "seconds between status reports", defaults.interval).pipe(Flag.withAlias("i")),
+  memoryBudget: int(
+    "memory-budget",
+    "MiB of object bytes held in memory between reading and storing; receivers wait when it is used up",
+    defaults.memoryBudget
+  ),
   retries: int("retries", "attempts per S3 or PostgreSQL call before it counts as failed", defaults.retries),
   tempDir: Flag.Directory("temp-dir").pipe(
     Flag.withDescription(described("directory for temp files of objects above --in-mem-max", { default: "the OS temp dir", env: "TMPDIR" })),
@@ -91,7 +108,10 @@ export const migrate = Command.make("migrate", {
     accessKey: Option.getOrUndefined(flags.accessKey),
     secretKey: Option.getOrUndefined(flags.secretKey),
     pathStyle: Option.getOrUndefined(flags.pathStyle),
-    tempDir: Option.getOrUndefined(flags.tempDir)
+    tempDir: Option.getOrUndefined(flags.tempDir),
+    workers: Option.getOrUndefined(flags.workers),
+    receiverThreads: Option.getOrUndefined(flags.receiverThreads),
+    storerThreads: Option.getOrUndefined(flags.storerThreads)
   })
   yield* writeStderr(configurationBlock(settings))
   const summary = yield* Migration.run(settings, { report: writeStderr }).pipe(Migration.provideTo(settings))
@@ -125,6 +145,7 @@ const configurationBlock = (s: import("../domain/Settings.ts").Settings) =>
     `in-memory max:     ${s.inMemMax / 1024} KiB`,
     `upload part size:  ${s.uploadChunkSize / 1024} KiB`,
     `commit chunk:      ${s.commitChunk}`,
+    `memory budget:     ${s.memoryBudget / 1024 / 1024} MiB`,
     `target:            s3://${s.bucket} at ${s.s3Url ?? `AWS (${s.region})`}`,
     "",
     ""

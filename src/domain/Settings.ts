@@ -27,8 +27,19 @@ export const defaults = {
   interval: 10,
   region: "us-east-1",
   /** attempts per S3 / PostgreSQL call before the failure counts */
-  retries: 6
+  retries: 6,
+  /** MiB of object bytes held in memory between receivers and storers (see MemoryBudget.ts) */
+  memoryBudget: 256
 } as const
+
+/**
+ * `--workers N` scales the stages together: N storers and receivers in the original's 2:5 ratio
+ * (N = 5 gives the defaults); explicit --receiver-threads / --storer-threads win.
+ */
+export const scaledThreads = (workers: number) => ({
+  receiverThreads: Math.max(1, Math.round((workers * defaults.receiverThreads) / defaults.storerThreads)),
+  storerThreads: workers
+})
 
 /** Settings as given: numbers in the CLI's units (KiB, seconds), secrets redacted. */
 export interface SettingsInput {
@@ -53,6 +64,10 @@ export interface SettingsInput {
   readonly finalize?: boolean | undefined
   readonly tempDir?: string | undefined
   readonly retries?: number | undefined
+  /** scales receivers and storers together (see `scaledThreads`) */
+  readonly workers?: number | undefined
+  /** MiB */
+  readonly memoryBudget?: number | undefined
 }
 
 export interface Settings {
@@ -79,6 +94,8 @@ export interface Settings {
   readonly finalize: boolean
   readonly tempDir: string
   readonly retries: number
+  /** bytes of in-memory payloads in flight at most */
+  readonly memoryBudget: number
 }
 
 const redact = (v: Redacted.Redacted<string> | string | undefined) =>
@@ -148,6 +165,9 @@ export const validate = (input: SettingsInput): Effect.Effect<Settings, Settings
     if (uploadChunkSize * KiB > 5 * 1024 * MiB) {
       return yield* new SettingsError({ setting: "--upload-chunk-size", problem: "S3 parts are at most 5 GiB" })
     }
+    const scaled = input.workers === undefined
+      ? undefined
+      : scaledThreads(yield* integer("--workers", input.workers, 1, 1))
     return {
       pgUrl,
       s3Url,
@@ -156,8 +176,8 @@ export const validate = (input: SettingsInput): Effect.Effect<Settings, Settings
       bucket,
       region: input.region?.trim() || defaults.region,
       pathStyle: input.pathStyle ?? s3Url !== undefined,
-      receiverThreads: yield* integer("--receiver-threads", input.receiverThreads, defaults.receiverThreads, 1),
-      storerThreads: yield* integer("--storer-threads", input.storerThreads, defaults.storerThreads, 1),
+      receiverThreads: yield* integer("--receiver-threads", input.receiverThreads ?? scaled?.receiverThreads, defaults.receiverThreads, 1),
+      storerThreads: yield* integer("--storer-threads", input.storerThreads ?? scaled?.storerThreads, defaults.storerThreads, 1),
       committerThreads: yield* integer("--committer-threads", input.committerThreads, defaults.committerThreads, 1),
       receiverQueue: yield* integer("--receiver-queue", input.receiverQueue, defaults.receiverQueue, 1),
       storerQueue: yield* integer("--storer-queue", input.storerQueue, defaults.storerQueue, 1),
@@ -168,6 +188,7 @@ export const validate = (input: SettingsInput): Effect.Effect<Settings, Settings
       interval: yield* integer("--interval", input.interval, defaults.interval, 1),
       finalize: input.finalize ?? false,
       tempDir: input.tempDir ?? tmpdir(),
-      retries: yield* integer("--retries", input.retries, defaults.retries, 1)
+      retries: yield* integer("--retries", input.retries, defaults.retries, 1),
+      memoryBudget: (yield* integer("--memory-budget", input.memoryBudget, defaults.memoryBudget, 1)) * MiB
     }
   })

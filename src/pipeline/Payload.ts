@@ -10,6 +10,7 @@ import { randomBytes } from "node:crypto"
 import * as NodeFs from "node:fs/promises"
 import * as NodePath from "node:path"
 import { PayloadError } from "../domain/Errors.ts"
+import type { MemoryBudget } from "./MemoryBudget.ts"
 
 export interface Payload {
   readonly size: number
@@ -39,13 +40,39 @@ export const open = (options: {
   readonly inMemMax: number
   readonly tempDir: string
   readonly parent: Scope.Scope
+  /** in-memory payloads take their size from this budget until released */
+  readonly budget?: MemoryBudget | undefined
 }): Effect.Effect<PayloadWriter, PayloadError> =>
   Effect.gen(function*() {
+    const inMemory = options.expectedSize <= options.inMemMax
+    const giveBack = inMemory && options.budget !== undefined ? yield* options.budget.acquire(options.expectedSize) : Effect.void
     const scope = yield* Scope.fork(options.parent)
+    yield* Scope.addFinalizer(scope, giveBack)
     const release = Scope.close(scope, Exit.void)
-    return options.expectedSize <= options.inMemMax
+    return inMemory
       ? memoryWriter(release)
       : yield* fileWriter(options.tempDir, scope, release).pipe(Effect.onError(() => release))
+  })
+
+/**
+ * A payload of bytes already read (a batched read): owned by a child of `parent`, whose closing runs
+ * `onRelease` (giving its bytes back to the memory budget).
+ */
+export const fromBytes = (bytes: Uint8Array, parent: Scope.Scope, onRelease: Effect.Effect<void>): Effect.Effect<Payload> =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.fork(parent)
+    yield* Scope.addFinalizer(scope, onRelease)
+    let held = bytes
+    const size = bytes.length
+    return {
+      size,
+      location: "memory" as const,
+      read: (offset, length) => Effect.succeed(held.subarray(offset, Math.min(size, offset + length))),
+      release: Effect.suspend(() => {
+        held = new Uint8Array(0)
+        return Scope.close(scope, Exit.void)
+      })
+    }
   })
 
 const memoryWriter = (release: Effect.Effect<void>): PayloadWriter => {
