@@ -8,6 +8,7 @@
 import { Effect, Exit, Scope } from "effect"
 import { randomBytes } from "node:crypto"
 import * as NodeFs from "node:fs/promises"
+import type { Readable } from "node:stream"
 import * as NodePath from "node:path"
 import { PayloadError } from "../domain/Errors.ts"
 import type { MemoryBudget } from "./MemoryBudget.ts"
@@ -19,6 +20,11 @@ export interface Payload {
   readonly read: (offset: number, length: number) => Effect.Effect<Uint8Array, PayloadError>
   /** Frees the memory or removes the temp file. Idempotent. */
   readonly release: Effect.Effect<void>
+  /**
+   * File payloads only: a fresh stream of `length` bytes at `offset`, so a storer can send a part of a
+   * large object without holding it in memory (a new stream for every attempt).
+   */
+  readonly stream?: ((offset: number, length: number) => Readable) | undefined
 }
 
 /** Collects the chunks of one object while it is read, then seals them into a Payload. */
@@ -148,6 +154,18 @@ const fileWriter = (tempDir: string, scope: Scope.Scope, release: Effect.Effect<
             },
             catch: fail
           }),
+        // positional reads on the shared handle, which stays open until the payload is released
+        stream: (offset, length) => {
+          const stream = handle.createReadStream({
+            start: offset,
+            end: offset + Math.max(0, Math.min(length, size - offset)) - 1,
+            autoClose: false
+          })
+          // a stream left behind by an aborted attempt must not crash the process when it fails later;
+          // its consumer (hash or request) still sees the failure
+          stream.on("error", () => undefined)
+          return stream
+        },
         release
       }))
     }
