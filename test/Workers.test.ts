@@ -8,7 +8,7 @@ import { runCli } from "./support/Cli.ts"
 const base = { pgUrl: "postgres://u:p@127.0.0.1:5432/db", bucket: "bucket-one" }
 
 describe("--workers", () => {
-  it.effect("scales storers to N and receivers in the original's 2:5 ratio; per-stage settings win", () =>
+  it.effect("scales storers to N and receivers to one per 8 storers; per-stage settings win", () =>
     Effect.gen(function*() {
       const plain = yield* validate(base)
       assert.strictEqual(plain.receiverThreads, defaults.receiverThreads)
@@ -16,9 +16,11 @@ describe("--workers", () => {
       assert.strictEqual(plain.memoryBudget, defaults.memoryBudget * 1024 * 1024)
 
       const five = yield* validate({ ...base, workers: 5 })
-      assert.deepStrictEqual([five.receiverThreads, five.storerThreads], [2, 5])
+      assert.deepStrictEqual([five.receiverThreads, five.storerThreads], [1, 5])
       const sixteen = yield* validate({ ...base, workers: 16 })
-      assert.deepStrictEqual([sixteen.receiverThreads, sixteen.storerThreads], [6, 16])
+      assert.deepStrictEqual([sixteen.receiverThreads, sixteen.storerThreads], [2, 16])
+      const seventeen = yield* validate({ ...base, workers: 17 })
+      assert.deepStrictEqual([seventeen.receiverThreads, seventeen.storerThreads], [3, 17])
       const one = yield* validate({ ...base, workers: 1 })
       assert.deepStrictEqual([one.receiverThreads, one.storerThreads], [1, 1])
 
@@ -34,11 +36,11 @@ describe("--workers", () => {
     Effect.gen(function*() {
       // an unreachable server: the run stops with exit 2 right after printing its configuration
       const args = ["migrate", "--pg-url", "postgres://u:p@127.0.0.1:1/db", "--s3-url", "http://127.0.0.1:1", "--bucket", "bucket-one"]
-      const scaled = yield* runCli([...args, "-w", "10"])
+      const scaled = yield* runCli([...args, "-w", "32"])
       assert.strictEqual(scaled.code, 2, scaled.stderr)
       assert.match(scaled.stderr, /receiver threads:\s+4\n/)
-      assert.match(scaled.stderr, /storer threads:\s+10\n/)
-      const mixed = yield* runCli([...args, "--workers", "10", "--storer-threads", "7"])
+      assert.match(scaled.stderr, /storer threads:\s+32\n/)
+      const mixed = yield* runCli([...args, "--workers", "32", "--storer-threads", "7"])
       assert.match(mixed.stderr, /receiver threads:\s+4\n/)
       assert.match(mixed.stderr, /storer threads:\s+7\n/)
     }))

@@ -71,8 +71,8 @@ export const migrate = Command.make("migrate", {
   workers: Flag.Int("workers").pipe(
     Flag.withAlias("w"),
     Flag.withDescription(
-      "scales the stages together: N storers and N*2/5 receivers (rounded, at least 1); the PostgreSQL pool follows; " +
-        "--receiver-threads and --storer-threads win over it [default: 5]"
+      "scales the stages together: N storers and one receiver per 8 storers (rounded up); the PostgreSQL pool follows; " +
+        "--receiver-threads and --storer-threads win over it [default: 16]"
     ),
     Flag.optional
   ),
