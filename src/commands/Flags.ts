@@ -15,6 +15,10 @@ export const described = (text: string, options: { readonly default?: unknown; r
 export const int = (name: string, text: string, fallback: number) =>
   Flag.Int(name).pipe(Flag.withDescription(described(text, { default: fallback })), Flag.withDefault(fallback))
 
+/** An integer flag whose absence matters (a default computed from other flags may apply). */
+export const optionalInt = (name: string, text: string, fallback: number) =>
+  Flag.Int(name).pipe(Flag.withDescription(described(text, { default: fallback })), Flag.optional)
+
 /** The flags every command that talks to PostgreSQL and S3 shares. */
 export const connectionFlags = {
   pgUrl: Flag.Redacted("pg-url").pipe(

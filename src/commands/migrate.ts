@@ -10,7 +10,7 @@ import { formatBytes } from "../pipeline/Monitor.ts"
 import { writeStderr } from "../Output.ts"
 import * as ProgressMode from "../pipeline/ProgressMode.ts"
 import { StopRequest } from "../StopRequest.ts"
-import { connectionFlags, described, int } from "./Flags.ts"
+import { connectionFlags, described, int, optionalInt } from "./Flags.ts"
 import { modeFlags, modeOf } from "./MigrateModes.ts"
 import { planFlags, printPlan } from "./plan.ts"
 
@@ -73,8 +73,16 @@ export const progressRunOptions = (
 export const migrate = Command.make("migrate", {
   ...connectionFlags,
   ...progressFlags,
-  receiverThreads: int("receiver-threads", "threads reading large objects from PostgreSQL", defaults.receiverThreads),
-  storerThreads: int("storer-threads", "threads writing objects to S3", defaults.storerThreads),
+  workers: Flag.Int("workers").pipe(
+    Flag.withAlias("w"),
+    Flag.withDescription(
+      "scales the stages together: N storers and one receiver per 8 storers (rounded up); the PostgreSQL pool follows; " +
+        "--receiver-threads and --storer-threads win over it [default: 16]"
+    ),
+    Flag.optional
+  ),
+  receiverThreads: optionalInt("receiver-threads", "threads reading large objects from PostgreSQL", defaults.receiverThreads),
+  storerThreads: optionalInt("storer-threads", "threads writing objects to S3", defaults.storerThreads),
   committerThreads: int("committer-threads", "threads recording sha2 in PostgreSQL", defaults.committerThreads),
   receiverQueue: int("receiver-queue", "capacity of the receive queue (objects)", defaults.receiverQueue),
   storerQueue: int("storer-queue", "capacity of the store queue (objects)", defaults.storerQueue),
@@ -83,6 +91,11 @@ export const migrate = Command.make("migrate", {
   inMemMax: int("in-mem-max", "objects up to this size (KiB) stay in memory, larger ones go to a temp file", defaults.inMemMax),
   uploadChunkSize: int("upload-chunk-size", "multipart part size in KiB (at least 5120); larger objects are uploaded in parts", defaults.uploadChunkSize),
   interval: int("interval", "seconds between status reports", defaults.interval).pipe(Flag.withAlias("i")),
+  memoryBudget: int(
+    "memory-budget",
+    "MiB of object bytes held in memory between reading and storing; receivers wait when it is used up",
+    defaults.memoryBudget
+  ),
   retries: int("retries", "attempts per S3 or PostgreSQL call before it counts as failed", defaults.retries),
   tempDir: Flag.Directory("temp-dir").pipe(
     Flag.withDescription(described("directory for temp files of objects above --in-mem-max", { default: "the OS temp dir", env: "TMPDIR" })),
@@ -116,9 +129,12 @@ export const migrate = Command.make("migrate", {
     pathStyle: Option.getOrUndefined(flags.pathStyle),
     tempDir: Option.getOrUndefined(flags.tempDir),
     pgCa: Option.getOrUndefined(flags.pgCa),
-    failuresFile: Option.getOrUndefined(flags.failures)
+    failuresFile: Option.getOrUndefined(flags.failures),
+    workers: Option.getOrUndefined(flags.workers),
+    receiverThreads: Option.getOrUndefined(flags.receiverThreads),
+    storerThreads: Option.getOrUndefined(flags.storerThreads)
   })
-  if (flags.dryRun) return yield* printPlan({ ...flags, pgUrl: settings.pgUrl, s3: settings })
+  if (flags.dryRun) return yield* printPlan({ ...flags, pgUrl: settings.pgUrl, receiverThreads: settings.receiverThreads, s3: settings })
   const mode = yield* modeOf(flags)
   yield* writeStderr(configurationBlock(settings))
   if (mode.deferred !== undefined) yield* writeStderr(`deferred: objects are staged and listed in ${mode.deferred}; S3 is not contacted\n\n`)
@@ -174,6 +190,7 @@ const configurationBlock = (s: import("../domain/Settings.ts").Settings) =>
     `in-memory max:     ${s.inMemMax / 1024} KiB`,
     `upload part size:  ${s.uploadChunkSize / 1024} KiB`,
     `commit chunk:      ${s.commitChunk}`,
+    `memory budget:     ${s.memoryBudget / 1024 / 1024} MiB`,
     `target:            s3://${s.bucket} at ${s.s3Url ?? `AWS (${s.region})`}`,
     "",
     ""

@@ -11,10 +11,14 @@ import { SettingsError } from "./Errors.ts"
 const KiB = 1024
 const MiB = 1024 * KiB
 
-/** The original's defaults, kept so that scripts written for it behave the same. */
+/**
+ * The original's defaults, kept so that scripts written for it behave the same, except the storers:
+ * 16 instead of 5, because the bench measured 20-40 % more small objects per second at the same CPU
+ * (BENCHMARKS.md) and a real S3 endpoint, where every PUT waits for a network round trip, gains more.
+ */
 export const defaults = {
   receiverThreads: 2,
-  storerThreads: 5,
+  storerThreads: 16,
   committerThreads: 2,
   receiverQueue: 8192,
   storerQueue: 1024,
@@ -28,8 +32,20 @@ export const defaults = {
   interval: 10,
   region: "us-east-1",
   /** attempts per S3 / PostgreSQL call before the failure counts */
-  retries: 6
+  retries: 6,
+  /** MiB of object bytes held in memory between receivers and storers (see MemoryBudget.ts) */
+  memoryBudget: 256
 } as const
+
+/**
+ * `--workers N` scales the stages together: N storers and one receiver per 8 storers (rounded up), the
+ * defaults' ratio (N = 16 gives the defaults): with small objects read many per statement, one receiver
+ * outpaces many storers (BENCHMARKS.md). Explicit --receiver-threads / --storer-threads win.
+ */
+export const scaledThreads = (workers: number) => ({
+  receiverThreads: Math.max(1, Math.ceil(workers / 8)),
+  storerThreads: workers
+})
 
 /** Settings as given: numbers in the CLI's units (KiB, seconds), secrets redacted. */
 export interface SettingsInput {
@@ -58,6 +74,10 @@ export interface SettingsInput {
   readonly failuresFile?: string | undefined
   /** PEM file of the CA(s) that sign the PostgreSQL server's certificate: TLS with verification */
   readonly pgCa?: string | undefined
+  /** scales receivers and storers together (see `scaledThreads`) */
+  readonly workers?: number | undefined
+  /** MiB */
+  readonly memoryBudget?: number | undefined
 }
 
 export interface Settings {
@@ -86,6 +106,8 @@ export interface Settings {
   readonly retries: number
   readonly failuresFile: string | undefined
   readonly pgCa: string | undefined
+  /** bytes of in-memory payloads in flight at most */
+  readonly memoryBudget: number
 }
 
 const redact = (v: Redacted.Redacted<string> | string | undefined) =>
@@ -166,6 +188,9 @@ export const validate = (input: SettingsInput): Effect.Effect<Settings, Settings
     if (uploadChunkSize * KiB > 5 * 1024 * MiB) {
       return yield* new SettingsError({ setting: "--upload-chunk-size", problem: "S3 parts are at most 5 GiB" })
     }
+    const scaled = input.workers === undefined
+      ? undefined
+      : scaledThreads(yield* integer("--workers", input.workers, 1, 1))
     return {
       pgUrl,
       s3Url,
@@ -174,8 +199,8 @@ export const validate = (input: SettingsInput): Effect.Effect<Settings, Settings
       bucket,
       region: input.region?.trim() || defaults.region,
       pathStyle: input.pathStyle ?? s3Url !== undefined,
-      receiverThreads: yield* integer("--receiver-threads", input.receiverThreads, defaults.receiverThreads, 1),
-      storerThreads: yield* integer("--storer-threads", input.storerThreads, defaults.storerThreads, 1),
+      receiverThreads: yield* integer("--receiver-threads", input.receiverThreads ?? scaled?.receiverThreads, defaults.receiverThreads, 1),
+      storerThreads: yield* integer("--storer-threads", input.storerThreads ?? scaled?.storerThreads, defaults.storerThreads, 1),
       committerThreads: yield* integer("--committer-threads", input.committerThreads, defaults.committerThreads, 1),
       receiverQueue: yield* integer("--receiver-queue", input.receiverQueue, defaults.receiverQueue, 1),
       storerQueue: yield* integer("--storer-queue", input.storerQueue, defaults.storerQueue, 1),
@@ -188,7 +213,8 @@ export const validate = (input: SettingsInput): Effect.Effect<Settings, Settings
       tempDir: input.tempDir ?? tmpdir(),
       retries: yield* integer("--retries", input.retries, defaults.retries, 1),
       failuresFile: input.failuresFile?.trim() || undefined,
-      pgCa: yield* readableFile("--pg-ca", input.pgCa?.trim() || undefined)
+      pgCa: yield* readableFile("--pg-ca", input.pgCa?.trim() || undefined),
+      memoryBudget: (yield* integer("--memory-budget", input.memoryBudget, defaults.memoryBudget, 1)) * MiB
     }
   })
 

@@ -8,8 +8,10 @@
 import { Effect, Exit, Scope } from "effect"
 import { randomBytes } from "node:crypto"
 import * as NodeFs from "node:fs/promises"
+import type { Readable } from "node:stream"
 import * as NodePath from "node:path"
 import { PayloadError } from "../domain/Errors.ts"
+import type { MemoryBudget } from "./MemoryBudget.ts"
 
 export interface Payload {
   readonly size: number
@@ -18,6 +20,11 @@ export interface Payload {
   readonly read: (offset: number, length: number) => Effect.Effect<Uint8Array, PayloadError>
   /** Frees the memory or removes the temp file. Idempotent. */
   readonly release: Effect.Effect<void>
+  /**
+   * File payloads only: a fresh stream of `length` bytes at `offset`, so a storer can send a part of a
+   * large object without holding it in memory (a new stream for every attempt).
+   */
+  readonly stream?: ((offset: number, length: number) => Readable) | undefined
 }
 
 /** Collects the chunks of one object while it is read, then seals them into a Payload. */
@@ -39,13 +46,39 @@ export const open = (options: {
   readonly inMemMax: number
   readonly tempDir: string
   readonly parent: Scope.Scope
+  /** in-memory payloads take their size from this budget until released */
+  readonly budget?: MemoryBudget | undefined
 }): Effect.Effect<PayloadWriter, PayloadError> =>
   Effect.gen(function*() {
+    const inMemory = options.expectedSize <= options.inMemMax
+    const giveBack = inMemory && options.budget !== undefined ? yield* options.budget.acquire(options.expectedSize) : Effect.void
     const scope = yield* Scope.fork(options.parent)
+    yield* Scope.addFinalizer(scope, giveBack)
     const release = Scope.close(scope, Exit.void)
-    return options.expectedSize <= options.inMemMax
+    return inMemory
       ? memoryWriter(release)
       : yield* fileWriter(options.tempDir, scope, release).pipe(Effect.onError(() => release))
+  })
+
+/**
+ * A payload of bytes already read (a batched read): owned by a child of `parent`, whose closing runs
+ * `onRelease` (giving its bytes back to the memory budget).
+ */
+export const fromBytes = (bytes: Uint8Array, parent: Scope.Scope, onRelease: Effect.Effect<void>): Effect.Effect<Payload> =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.fork(parent)
+    yield* Scope.addFinalizer(scope, onRelease)
+    let held = bytes
+    const size = bytes.length
+    return {
+      size,
+      location: "memory" as const,
+      read: (offset, length) => Effect.succeed(held.subarray(offset, Math.min(size, offset + length))),
+      release: Effect.suspend(() => {
+        held = new Uint8Array(0)
+        return Scope.close(scope, Exit.void)
+      })
+    }
   })
 
 const memoryWriter = (release: Effect.Effect<void>): PayloadWriter => {
@@ -150,6 +183,18 @@ const fileWriter = (tempDir: string, scope: Scope.Scope, release: Effect.Effect<
             },
             catch: fail
           }),
+        // positional reads on the shared handle, which stays open until the payload is released
+        stream: (offset, length) => {
+          const stream = handle.createReadStream({
+            start: offset,
+            end: offset + Math.max(0, Math.min(length, size - offset)) - 1,
+            autoClose: false
+          })
+          // a stream left behind by an aborted attempt must not crash the process when it fails later;
+          // its consumer (hash or request) still sees the failure
+          stream.on("error", () => undefined)
+          return stream
+        },
         release
       }))
     }

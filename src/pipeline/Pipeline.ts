@@ -14,9 +14,10 @@ import type { Settings } from "../domain/Settings.ts"
 import { Source } from "../source/Source.ts"
 import { ObjectStore } from "../store/ObjectStore.ts"
 import { Failures } from "./Failures.ts"
+import * as BatchRead from "./BatchRead.ts"
 import * as GracefulStop from "./GracefulStop.ts"
+import * as MemoryBudget from "./MemoryBudget.ts"
 import * as Observer from "./Observer.ts"
-import * as Receiver from "./Receiver.ts"
 import { defaultPolicy } from "./Retry.ts"
 import * as Stage from "./Stage.ts"
 import type { WatermarkTracker } from "./Watermark.ts"
@@ -39,6 +40,7 @@ export type PipelineSettings = Pick<
   | "inMemMax"
   | "tempDir"
   | "retries"
+  | "memoryBudget"
 > & {
   readonly limit?: number | undefined
   /** list only keys after this one (the resume watermark) */
@@ -61,6 +63,7 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
     }
     const runScope = yield* Effect.scope
     const retry = defaultPolicy(settings.retries)
+    const budget = yield* MemoryBudget.make(settings.memoryBudget)
 
     const toReceive = yield* Stage.channel<Candidate>(settings.receiverQueue)
     const toStore = yield* Stage.channel<Received>(settings.storerQueue)
@@ -86,21 +89,24 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
     const receivers = Stage.run({
       name: "receivers",
       workers: settings.receiverThreads,
-      take: Queue.take(toReceive),
+      // a batch of candidates at a time: the small ones among them are read many per statement
+      take: Queue.takeBetween(toReceive, 1, BatchRead.batchCount),
       input: toReceive,
       output: toStore,
-      step: (candidate) =>
-        Effect.gen(function*() {
-          const received = yield* Receiver.receive(candidate, {
-            inMemMax: settings.inMemMax,
-            tempDir: settings.tempDir,
-            retry,
-            runScope
-          })
-          if (Result.isFailure(received)) return yield* failures.record(received.failure)
-          yield* stats.processed("receiver", received.success.payload.size)
-          yield* Stage.emit(toStore, received.success)
-        })
+      step: (candidates) =>
+        BatchRead.receiveAll(candidates, {
+          inMemMax: settings.inMemMax,
+          tempDir: settings.tempDir,
+          retry,
+          runScope,
+          budget
+        }, (received) =>
+          Result.isFailure(received)
+            ? failures.record(received.failure)
+            : Effect.andThen(
+              stats.processed("receiver", received.success.payload.size),
+              Stage.emit(toStore, received.success).pipe(Effect.onError(() => received.success.payload.release))
+            ))
     })
 
     const storers = Stage.run({
@@ -124,7 +130,10 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
           yield* stats.processed("storer", payload.size)
           yield* Stage.emit(toCommit, { candidate, sha256: digests.sha256, key })
         })
-    })
+    }).pipe(
+      // stopped storers give no bytes back: let waiting receivers through to their failing hand-over
+      Effect.onExit((exit) => (Exit.isFailure(exit) ? budget.lift : Effect.void))
+    )
 
     const committers = Stage.run({
       name: "committers",

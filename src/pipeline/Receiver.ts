@@ -9,6 +9,7 @@ import { DatabaseError, type PayloadError } from "../domain/Errors.ts"
 import type { Candidate, Received, RowFailure } from "../domain/LargeObject.ts"
 import * as LargeObjects from "../source/LargeObjects.ts"
 import { isRetryableSql } from "../source/Source.ts"
+import type { MemoryBudget } from "./MemoryBudget.ts"
 import * as Payload from "./Payload.ts"
 import { retrying, type RetryPolicy } from "./Retry.ts"
 import type { Stats } from "./Stats.ts"
@@ -19,6 +20,8 @@ export interface ReceiverOptions {
   readonly retry: RetryPolicy
   /** payloads are children of this scope, so the run's end releases any still open */
   readonly runScope: Scope.Scope
+  /** in-memory payloads hold their size of this budget until the storer is done */
+  readonly budget?: MemoryBudget | undefined
 }
 
 const failure = (candidate: Candidate, reason: RowFailure["reason"], detail: string) =>
@@ -36,7 +39,8 @@ export const receive = (
       expectedSize: candidate.size,
       inMemMax: options.inMemMax,
       tempDir: options.tempDir,
-      parent: options.runScope
+      parent: options.runScope,
+      budget: options.budget
     })
     const sha1 = createHash("sha1")
     const sha256 = createHash("sha256")

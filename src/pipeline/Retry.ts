@@ -21,6 +21,17 @@ export const backoff = (policy: RetryPolicy) =>
     Schedule.upTo({ times: Math.max(0, policy.attempts - 1) })
   )
 
+// One schedule per policy, not one per call: retrying wraps every S3 request and statement.
+const schedules = new WeakMap<RetryPolicy, ReturnType<typeof backoff>>()
+const scheduleOf = (policy: RetryPolicy) => {
+  let schedule = schedules.get(policy)
+  if (schedule === undefined) {
+    schedule = backoff(policy)
+    schedules.set(policy, schedule)
+  }
+  return schedule
+}
+
 /** Runs `effect`, retrying failures for which `isRetryable` holds, as the policy allows. */
 export const retrying = <A, E, R>(
   effect: Effect.Effect<A, E, R>,
@@ -36,6 +47,6 @@ export const retrying = <A, E, R>(
             : Effect.void
         )
       ),
-      { schedule: backoff(options.policy), while: options.isRetryable }
+      { schedule: scheduleOf(options.policy), while: options.isRetryable }
     )
   })

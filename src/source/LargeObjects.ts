@@ -39,3 +39,20 @@ export const read = <E, R>(
       if (chunk.length < chunkSize) return offset
     }
   })
+
+/**
+ * Reads up to `cap` bytes from the start of each large object, all in one statement (one round trip
+ * for a whole batch of small objects); one result per item, in order. Fails (SQLSTATE 42704) when any
+ * of the oids names no large object: the caller then reads the batch one by one to tell which.
+ */
+export const readMany = (
+  items: ReadonlyArray<{ readonly oid: number; readonly cap: number }>
+): Effect.Effect<ReadonlyArray<Uint8Array>, SqlError.SqlError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql<{ readonly chunk: Uint8Array | null }>`
+      SELECT lo_get(u.oid, 0, u.cap) AS chunk
+      FROM unnest(${items.map((i) => i.oid)}::oid[], ${items.map((i) => i.cap)}::int4[]) WITH ORDINALITY AS u(oid, cap, n)
+      ORDER BY u.n`
+    return rows.map((r) => r.chunk ?? new Uint8Array(0))
+  })

@@ -23,6 +23,7 @@ import { Effect, Layer, Option, Redacted, Stream } from "effect"
 import { createHash } from "node:crypto"
 import * as Http from "node:http"
 import * as Https from "node:https"
+import type { Readable } from "node:stream"
 import { describeCause, StoreError, StoreUnavailable } from "../domain/Errors.ts"
 import { retrying, type RetryPolicy } from "../pipeline/Retry.ts"
 import { Stats } from "../pipeline/Stats.ts"
@@ -223,16 +224,22 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
 
       const putSingle = (request: PutRequest) =>
         Effect.gen(function*() {
-          const Body = yield* request.payload.read(0, request.payload.size).pipe(
-            Effect.mapError((cause) => new StoreError({ operation: "PutObject", key: request.key, cause }))
-          )
+          const size = request.payload.size
+          const stream = request.payload.stream
+          // a temp-file payload is streamed (a fresh stream per attempt), not loaded into memory
+          const body = stream !== undefined
+            ? () => stream(0, size)
+            : yield* request.payload.read(0, size).pipe(
+              Effect.map((bytes) => () => bytes),
+              Effect.mapError((cause) => new StoreError({ operation: "PutObject", key: request.key, cause }))
+            )
           yield* send("PutObject", request.key, (abortSignal) =>
             client.send(
               new PutObjectCommand({
                 Bucket,
                 Key: request.key,
-                Body,
-                ContentLength: Body.length,
+                Body: body(),
+                ContentLength: size,
                 ContentType: request.contentType,
                 ContentMD5: request.md5,
                 ChecksumSHA256: hexToBase64(request.sha256),
@@ -271,10 +278,26 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
             (i) =>
               Effect.gen(function*() {
                 const offset = i * options.partSize
-                const Body = yield* request.payload.read(offset, Math.min(options.partSize, size - offset)).pipe(
-                  Effect.mapError((cause) => new StoreError({ operation: "UploadPart", key: Key, cause }))
-                )
-                const ContentMD5 = md5Base64(Body)
+                const length = Math.min(options.partSize, size - offset)
+                const stream = request.payload.stream
+                // A temp-file payload's part is streamed twice from the file (page cache): once for its
+                // MD5, once as the body; so no part is ever held in memory. In-memory payloads are sliced.
+                const toStoreError = (cause: unknown) => new StoreError({ operation: "UploadPart", key: Key, cause })
+                const prepared: Effect.Effect<{ readonly body: () => Readable | Uint8Array; readonly ContentMD5: string }, StoreError> =
+                  stream !== undefined
+                    ? Effect.tryPromise({
+                      try: async () => {
+                        const md5 = createHash("md5")
+                        for await (const chunk of stream(offset, length)) md5.update(chunk as Buffer)
+                        return { body: () => stream(offset, length), ContentMD5: md5.digest("base64") }
+                      },
+                      catch: toStoreError
+                    })
+                    : request.payload.read(offset, length).pipe(
+                      Effect.map((bytes) => ({ body: () => bytes, ContentMD5: md5Base64(bytes) })),
+                      Effect.mapError(toStoreError)
+                    )
+                const { body, ContentMD5 } = yield* prepared
                 const answer = yield* send("UploadPart", `${Key} part ${i + 1}/${count}`, (abortSignal) =>
                   client.send(
                     new UploadPartCommand({
@@ -282,8 +305,8 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
                       Key,
                       UploadId,
                       PartNumber: i + 1,
-                      Body,
-                      ContentLength: Body.length,
+                      Body: body(),
+                      ContentLength: length,
                       ContentMD5
                     }),
                     { abortSignal }
