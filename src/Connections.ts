@@ -1,6 +1,7 @@
 /**
- * The services of the commands that run after the copy (plan, verify, prune), sized for their
- * concurrency. Like `Migration.provideTo`, a connection failure while building them is a setup problem.
+ * The connections every command builds from its settings: the PostgreSQL pool and the S3 store, sized
+ * for the command's concurrency, and the service sets of plan, verify and prune (Migration.layer builds
+ * its own set from the same two). A connection failure while building them is a setup problem.
  */
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, Redacted } from "effect"
@@ -14,7 +15,8 @@ import * as PgTls from "./source/PgTls.ts"
 import { checkConnection, describeUrl } from "./source/Source.ts"
 import * as S3Store from "./store/S3Store.ts"
 
-const pg = (pgUrl: Redacted.Redacted<string>, connections: number, pgCa: string | undefined) =>
+/** The PostgreSQL pool: `connections` at most, TLS per the URL's sslmode or `--pg-ca`. */
+export const pg = (pgUrl: Redacted.Redacted<string>, connections: number, pgCa: string | undefined) =>
   PgClient.layer({
     url: pgUrl,
     maxConnections: connections,
@@ -35,8 +37,8 @@ export const database = (options: {
     Layer.provideMerge(Stats.layer)
   )
 
-/** The S3 store alone, for `concurrency` requests at once. */
-export const store = (settings: Settings, concurrency: number) =>
+/** The S3 store alone, for `concurrency` requests at once, `partConcurrency` parts of one object at a time. */
+export const store = (settings: Settings, concurrency: number, partConcurrency = 1) =>
   S3Store.layer({
     endpoint: settings.s3Url,
     region: settings.region,
@@ -45,7 +47,7 @@ export const store = (settings: Settings, concurrency: number) =>
     accessKey: settings.accessKey,
     secretKey: settings.secretKey,
     partSize: settings.uploadChunkSize,
-    partConcurrency: 1,
+    partConcurrency,
     connections: concurrency,
     retry: defaultPolicy(settings.retries)
   })

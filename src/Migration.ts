@@ -4,7 +4,6 @@
  * Order matters for the exit codes: everything that can be refused (settings, connection, schema,
  * batch job, bucket) is checked before any object is read, and fails with exit code 2.
  */
-import { PgClient } from "@effect/sql-pg"
 import { Cause, Context, Duration, Effect, Exit, Layer, Option, PubSub, Redacted, Ref, Stream } from "effect"
 import {
   DatabaseUnavailable,
@@ -18,6 +17,7 @@ import { type Settings, type SettingsInput, validate } from "./domain/Settings.t
 import { type MetricsServerOptions, serve as serveMetrics } from "./observability/Metrics.ts"
 import * as Display from "./pipeline/Display.ts"
 import * as Events from "./pipeline/Events.ts"
+import * as Connections from "./Connections.ts"
 import { Failures } from "./pipeline/Failures.ts"
 import * as Payload from "./pipeline/Payload.ts"
 import * as Pipeline from "./pipeline/Pipeline.ts"
@@ -28,11 +28,9 @@ import { stagingView } from "./source/Staged.ts"
 import * as WatermarkTable from "./source/WatermarkTable.ts"
 import { Staging } from "./store/StagingStore.ts"
 import * as Nice2 from "./source/Nice2.ts"
-import * as PgTls from "./source/PgTls.ts"
 import * as RunLock from "./source/RunLock.ts"
 import { checkConnection, describeUrl, Source } from "./source/Source.ts"
 import { ObjectStore } from "./store/ObjectStore.ts"
-import * as S3Store from "./store/S3Store.ts"
 import * as Verification from "./Verification.ts"
 
 /** Parts of one multipart upload in flight at once. */
@@ -111,27 +109,14 @@ export const watermarkFlushEvery = "1 second"
  */
 export const layer = <E = never>(settings: Settings, options: ServiceOptions<E> = {}) => {
   const retry = defaultPolicy(settings.retries)
-  const pg = PgClient.layer({
-    url: settings.pgUrl,
-    // receivers and committers each hold one connection at a time; +2 for the observer and the counter,
-    // +1 reserved for the run lock's session
-    maxConnections: options.maxConnections ?? settings.receiverThreads + settings.committerThreads + 3,
-    connectTimeout: "10 seconds",
-    applicationName: "lo-migrate",
-    ...PgTls.options(settings.pgCa)
-  })
-  const store = S3Store.layer({
-    endpoint: settings.s3Url,
-    region: settings.region,
-    bucket: settings.bucket,
-    pathStyle: settings.pathStyle,
-    accessKey: settings.accessKey,
-    secretKey: settings.secretKey,
-    partSize: settings.uploadChunkSize,
-    partConcurrency,
-    connections: settings.storerThreads * partConcurrency,
-    retry
-  })
+  // receivers and committers each hold one connection at a time; +2 for the observer and the counter,
+  // +1 reserved for the run lock's session
+  const pg = Connections.pg(
+    settings.pgUrl,
+    options.maxConnections ?? settings.receiverThreads + settings.committerThreads + 3,
+    settings.pgCa
+  )
+  const store = Connections.store(settings, settings.storerThreads * partConcurrency, partConcurrency)
   return Layer.mergeAll(Nice2.layer(retry), options.store ?? store, Failures.layerTo(settings.failuresFile)).pipe(
     Layer.provideMerge(pg),
     Layer.provideMerge(Stats.layer)

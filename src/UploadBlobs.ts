@@ -18,7 +18,7 @@ import { describeCause, PayloadError as PayloadFailure } from "./domain/Errors.t
 import type { RowFailure, Stored } from "./domain/LargeObject.ts"
 import type { Settings } from "./domain/Settings.ts"
 import { Failures } from "./pipeline/Failures.ts"
-import type { Payload } from "./pipeline/Payload.ts"
+import * as Payload from "./pipeline/Payload.ts"
 import { commitIdle } from "./pipeline/Pipeline.ts"
 import { formatBytes } from "./pipeline/Monitor.ts"
 import * as Stage from "./pipeline/Stage.ts"
@@ -58,28 +58,6 @@ const lineFailure = (p: Pending, reason: RowFailure["reason"], detail: string): 
   oid: p.entry.oid,
   reason,
   detail: `manifest line ${p.line}: ${detail}`
-})
-
-/** A staged file as a Payload: positional reads of a handle that the caller's scope closes. */
-const filePayload = (path: string, handle: NodeFs.FileHandle, size: number): Payload => ({
-  size,
-  location: "file",
-  read: (offset, length) =>
-    Effect.tryPromise({
-      try: async () => {
-        const want = Math.max(0, Math.min(length, size - offset))
-        const buffer = Buffer.allocUnsafe(want)
-        let got = 0
-        while (got < want) {
-          const { bytesRead } = await handle.read(buffer, got, want - got, offset + got)
-          if (bytesRead === 0) throw new Error(`staged file ended at ${offset + got} of ${size} bytes`)
-          got += bytesRead
-        }
-        return buffer
-      },
-      catch: (cause) => new PayloadFailure({ path, cause })
-    }),
-  release: Effect.void
 })
 
 const removeStaged = (path: string) => Effect.promise(() => NodeFs.rm(path, { force: true }))
@@ -204,7 +182,8 @@ export const run = (settings: Settings, manifest: string, options: UploadOptions
             return yield* failures.record(lineFailure(p, "staged-file-corrupt",
               `staged file ${path} has ${size} bytes with SHA-256 ${digest}, the line says ${p.entry.size} bytes with ${p.entry.sha256}`))
           }
-          const payload = filePayload(path, file, size)
+          // the handle is closed by this scope, not by the payload
+          const payload = Payload.fromFile({ path, handle: file, size, release: Effect.void })
           yield* store.put({
             key: p.entry.s3Key,
             rowKey: p.entry.rowKey,

@@ -164,39 +164,52 @@ const fileWriter = (tempDir: string, scope: Scope.Scope, release: Effect.Effect<
           },
           catch: fail
         }),
-      seal: Effect.sync(() => ({
-        size,
-        location: "file" as const,
-        read: (offset, length) =>
-          Effect.tryPromise({
-            try: async () => {
-              const want = Math.max(0, Math.min(length, size - offset))
-              const buffer = Buffer.allocUnsafe(want)
-              let got = 0
-              // positional reads: parallel parts share the handle safely, and a short read is retried
-              while (got < want) {
-                const { bytesRead } = await handle.read(buffer, got, want - got, offset + got)
-                if (bytesRead === 0) throw new Error(`temp file ended at ${offset + got} of ${size} bytes`)
-                got += bytesRead
-              }
-              return buffer
-            },
-            catch: fail
-          }),
-        // positional reads on the shared handle, which stays open until the payload is released
-        stream: (offset, length) => {
-          const stream = handle.createReadStream({
-            start: offset,
-            end: offset + Math.max(0, Math.min(length, size - offset)) - 1,
-            autoClose: false
-          })
-          // a stream left behind by an aborted attempt must not crash the process when it fails later;
-          // its consumer (hash or request) still sees the failure
-          stream.on("error", () => undefined)
-          return stream
-        },
-        release
-      }))
+      seal: Effect.sync(() => fromFile({ path, handle, size, release }))
     }
     return writer
   })
+
+/**
+ * A file as a Payload: positional reads (parallel parts share the handle safely, and a short read is
+ * retried) and streams of a handle that stays open until `release`. Temp files and the deferred mode's
+ * staged files alike.
+ */
+export const fromFile = (options: {
+  readonly path: string
+  readonly handle: NodeFs.FileHandle
+  readonly size: number
+  readonly release: Effect.Effect<void>
+}): Payload => {
+  const { path, handle, size } = options
+  return {
+    size,
+    location: "file",
+    read: (offset, length) =>
+      Effect.tryPromise({
+        try: async () => {
+          const want = Math.max(0, Math.min(length, size - offset))
+          const buffer = Buffer.allocUnsafe(want)
+          let got = 0
+          while (got < want) {
+            const { bytesRead } = await handle.read(buffer, got, want - got, offset + got)
+            if (bytesRead === 0) throw new Error(`${path} ended at ${offset + got} of ${size} bytes`)
+            got += bytesRead
+          }
+          return buffer
+        },
+        catch: (cause) => new PayloadError({ path, cause })
+      }),
+    stream: (offset, length) => {
+      const stream = handle.createReadStream({
+        start: offset,
+        end: offset + Math.max(0, Math.min(length, size - offset)) - 1,
+        autoClose: false
+      })
+      // a stream left behind by an aborted attempt must not crash the process when it fails later;
+      // its consumer (hash or request) still sees the failure
+      stream.on("error", () => undefined)
+      return stream
+    },
+    release: options.release
+  }
+}
