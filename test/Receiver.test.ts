@@ -43,6 +43,22 @@ layer(Layer.mergeAll(TestDatabase.layerClient, Stats.layer), { excludeTestServic
       assert.strictEqual(yield* LargeObjects.read(empty, () => Effect.void), 0)
     }))
 
+  it.effect("reads a batch whose oids straddle 2^31 (oids are unsigned 32-bit)", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const low = randomBytes(100, 21)
+      const high = randomBytes(200, 22)
+      const lowOid = yield* createLargeObject(low)
+      const highOid = 3_000_000_000 + (lowOid % 1000)
+      yield* sql`SELECT lo_from_bytea(${highOid}, ${high})`
+      const chunks = yield* LargeObjects.readMany([{ oid: lowOid, cap: 1000 }, { oid: highOid, cap: 1000 }])
+      assert.strictEqual(Buffer.compare(Buffer.from(chunks[0]!), Buffer.from(low)), 0)
+      assert.strictEqual(Buffer.compare(Buffer.from(chunks[1]!), Buffer.from(high)), 0)
+      // a dangling high oid in a batch is the server's "does not exist", not a driver encoding error
+      const error = yield* Effect.flip(LargeObjects.readMany([{ oid: lowOid, cap: 10 }, { oid: 4_000_000_000, cap: 10 }]))
+      assert.strictEqual(LargeObjects.sqlState(error), LargeObjects.undefinedObject)
+    }))
+
   it.effect("computes SHA-1, SHA-256 and MD5 in one pass, in memory or in a temp file", () =>
     Effect.gen(function*() {
       for (const [size, location] of [[100, "memory"], [5000, "file"]] as const) {

@@ -3,6 +3,7 @@
  * transaction per object and without the original's 8 KiB `loread` round trips: a whole small object
  * comes back in one round trip, a large one in chunks kept under the driver's message limit.
  */
+import { PgTypes } from "@effect/sql-pg"
 import { Effect } from "effect"
 import { SqlClient, SqlError } from "effect/sql"
 
@@ -41,6 +42,17 @@ export const read = <E, R>(
   })
 
 /**
+ * An `oid[]` parameter. Large object oids are unsigned 32-bit: as plain numbers, an array that mixes
+ * oids below and above 2^31 is refused by the driver (it infers int4 for some elements and int8 for
+ * others), so oid arrays are always sent typed.
+ */
+export const oidArray = (oids: ReadonlyArray<number>): PgTypes.Parameter => {
+  const parameter = PgTypes.array(oids, PgTypes.OID.oid)
+  if (parameter._tag === "Failure") throw parameter.failure // only a non-integer oid: a bug, not bad data
+  return parameter.success
+}
+
+/**
  * Reads up to `cap` bytes from the start of each large object, all in one statement (one round trip
  * for a whole batch of small objects); one result per item, in order. Fails (SQLSTATE 42704) when any
  * of the oids names no large object: the caller then reads the batch one by one to tell which.
@@ -52,7 +64,7 @@ export const readMany = (
     const sql = yield* SqlClient.SqlClient
     const rows = yield* sql<{ readonly chunk: Uint8Array | null }>`
       SELECT lo_get(u.oid, 0, u.cap) AS chunk
-      FROM unnest(${items.map((i) => i.oid)}::oid[], ${items.map((i) => i.cap)}::int4[]) WITH ORDINALITY AS u(oid, cap, n)
+      FROM unnest(${oidArray(items.map((i) => i.oid))}, ${items.map((i) => i.cap)}::int4[]) WITH ORDINALITY AS u(oid, cap, n)
       ORDER BY u.n`
     return rows.map((r) => r.chunk ?? new Uint8Array(0))
   })

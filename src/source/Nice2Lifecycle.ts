@@ -9,6 +9,7 @@ import { type DatabaseError, SchemaMismatch } from "../domain/Errors.ts"
 import type { Candidate } from "../domain/LargeObject.ts"
 import type { MigratedRow, Released } from "../domain/MigratedObject.ts"
 import type { Inventory, Source } from "./Source.ts"
+import { oidArray } from "./LargeObjects.ts"
 import { transaction } from "./Transaction.ts"
 
 const table = "_nice_binary"
@@ -242,7 +243,7 @@ export const make = (sql: SqlClient.SqlClient, run: Run): Lifecycle => {
       sql<{ readonly oid: number; readonly hash: string; readonly present: boolean }>`
         SELECT t.data AS oid, t.hash,
           EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = t.data) AS present
-        FROM _nice_binary t WHERE t.data = ANY(${[...new Set(oids)]}::oid[])`
+        FROM _nice_binary t WHERE t.data = ANY(${oidArray([...new Set(oids)])})`
     ).pipe(Effect.map((rows) => rows.map((r) => ({ oid: r.oid, key: r.hash, present: r.present }))))
 
   const release = (rows: ReadonlyArray<MigratedRow>) => {
@@ -256,7 +257,7 @@ export const make = (sql: SqlClient.SqlClient, run: Run): Lifecycle => {
         // Only rows that still hold what was verified: a row changed since then is left alone.
         const updated = yield* sql<{ readonly hash: string }>`
           UPDATE _nice_binary AS t SET data = NULL
-          FROM unnest(${withOid.map((r) => r.key)}::bpchar[], ${withOid.map((r) => r.oid)}::oid[],
+          FROM unnest(${withOid.map((r) => r.key)}::bpchar[], ${oidArray(withOid.map((r) => r.oid))},
                       ${withOid.map((r) => r.sha256)}::bpchar[]) AS u(hash, oid, sha2)
           WHERE t.hash = u.hash AND t.data = u.oid AND t.sha2 = u.sha2
           RETURNING t.hash`
@@ -268,9 +269,9 @@ export const make = (sql: SqlClient.SqlClient, run: Run): Lifecycle => {
           SELECT o.oid,
             EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = o.oid) AS present,
             (SELECT string_agg(rtrim(t.hash), ',' ORDER BY t.hash) FROM _nice_binary t WHERE t.data = o.oid) AS referenced_by
-          FROM unnest(${oids}::oid[]) AS o(oid)`
+          FROM unnest(${oidArray(oids)}) AS o(oid)`
         const toUnlink = state.filter((s) => s.present && s.referenced_by === null).map((s) => s.oid)
-        if (toUnlink.length > 0) yield* sql`SELECT lo_unlink(o.oid) FROM unnest(${toUnlink}::oid[]) AS o(oid)`
+        if (toUnlink.length > 0) yield* sql`SELECT lo_unlink(o.oid) FROM unnest(${oidArray(toUnlink)}) AS o(oid)`
         const sizeOf = new Map(released.map((r) => [r.oid, r.size]))
         return {
           released,
