@@ -12,7 +12,9 @@ import * as ProgressMode from "../pipeline/ProgressMode.ts"
 import { StopRequest } from "../StopRequest.ts"
 import { connectionFlags, described, int } from "./Flags.ts"
 import { modeFlags, modeOf } from "./MigrateModes.ts"
-import { planFlags, printPlan } from "./plan.ts"
+import { planFlags, planProfile, printPlan } from "./plan.ts"
+import * as Profiles from "../source/Profiles.ts"
+import { profileFlags, profileInput, type ProfileFlagValues } from "./ProfileFlags.ts"
 
 export { connectionFlags }
 
@@ -102,23 +104,36 @@ export const migrate = Command.make("migrate", {
     Flag.withDefault(false)
   ),
   ...planFlags,
-  ...modeFlags
+  ...modeFlags,
+  ...profileFlags
 }, Effect.fn("migrate")(function*(flags) {
   const { metricsHost: _host, metricsPort, progress: _progress, ...settingsFlags } = flags
   if (Option.isSome(metricsPort) && (metricsPort.value < 0 || metricsPort.value > 65535)) {
     return yield* new SettingsError({ setting: "--metrics-port", problem: `${metricsPort.value} is not a TCP port` })
   }
   const settings = yield* validate({
-    ...settingsFlags,
+    // the profile flags are Options here; profileInput below gives them as settings
+    ...(settingsFlags as Omit<typeof settingsFlags, keyof ProfileFlagValues>),
     s3Url: Option.getOrUndefined(flags.s3Url),
     accessKey: Option.getOrUndefined(flags.accessKey),
     secretKey: Option.getOrUndefined(flags.secretKey),
     pathStyle: Option.getOrUndefined(flags.pathStyle),
     tempDir: Option.getOrUndefined(flags.tempDir),
     pgCa: Option.getOrUndefined(flags.pgCa),
-    failuresFile: Option.getOrUndefined(flags.failures)
+    failuresFile: Option.getOrUndefined(flags.failures),
+    ...profileInput(flags)
   })
-  if (flags.dryRun) return yield* printPlan({ ...flags, pgUrl: settings.pgUrl, s3: settings })
+  if (flags.dryRun) {
+    yield* planProfile(profileInput(flags))
+    return yield* printPlan({ ...flags, pgUrl: settings.pgUrl, s3: settings })
+  }
+  if (settings.finalize) {
+    yield* Profiles.require(settings.profile, "--finalize")
+    if (settings.shard !== undefined) {
+      return yield* new SettingsError({ setting: "--finalize", problem: "finalize covers the whole table: run it once without --shard after every shard has finished" })
+    }
+  }
+  if (Option.isSome(flags.deferredBlobs)) yield* Profiles.require(settings.profile, "--deferred-blobs")
   const mode = yield* modeOf(flags)
   yield* writeStderr(configurationBlock(settings))
   if (mode.deferred !== undefined) yield* writeStderr(`deferred: objects are staged and listed in ${mode.deferred}; S3 is not contacted\n\n`)
@@ -175,6 +190,7 @@ const configurationBlock = (s: import("../domain/Settings.ts").Settings) =>
     `upload part size:  ${s.uploadChunkSize / 1024} KiB`,
     `commit chunk:      ${s.commitChunk}`,
     `target:            s3://${s.bucket} at ${s.s3Url ?? `AWS (${s.region})`}`,
+    `source:            ${s.profile._tag === "nice2" ? "nice2 (_nice_binary)" : `table ${s.profile.table.join(".")}, key ${s.profile.keyColumns.join(", ")}, S3 key ${s.profile.keyTemplate}`}${s.shard === undefined ? "" : `, shard ${s.shard.index}/${s.shard.count}`}`,
     "",
     ""
   ].join("\n")

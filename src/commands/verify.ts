@@ -13,6 +13,7 @@ import { Source } from "../source/Source.ts"
 import { ObjectStore } from "../store/ObjectStore.ts"
 import * as Verification from "../Verification.ts"
 import { atLeast, settingsOf } from "./Connect.ts"
+import { profileFlags } from "./ProfileFlags.ts"
 import { againstSource, concurrency, connectionFlags, deep, interval, retries } from "./Flags.ts"
 
 export const levelOf = (flags: { readonly deep: boolean; readonly againstSource: boolean }): VerifyLevel =>
@@ -37,7 +38,7 @@ export const reportJson = (p: Verification.Progress, extra: Readonly<Record<stri
       badObjects: p.bad.map((b) => ({
         key: b.row.key.trim(),
         oid: b.row.oid,
-        size: b.row.size,
+        size: b.row.size ?? null,
         sha2: b.row.sha256,
         objectKey: b.objectKey,
         problem: b.problem,
@@ -56,6 +57,7 @@ export const writeReport = (path: string, text: string) =>
 
 export const verify = Command.make("verify", {
   ...connectionFlags,
+  ...profileFlags,
   deep,
   againstSource,
   concurrency,

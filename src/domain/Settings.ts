@@ -7,6 +7,7 @@ import { Effect, Redacted } from "effect"
 import * as NodeFs from "node:fs"
 import { tmpdir } from "node:os"
 import { SettingsError } from "./Errors.ts"
+import * as Profile from "./Profile.ts"
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -32,7 +33,7 @@ export const defaults = {
 } as const
 
 /** Settings as given: numbers in the CLI's units (KiB, seconds), secrets redacted. */
-export interface SettingsInput {
+export interface SettingsInput extends Profile.ProfileInput {
   readonly pgUrl: Redacted.Redacted<string> | string
   readonly s3Url?: string | undefined
   readonly accessKey?: Redacted.Redacted<string> | string | undefined
@@ -86,6 +87,10 @@ export interface Settings {
   readonly retries: number
   readonly failuresFile: string | undefined
   readonly pgCa: string | undefined
+  /** the source (`--profile` and its flags); default nice2 */
+  readonly profile: Profile.Profile
+  /** `--shard i/n`: this process's slice of the rows; undefined: all of them */
+  readonly shard: Profile.Shard | undefined
 }
 
 const redact = (v: Redacted.Redacted<string> | string | undefined) =>
@@ -162,6 +167,7 @@ export const validate = (input: SettingsInput): Effect.Effect<Settings, Settings
         problem: "is required when the other S3 key is given"
       })
     }
+    const { profile, shard } = yield* Profile.validate(input)
     const uploadChunkSize = yield* integer("--upload-chunk-size", input.uploadChunkSize, defaults.uploadChunkSize, 5 * 1024)
     if (uploadChunkSize * KiB > 5 * 1024 * MiB) {
       return yield* new SettingsError({ setting: "--upload-chunk-size", problem: "S3 parts are at most 5 GiB" })
@@ -188,7 +194,9 @@ export const validate = (input: SettingsInput): Effect.Effect<Settings, Settings
       tempDir: input.tempDir ?? tmpdir(),
       retries: yield* integer("--retries", input.retries, defaults.retries, 1),
       failuresFile: input.failuresFile?.trim() || undefined,
-      pgCa: yield* readableFile("--pg-ca", input.pgCa?.trim() || undefined)
+      pgCa: yield* readableFile("--pg-ca", input.pgCa?.trim() || undefined),
+      profile,
+      shard
     }
   })
 

@@ -9,7 +9,6 @@
 import { Effect, Exit, Queue, Result } from "effect"
 import type { DatabaseError, PayloadError, StoreError } from "../domain/Errors.ts"
 import type { Candidate, Received, Stored } from "../domain/LargeObject.ts"
-import { objectKey } from "../domain/LargeObject.ts"
 import type { Settings } from "../domain/Settings.ts"
 import { Source } from "../source/Source.ts"
 import { ObjectStore } from "../store/ObjectStore.ts"
@@ -111,7 +110,7 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
       output: toCommit,
       step: ({ candidate, digests, payload }) =>
         Effect.gen(function*() {
-          const key = objectKey(digests.sha256)
+          const key = source.objectKey(candidate, digests.sha256)
           yield* store.put({
             key,
             rowKey: candidate.key,

@@ -1,0 +1,244 @@
+/**
+ * The `table` profile: any table whose rows reference large objects through an oid column, keyed by one
+ * or more columns (`--table`, `--oid-column`, `--key-column`...). The result, the SHA-256 hex, goes to
+ * `--sha256-column` (added as `character(64)` when missing); the object's S3 key comes from
+ * `--key-template`.
+ *
+ * Every identifier reaches SQL quoted (`Identifier.quote`), every value as a bound parameter. The key
+ * columns are read as text (`::text`) and cast back to their own type (read from the catalog) when
+ * bound, so a composite key pages as a row value `(k1, k2) > ($1::t1, $2::t2)` over its index.
+ * A key travels through the pipeline as a string: the text of a single column, or a JSON array of the
+ * texts of a composite key.
+ */
+import { Effect, Layer, Result } from "effect"
+import { SqlClient, type SqlError } from "effect/sql"
+import { DatabaseUnavailable, describeCause, SchemaMismatch } from "../domain/Errors.ts"
+import type { Candidate, RowFailure, Stored } from "../domain/LargeObject.ts"
+import type { MigratedRow } from "../domain/MigratedObject.ts"
+import { fillTemplate, type Shard, type TableProfile } from "../domain/Profile.ts"
+import type { RetryPolicy } from "../pipeline/Retry.ts"
+import { Stats } from "../pipeline/Stats.ts"
+import { quote, quoteQualified } from "./Identifier.ts"
+import { type ListedRow, Source, statement } from "./Source.ts"
+import { ProfileUnsupported } from "../domain/Errors.ts"
+
+const fallbackContentType = "application/octet-stream"
+/** INV_READ of lo_open */
+const invRead = 0x40000
+
+type Raw = Record<string, unknown>
+
+export const layer = (
+  profile: TableProfile,
+  shard: Shard | undefined,
+  policy: RetryPolicy
+): Layer.Layer<Source, never, SqlClient.SqlClient | Stats> =>
+  Layer.effect(
+    Source,
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const stats = yield* Stats
+      const run = <A>(operation: string, effect: Effect.Effect<A, SqlError.SqlError>) =>
+        statement(operation, policy, effect).pipe(Effect.provideService(Stats, stats))
+      const query = (operation: string, text: string, params: ReadonlyArray<unknown>) =>
+        run(operation, sql.unsafe<Raw>(text, params))
+
+      const shown = profile.table.join(".")
+      const table = quoteQualified(profile.table)
+      const oid = `t.${quote(profile.oidColumn)}`
+      const sha = `t.${quote(profile.sha256Column)}`
+      const keys = profile.keyColumns.map((c) => `t.${quote(c)}`)
+      const composite = keys.length > 1
+      const keySelect = keys.map((k, i) => `${k}::text AS k${i}`).join(", ")
+      const keyOrder = keys.join(", ")
+      const listable = keys.map((k) => `${k} IS NOT NULL`).join(" AND ")
+      const size = profile.sizeColumn !== undefined
+        ? `t.${quote(profile.sizeColumn)}::bigint`
+        // the large object's own length; lo_open's descriptor ends with the statement's transaction
+        : `CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = ${oid}::oid)
+             THEN lo_lseek64(lo_open(${oid}::oid, ${invRead}), 0, 2) END`
+      const mime = profile.mimeColumn === undefined ? "NULL::text" : `t.${quote(profile.mimeColumn)}::text`
+
+      const encode = (parts: ReadonlyArray<string>): string => (composite ? JSON.stringify(parts) : parts[0]!)
+      const decode = (key: string): ReadonlyArray<string> => (composite ? JSON.parse(key) as Array<string> : [key])
+      const keyOf = (row: Raw): string => encode(keys.map((_, i) => String(row[`k${i}`])))
+
+      /** the table's columns and their types, or a SchemaMismatch */
+      const columns = query(
+        "read the table's columns",
+        `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type
+         FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
+        [table]
+      ).pipe(Effect.map((rows) => new Map(rows.map((r) => [String(r.name), String(r.type)]))))
+
+      const checked = Effect.gen(function*() {
+        const cols = yield* columns
+        if (cols.size === 0) {
+          return yield* new SchemaMismatch({ table: shown, problem: "does not exist (or is not visible to this role)" })
+        }
+        const wanted = [profile.oidColumn, ...profile.keyColumns, profile.mimeColumn, profile.sizeColumn]
+          .filter((c): c is string => c !== undefined)
+        const missing = wanted.filter((c) => !cols.has(c))
+        if (missing.length > 0) {
+          return yield* new SchemaMismatch({ table: shown, problem: `lacks column(s) ${missing.map(quote).join(", ")}` })
+        }
+        return cols
+      })
+      // key column types, to cast bound key values back (catalog output, valid SQL type names)
+      const keyTypes = yield* Effect.cached(
+        Effect.map(checked, (cols) => profile.keyColumns.map((c) => cols.get(c)!))
+      )
+
+      const shardFilter = (next: number): { readonly text: string; readonly params: ReadonlyArray<unknown> } =>
+        shard === undefined ? { text: "", params: [] } : {
+          text: ` AND abs(hashtext(ROW(${keyOrder})::text)::bigint) % $${next} = $${next + 1}`,
+          params: [shard.count, shard.index]
+        }
+
+      const prepare = Effect.gen(function*() {
+        const cols = yield* checked
+        if (!cols.has(profile.sha256Column)) {
+          yield* sql.unsafe(`ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS ${quote(profile.sha256Column)} character(64)`).pipe(
+            Effect.mapError((error) =>
+              new DatabaseUnavailable({
+                problem: `cannot add column ${quote(profile.sha256Column)} to ${shown}: ${describeCause(error)}`,
+                hint: `run ALTER TABLE ${table} ADD COLUMN ${quote(profile.sha256Column)} character(64) as the table's owner`
+              })
+            )
+          )
+          yield* Effect.logInfo(`added column ${quote(profile.sha256Column)} character(64) to ${shown}`)
+        }
+      })
+
+      const count = Effect.gen(function*() {
+        const s = shardFilter(1)
+        const [r] = yield* query(
+          "count rows",
+          `SELECT count(*) FILTER (WHERE ${sha} IS NULL) AS remaining, count(*) AS total
+           FROM ${table} AS t WHERE ${listable}${s.text}`,
+          s.params
+        )
+        return { remaining: Number(r?.remaining ?? 0), total: Number(r?.total ?? 0) }
+      })
+
+      const afterFilter = (after: string | undefined, types: ReadonlyArray<string>) =>
+        after === undefined ? { text: "", params: [] as ReadonlyArray<unknown> } : {
+          text: ` AND (${keyOrder}) > (${types.map((t, i) => `$${i + 1}::${t}`).join(", ")})`,
+          params: decode(after)
+        }
+
+      const toListed = (row: Raw): ListedRow => {
+        const key = keyOf(row)
+        const rowOid = row.oid === null ? null : Number(row.oid)
+        if (rowOid === null) {
+          return { key, row: Result.fail<RowFailure>({ key, oid: null, reason: "null-data", detail: `${profile.oidColumn} is NULL: the row has no large object` }) }
+        }
+        const type = typeof row.mime === "string" && row.mime.trim() !== "" ? row.mime : fallbackContentType
+        return {
+          key,
+          row: Result.succeed<Candidate>({ key, oid: rowOid, size: Number(row.size ?? 0), contentType: type, expectedSha1: undefined })
+        }
+      }
+
+      const page = (after: string | undefined, limit: number) =>
+        Effect.gen(function*() {
+          const types = yield* keyTypes.pipe(Effect.orDie)
+          const a = afterFilter(after, types)
+          const s = shardFilter(a.params.length + 1)
+          const rows = yield* query(
+            "list rows",
+            `SELECT ${keySelect}, ${oid}::oid AS oid, ${size} AS size, ${mime} AS mime
+             FROM ${table} AS t
+             WHERE ${sha} IS NULL AND ${listable}${a.text}${s.text}
+             ORDER BY ${keyOrder} LIMIT $${a.params.length + s.params.length + 1}`,
+            [...a.params, ...s.params, limit]
+          )
+          return rows.map(toListed)
+        })
+
+      // One statement per chunk; a row is marked only if it still references the object that was read.
+      const commit = (chunk: ReadonlyArray<Stored>) =>
+        Effect.gen(function*() {
+          const types = yield* keyTypes.pipe(Effect.orDie)
+          const parts = chunk.map((s) => decode(s.candidate.key))
+          const n = keys.length
+          const rows = yield* query(
+            "record sha256",
+            `UPDATE ${table} AS t SET ${quote(profile.sha256Column)} = u.sha
+             FROM unnest(${types.map((ty, i) => `$${i + 1}::${ty}[]`).join(", ")}, $${n + 1}::oid[], $${n + 2}::text[])
+               AS u(${keys.map((_, i) => `k${i}`).join(", ")}, oid, sha)
+             WHERE ${keys.map((k, i) => `${k} = u.k${i}`).join(" AND ")} AND ${oid} = u.oid
+             RETURNING ${keySelect}`,
+            [...keys.map((_, i) => parts.map((p) => p[i])), chunk.map((s) => s.candidate.oid), chunk.map((s) => s.sha256)]
+          )
+          const marked = new Set(rows.map(keyOf))
+          return { vanished: chunk.filter((s) => !marked.has(s.candidate.key)) }
+        })
+
+      const recorded = (wanted: ReadonlyArray<string>) =>
+        Effect.gen(function*() {
+          const types = yield* keyTypes.pipe(Effect.orDie)
+          const parts = wanted.map(decode)
+          const rows = yield* query(
+            "read sha256",
+            `SELECT ${keySelect}, ${sha}::text AS sha FROM ${table} AS t
+             JOIN unnest(${types.map((ty, i) => `$${i + 1}::${ty}[]`).join(", ")}) AS u(${keys.map((_, i) => `k${i}`).join(", ")})
+               ON ${keys.map((k, i) => `${k} = u.k${i}`).join(" AND ")}`,
+            keys.map((_, i) => parts.map((p) => p[i]))
+          )
+          return new Map(rows.map((r) => [keyOf(r), r.sha === null ? null : String(r.sha)]))
+        })
+
+      const migratedPage = (after: string | undefined, limit: number, options: { readonly withData: boolean }) =>
+        Effect.gen(function*() {
+          const cols = yield* checked
+          if (!cols.has(profile.sha256Column)) return []
+          const types = profile.keyColumns.map((c) => cols.get(c)!)
+          const a = afterFilter(after, types)
+          const s = shardFilter(a.params.length + 1)
+          const rows = yield* query(
+            "list migrated rows",
+            `SELECT ${keySelect}, ${oid}::oid AS oid, ${size} AS size, ${sha}::text AS sha
+             FROM ${table} AS t
+             WHERE ${sha} IS NOT NULL AND ${listable}${options.withData ? ` AND ${oid} IS NOT NULL` : ""}${a.text}${s.text}
+             ORDER BY ${keyOrder} LIMIT $${a.params.length + s.params.length + 1}`,
+            [...a.params, ...s.params, limit]
+          )
+          return rows.map((r): MigratedRow => {
+            const key = keyOf(r)
+            const rowOid = r.oid === null ? null : Number(r.oid)
+            const sha256 = String(r.sha)
+            return {
+              key,
+              oid: rowOid,
+              size: r.size === null ? undefined : Number(r.size),
+              sha256,
+              objectKey: fillTemplate(profile.keyTemplate, { sha256: sha256.trim().toLowerCase(), key: decode(key), oid: rowOid })
+            }
+          })
+        })
+
+      const unsupported = (what: string) =>
+        Effect.fail(new ProfileUnsupported({ profile: "table", what }))
+
+      return Source.of({
+        table: shown,
+        lockName: table,
+        shard,
+        objectKey: (candidate, sha256) => fillTemplate(profile.keyTemplate, { sha256, key: decode(candidate.key), oid: candidate.oid }),
+        prepare,
+        count,
+        page,
+        commit,
+        recorded,
+        finalize: unsupported("--finalize").pipe(Effect.orDie),
+        inventory: () => unsupported("plan").pipe(Effect.orDie),
+        sample: () => unsupported("plan").pipe(Effect.orDie),
+        migratedPage,
+        unmigratedWithData: () => unsupported("prune").pipe(Effect.orDie),
+        references: () => unsupported("prune").pipe(Effect.orDie),
+        release: () => unsupported("prune").pipe(Effect.orDie)
+      })
+    })
+  )
