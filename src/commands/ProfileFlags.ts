@@ -4,7 +4,7 @@
  */
 import { Config, Option } from "effect"
 import { Flag } from "effect/cli"
-import { defaultSha256Column, defaultTemplate, type ProfileInput, profiles } from "../domain/Profile.ts"
+import { defaultBlobThreshold, defaultSha256Column, defaultTemplate, type ProfileInput, profiles } from "../domain/Profile.ts"
 import { described } from "./Flags.ts"
 
 const optionalString = (name: string, text: string, extra: { readonly default?: string; readonly env?: string } = {}) =>
@@ -35,6 +35,13 @@ export const profileFlags = {
   keyTemplate: optionalString("key-template", "table profile: the S3 key of an object, from {sha256}, {key} (parts joined by /) and {oid}", {
     default: defaultTemplate
   }),
+  blobThreshold: Flag.Int("blob-threshold").pipe(
+    Flag.withDescription(described("relstorage profile: blobs of at least this many bytes go to S3, smaller ones inline into blob_state.data (0: all to S3)", {
+      default: defaultBlobThreshold
+    })),
+    Flag.optional
+  ),
+  s3Prefix: optionalString("s3-prefix", "relstorage profile: prefix of the S3 keys (PREFIX/blobs/{zoid:016x}/{tid:016x}.blob)"),
   shard: Flag.String("shard").pipe(
     Flag.withDescription(described(
       "i/n: work only on the rows whose key hashes to i of n (0 <= i < n); n processes with 0/n .. n-1/n share one migration",
@@ -55,6 +62,8 @@ export interface ProfileFlagValues {
   readonly sha256Column: Option.Option<string>
   readonly keyTemplate: Option.Option<string>
   readonly shard: Option.Option<string>
+  readonly blobThreshold: Option.Option<number>
+  readonly s3Prefix: Option.Option<string>
 }
 
 export const profileInput = (flags: ProfileFlagValues): ProfileInput => ({
@@ -66,5 +75,7 @@ export const profileInput = (flags: ProfileFlagValues): ProfileInput => ({
   sizeColumn: Option.getOrUndefined(flags.sizeColumn),
   sha256Column: Option.getOrUndefined(flags.sha256Column),
   keyTemplate: Option.getOrUndefined(flags.keyTemplate),
-  shard: Option.getOrUndefined(flags.shard)
+  shard: Option.getOrUndefined(flags.shard),
+  blobThreshold: Option.getOrUndefined(flags.blobThreshold),
+  s3Prefix: Option.getOrUndefined(flags.s3Prefix)
 })

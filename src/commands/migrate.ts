@@ -190,7 +190,7 @@ const configurationBlock = (s: import("../domain/Settings.ts").Settings) =>
     `upload part size:  ${s.uploadChunkSize / 1024} KiB`,
     `commit chunk:      ${s.commitChunk}`,
     `target:            s3://${s.bucket} at ${s.s3Url ?? `AWS (${s.region})`}`,
-    `source:            ${s.profile._tag === "nice2" ? "nice2 (_nice_binary)" : `table ${s.profile.table.join(".")}, key ${s.profile.keyColumns.join(", ")}, S3 key ${s.profile.keyTemplate}`}${s.shard === undefined ? "" : `, shard ${s.shard.index}/${s.shard.count}`}`,
+    `source:            ${s.profile._tag === "nice2" ? "nice2 (_nice_binary)" : s.profile._tag === "table" ? `table ${s.profile.table.join(".")}, key ${s.profile.keyColumns.join(", ")}, S3 key ${s.profile.keyTemplate}` : `relstorage blob_chunk -> blob_state, S3 from ${s.profile.blobThreshold} bytes`}${s.shard === undefined ? "" : `, shard ${s.shard.index}/${s.shard.count}`}`,
     "",
     ""
   ].join("\n")

@@ -7,7 +7,7 @@ import { Effect } from "effect"
 import { SettingsError } from "./Errors.ts"
 import * as Identifier from "../source/Identifier.ts"
 
-export const profiles = ["nice2", "table"] as const
+export const profiles = ["nice2", "table", "relstorage"] as const
 export type ProfileName = typeof profiles[number]
 
 /** One of `count` disjoint slices of the rows: those whose key hashes to `index` (0-based). */
@@ -31,7 +31,17 @@ export interface TableProfile {
   readonly keyTemplate: string
 }
 
-export type Profile = { readonly _tag: "nice2" } | TableProfile
+export interface RelStorageProfile {
+  readonly _tag: "relstorage"
+  /** bytes: blobs at least this large go to S3, smaller ones inline into blob_state.data */
+  readonly blobThreshold: number
+  /** prepended (with "/") to the S3 keys `blobs/{zoid:016x}/{tid:016x}.blob` */
+  readonly s3Prefix: string | undefined
+}
+
+export const defaultBlobThreshold = 100 * 1024
+
+export type Profile = { readonly _tag: "nice2" } | TableProfile | RelStorageProfile
 
 export const nice2: Profile = { _tag: "nice2" }
 
@@ -46,6 +56,8 @@ export interface ProfileInput {
   readonly sha256Column?: string | undefined
   readonly keyTemplate?: string | undefined
   readonly shard?: string | undefined
+  readonly blobThreshold?: number | undefined
+  readonly s3Prefix?: string | undefined
 }
 
 export const templateFields = ["sha256", "key", "oid"] as const
@@ -100,6 +112,7 @@ const identifier = (setting: string, value: string | undefined, maxParts: number
 const column = (setting: string, value: string | undefined) => Effect.map(identifier(setting, value, 1), (parts) => parts[0]!)
 
 const tableOnly = ["table", "oidColumn", "keyColumns", "mimeColumn", "sizeColumn", "sha256Column", "keyTemplate"] as const
+const relstorageOnly = ["blobThreshold", "s3Prefix"] as const
 const flagName: Record<typeof tableOnly[number], string> = {
   table: "--table",
   oidColumn: "--oid-column",
@@ -109,6 +122,7 @@ const flagName: Record<typeof tableOnly[number], string> = {
   sha256Column: "--sha256-column",
   keyTemplate: "--key-template"
 }
+const relstorageFlag: Record<typeof relstorageOnly[number], string> = { blobThreshold: "--blob-threshold", s3Prefix: "--s3-prefix" }
 
 /** Validates the profile flags; the table flags are refused with another profile rather than ignored. */
 export const validate = (input: ProfileInput): Effect.Effect<{ readonly profile: Profile; readonly shard: Shard | undefined }, SettingsError> =>
@@ -118,14 +132,30 @@ export const validate = (input: ProfileInput): Effect.Effect<{ readonly profile:
       return yield* new SettingsError({ setting: "--profile", problem: `${JSON.stringify(name)} is not one of ${profiles.join(", ")}` })
     }
     const shard = yield* parseShard(input.shard)
-    if (name === "nice2") {
+    if (name !== "relstorage") {
+      for (const field of relstorageOnly) {
+        if (input[field] !== undefined) {
+          return yield* new SettingsError({ setting: relstorageFlag[field], problem: "is only used with --profile relstorage" })
+        }
+      }
+    }
+    if (name === "nice2" || name === "relstorage") {
       for (const field of tableOnly) {
         const v = input[field]
         if (v !== undefined && (!Array.isArray(v) || v.length > 0)) {
           return yield* new SettingsError({ setting: flagName[field], problem: "is only used with --profile table" })
         }
       }
-      return { profile: nice2, shard }
+      if (name === "nice2") return { profile: nice2, shard }
+      const blobThreshold = input.blobThreshold ?? defaultBlobThreshold
+      if (!Number.isSafeInteger(blobThreshold) || blobThreshold < 0) {
+        return yield* new SettingsError({ setting: "--blob-threshold", problem: `${blobThreshold} is not a byte count (0 or more)` })
+      }
+      const prefix = input.s3Prefix?.trim().replace(/^\/+|\/+$/g, "")
+      if (prefix !== undefined && /[{}\\]/.test(prefix)) {
+        return yield* new SettingsError({ setting: "--s3-prefix", problem: `${JSON.stringify(input.s3Prefix)} contains {, } or \\` })
+      }
+      return { profile: { _tag: "relstorage", blobThreshold, s3Prefix: prefix === "" ? undefined : prefix } satisfies RelStorageProfile, shard }
     }
     const table = yield* identifier("--table", input.table, 2)
     const oidColumn = yield* column("--oid-column", input.oidColumn)

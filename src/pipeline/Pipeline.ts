@@ -110,6 +110,12 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
       output: toCommit,
       step: ({ candidate, digests, payload }) =>
         Effect.gen(function*() {
+          // an object the profile keeps in the database: no PUT, its bytes go to the committers
+          if (source.inline?.(candidate, payload.size) === true) {
+            const inline = yield* payload.read(0, payload.size).pipe(Effect.ensuring(payload.release))
+            yield* stats.processed("storer", payload.size)
+            return yield* Stage.emit(toCommit, { candidate, sha256: digests.sha256, key: "", inline })
+          }
           const key = source.objectKey(candidate, digests.sha256)
           yield* store.put({
             key,

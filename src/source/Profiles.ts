@@ -10,6 +10,7 @@ import type { RetryPolicy } from "../pipeline/Retry.ts"
 import type { Stats } from "../pipeline/Stats.ts"
 import * as Nice2 from "./Nice2.ts"
 import type { Source } from "./Source.ts"
+import * as RelStorageSource from "./RelStorageSource.ts"
 import * as TableSource from "./TableSource.ts"
 
 export const layer = (
@@ -17,14 +18,19 @@ export const layer = (
   shard: Shard | undefined,
   policy: RetryPolicy
 ): Layer.Layer<Source, never, SqlClient.SqlClient | Stats> =>
-  profile._tag === "nice2" ? Nice2.layer(policy, shard) : TableSource.layer(profile, shard, policy)
+  profile._tag === "nice2"
+    ? Nice2.layer(policy, shard)
+    : profile._tag === "table"
+    ? TableSource.layer(profile, shard, policy)
+    : RelStorageSource.layer(profile, shard, policy)
 
 /** What a command does that a profile may not support. */
-export type Capability = "plan" | "prune" | "upload-blobs" | "--finalize" | "--deferred-blobs"
+export type Capability = "plan" | "verify" | "prune" | "upload-blobs" | "--finalize" | "--deferred-blobs"
 
 const unsupported: Record<Profile["_tag"], ReadonlyArray<Capability>> = {
   nice2: [],
-  table: ["plan", "prune", "upload-blobs", "--finalize", "--deferred-blobs"]
+  table: ["plan", "prune", "upload-blobs", "--finalize", "--deferred-blobs"],
+  relstorage: ["plan", "verify", "prune", "upload-blobs", "--finalize", "--deferred-blobs"]
 }
 
 /** Fails with exit 2 when `profile` cannot do `what`. */

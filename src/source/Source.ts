@@ -82,6 +82,8 @@ export class Source extends Context.Service<Source, {
   readonly shard: Shard | undefined
   /** the S3 key of a candidate's object, given its SHA-256 hex */
   readonly objectKey: (candidate: Candidate, sha256: string) => string
+  /** true: the object skips the store and its bytes go to `commit` (`Stored.inline`); default: never */
+  readonly inline?: ((candidate: Candidate, size: number) => boolean) | undefined
   /** checks the schema and what the profile requires, and adds the result column when missing */
   readonly prepare: Effect.Effect<void, SchemaMismatch | BatchJobActive | DatabaseUnavailable | DatabaseError>
   /** rows still to migrate, and all rows */
