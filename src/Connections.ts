@@ -53,7 +53,7 @@ export const store = (settings: Settings, concurrency: number) =>
 
 /** PostgreSQL and S3 (verify, prune), for `concurrency` checks at once. */
 export const databaseAndStore = (settings: Settings, concurrency: number) =>
-  Layer.mergeAll(Profiles.layer(settings.profile, settings.shard, defaultPolicy(settings.retries)), store(settings, concurrency)).pipe(
+  Layer.mergeAll(Profiles.layer(settings.profile, settings.shard, defaultPolicy(settings.retries), { pgCa: settings.pgCa, connections: 2 }), store(settings, concurrency)).pipe(
     // one connection pages the rows, the others re-read large objects (--against-source)
     Layer.provideMerge(pg(settings.pgUrl, concurrency + 1, settings.pgCa)),
     Layer.provideMerge(Stats.layer)

@@ -133,7 +133,10 @@ export const layer = <E = never>(settings: Settings, options: ServiceOptions<E> 
     connections: settings.storerThreads * partConcurrency,
     retry
   })
-  return Layer.mergeAll(Profiles.layer(settings.profile, settings.shard, retry), options.store ?? store, Failures.layerTo(settings.failuresFile)).pipe(
+  return Layer.mergeAll(Profiles.layer(settings.profile, settings.shard, retry, {
+    pgCa: settings.pgCa,
+    connections: settings.committerThreads + 2
+  }), options.store ?? store, Failures.layerTo(settings.failuresFile)).pipe(
     Layer.provideMerge(pg),
     Layer.provideMerge(Stats.layer)
   )

@@ -59,12 +59,10 @@ export const check = (
 ): Effect.Effect<Result.Result<Good, BadObject>, StoreError | DatabaseError, ObjectStore | SqlClient.SqlClient | Stats> =>
   Effect.gen(function*() {
     const store = yield* ObjectStore
-    if (!isSha256Hex(row.sha256.trim())) {
+    if (row.sha256 !== undefined && !isSha256Hex(row.sha256.trim())) {
       return bad(row, "malformed-sha2", `sha2 ${JSON.stringify(row.sha256)} is not 64 hex digits`)
     }
     const key = objectKeyOf(row)
-    // what the bytes must hash to: the recorded SHA-256 (the key itself unless a key template is used)
-    const sha256 = row.sha256.trim().toLowerCase()
     const head = yield* store.head(key)
     if (Option.isNone(head)) return bad(row, "missing-object", `no object ${key} in ${store.target}`)
     const size = row.size ?? head.value.size
@@ -72,7 +70,10 @@ export const check = (
       return bad(row, "size-mismatch", `the row says ${row.size} bytes, the object has ${head.value.size}`)
     }
     const recorded = head.value.metadata["sha256"]
-    if (recorded?.toLowerCase() !== sha256) {
+    // what the bytes must hash to: the row's recorded SHA-256 (the key itself unless a key template is
+    // used); a profile that records none (relstorage) relies on the object's own sha256 metadata
+    const sha256 = row.sha256 === undefined ? (recorded ?? "").toLowerCase() : row.sha256.trim().toLowerCase()
+    if (recorded === undefined || !isSha256Hex(recorded) || recorded.toLowerCase() !== sha256) {
       return bad(
         row,
         "sha256-metadata-mismatch",

@@ -2,7 +2,7 @@
  * The source flags every command shares: `--profile` and the `table` profile's table and columns, and
  * `--shard i/n` for scale-out.
  */
-import { Config, Option } from "effect"
+import { Config, Option, type Redacted } from "effect"
 import { Flag } from "effect/cli"
 import { defaultBlobThreshold, defaultSha256Column, defaultTemplate, type ProfileInput, profiles } from "../domain/Profile.ts"
 import { described } from "./Flags.ts"
@@ -41,6 +41,14 @@ export const profileFlags = {
     })),
     Flag.optional
   ),
+  destPgUrl: Flag.Redacted("dest-pg-url").pipe(
+    Flag.withDescription(described("relstorage profile: PostgreSQL URL of the database that holds blob_state", {
+      default: "the --pg-url database",
+      env: "LO_MIGRATE_DEST_PG_URL"
+    })),
+    Flag.withFallbackConfig(Config.Redacted("LO_MIGRATE_DEST_PG_URL")),
+    Flag.optional
+  ),
   s3Prefix: optionalString("s3-prefix", "relstorage profile: prefix of the S3 keys (PREFIX/blobs/{zoid:016x}/{tid:016x}.blob)"),
   shard: Flag.String("shard").pipe(
     Flag.withDescription(described(
@@ -64,6 +72,7 @@ export interface ProfileFlagValues {
   readonly shard: Option.Option<string>
   readonly blobThreshold: Option.Option<number>
   readonly s3Prefix: Option.Option<string>
+  readonly destPgUrl: Option.Option<Redacted.Redacted<string>>
 }
 
 export const profileInput = (flags: ProfileFlagValues): ProfileInput => ({
@@ -77,5 +86,6 @@ export const profileInput = (flags: ProfileFlagValues): ProfileInput => ({
   keyTemplate: Option.getOrUndefined(flags.keyTemplate),
   shard: Option.getOrUndefined(flags.shard),
   blobThreshold: Option.getOrUndefined(flags.blobThreshold),
-  s3Prefix: Option.getOrUndefined(flags.s3Prefix)
+  s3Prefix: Option.getOrUndefined(flags.s3Prefix),
+  destPgUrl: Option.getOrUndefined(flags.destPgUrl)
 })

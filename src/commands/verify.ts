@@ -40,7 +40,7 @@ export const reportJson = (p: Verification.Progress, extra: Readonly<Record<stri
         key: b.row.key.trim(),
         oid: b.row.oid,
         size: b.row.size ?? null,
-        sha2: b.row.sha256,
+        sha2: b.row.sha256 ?? null,
         objectKey: b.objectKey,
         problem: b.problem,
         detail: b.detail
@@ -71,7 +71,7 @@ export const verify = Command.make("verify", {
   retries
 }, Effect.fn("verify")(function*(flags) {
   const settings = yield* settingsOf(flags)
-  yield* Profiles.require(settings.profile, "verify")
+  if (flags.againstSource) yield* Profiles.require(settings.profile, "verify --against-source")
   const parallel = yield* atLeast("--concurrency", flags.concurrency, 1)
   yield* atLeast("--interval", flags.interval, 1)
   const level = levelOf(flags)

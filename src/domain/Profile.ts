@@ -3,7 +3,7 @@
  * turned into a `Source` layer by `source/Profiles.ts`. Identifiers given by users are parsed here and
  * only ever reach SQL quoted (`source/Identifier.ts`).
  */
-import { Effect } from "effect"
+import { Effect, Redacted } from "effect"
 import { SettingsError } from "./Errors.ts"
 import * as Identifier from "../source/Identifier.ts"
 
@@ -37,6 +37,8 @@ export interface RelStorageProfile {
   readonly blobThreshold: number
   /** prepended (with "/") to the S3 keys `blobs/{zoid:016x}/{tid:016x}.blob` */
   readonly s3Prefix: string | undefined
+  /** blob_state in another database; undefined: next to blob_chunk */
+  readonly destPgUrl: Redacted.Redacted<string> | undefined
 }
 
 export const defaultBlobThreshold = 100 * 1024
@@ -58,6 +60,7 @@ export interface ProfileInput {
   readonly shard?: string | undefined
   readonly blobThreshold?: number | undefined
   readonly s3Prefix?: string | undefined
+  readonly destPgUrl?: Redacted.Redacted<string> | string | undefined
 }
 
 export const templateFields = ["sha256", "key", "oid"] as const
@@ -112,7 +115,7 @@ const identifier = (setting: string, value: string | undefined, maxParts: number
 const column = (setting: string, value: string | undefined) => Effect.map(identifier(setting, value, 1), (parts) => parts[0]!)
 
 const tableOnly = ["table", "oidColumn", "keyColumns", "mimeColumn", "sizeColumn", "sha256Column", "keyTemplate"] as const
-const relstorageOnly = ["blobThreshold", "s3Prefix"] as const
+const relstorageOnly = ["blobThreshold", "s3Prefix", "destPgUrl"] as const
 const flagName: Record<typeof tableOnly[number], string> = {
   table: "--table",
   oidColumn: "--oid-column",
@@ -122,7 +125,7 @@ const flagName: Record<typeof tableOnly[number], string> = {
   sha256Column: "--sha256-column",
   keyTemplate: "--key-template"
 }
-const relstorageFlag: Record<typeof relstorageOnly[number], string> = { blobThreshold: "--blob-threshold", s3Prefix: "--s3-prefix" }
+const relstorageFlag: Record<typeof relstorageOnly[number], string> = { blobThreshold: "--blob-threshold", s3Prefix: "--s3-prefix", destPgUrl: "--dest-pg-url" }
 
 /** Validates the profile flags; the table flags are refused with another profile rather than ignored. */
 export const validate = (input: ProfileInput): Effect.Effect<{ readonly profile: Profile; readonly shard: Shard | undefined }, SettingsError> =>
@@ -155,7 +158,22 @@ export const validate = (input: ProfileInput): Effect.Effect<{ readonly profile:
       if (prefix !== undefined && /[{}\\]/.test(prefix)) {
         return yield* new SettingsError({ setting: "--s3-prefix", problem: `${JSON.stringify(input.s3Prefix)} contains {, } or \\` })
       }
-      return { profile: { _tag: "relstorage", blobThreshold, s3Prefix: prefix === "" ? undefined : prefix } satisfies RelStorageProfile, shard }
+      const dest = input.destPgUrl === undefined ? undefined : Redacted.isRedacted(input.destPgUrl) ? input.destPgUrl : Redacted.make(input.destPgUrl)
+      if (dest !== undefined) {
+        let protocol = ""
+        try {
+          protocol = new URL(Redacted.value(dest)).protocol
+        } catch {
+          // never echo the value: it carries a password
+        }
+        if (protocol !== "postgres:" && protocol !== "postgresql:") {
+          return yield* new SettingsError({ setting: "--dest-pg-url", problem: "is not a postgres:// or postgresql:// URL" })
+        }
+      }
+      return {
+        profile: { _tag: "relstorage", blobThreshold, s3Prefix: prefix === "" ? undefined : prefix, destPgUrl: dest } satisfies RelStorageProfile,
+        shard
+      }
     }
     const table = yield* identifier("--table", input.table, 2)
     const oidColumn = yield* column("--oid-column", input.oidColumn)

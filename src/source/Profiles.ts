@@ -16,21 +16,22 @@ import * as TableSource from "./TableSource.ts"
 export const layer = (
   profile: Profile,
   shard: Shard | undefined,
-  policy: RetryPolicy
+  policy: RetryPolicy,
+  destination: RelStorageSource.DestinationOptions = {}
 ): Layer.Layer<Source, never, SqlClient.SqlClient | Stats> =>
   profile._tag === "nice2"
     ? Nice2.layer(policy, shard)
     : profile._tag === "table"
     ? TableSource.layer(profile, shard, policy)
-    : RelStorageSource.layer(profile, shard, policy)
+    : RelStorageSource.layer(profile, shard, policy, destination)
 
 /** What a command does that a profile may not support. */
-export type Capability = "plan" | "verify" | "prune" | "upload-blobs" | "--finalize" | "--deferred-blobs"
+export type Capability = "plan" | "verify --against-source" | "prune" | "upload-blobs" | "--finalize" | "--deferred-blobs"
 
 const unsupported: Record<Profile["_tag"], ReadonlyArray<Capability>> = {
   nice2: [],
   table: ["plan", "prune", "upload-blobs", "--finalize", "--deferred-blobs"],
-  relstorage: ["plan", "verify", "prune", "upload-blobs", "--finalize", "--deferred-blobs"]
+  relstorage: ["plan", "verify --against-source", "prune", "upload-blobs", "--finalize", "--deferred-blobs"]
 }
 
 /** Fails with exit 2 when `profile` cannot do `what`. */

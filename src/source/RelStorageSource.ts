@@ -14,12 +14,16 @@
  */
 import { Effect, Layer, Result } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
-import { DatabaseUnavailable, describeCause, ProfileUnsupported, SchemaMismatch } from "../domain/Errors.ts"
+import { PgClient } from "@effect/sql-pg"
+import { Context, Redacted } from "effect"
+import { DatabaseError, DatabaseUnavailable, describeCause, ProfileUnsupported, SchemaMismatch } from "../domain/Errors.ts"
+import * as PgTls from "./PgTls.ts"
 import type { Candidate, Stored } from "../domain/LargeObject.ts"
+import type { MigratedRow } from "../domain/MigratedObject.ts"
 import type { RelStorageProfile, Shard } from "../domain/Profile.ts"
 import type { RetryPolicy } from "../pipeline/Retry.ts"
 import { Stats } from "../pipeline/Stats.ts"
-import { type ListedRow, Source, statement } from "./Source.ts"
+import { describeUrl, type ListedRow, Source, statement } from "./Source.ts"
 
 const invRead = 0x40000
 const hex16 = (n: bigint) => n.toString(16).padStart(16, "0")
@@ -37,27 +41,76 @@ export const s3KeyOf = (prefix: string | undefined, zoid: bigint, tid: bigint): 
 
 type Raw = Record<string, unknown>
 
+export interface DestinationOptions {
+  /** `--pg-ca` also serves the blob_state database */
+  readonly pgCa?: string | undefined
+  /** pool size of the blob_state database's client */
+  readonly connections?: number | undefined
+}
+
 export const layer = (
   profile: RelStorageProfile,
   shard: Shard | undefined,
-  policy: RetryPolicy
+  policy: RetryPolicy,
+  options: DestinationOptions = {}
 ): Layer.Layer<Source, never, SqlClient.SqlClient | Stats> =>
   Layer.effect(
     Source,
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const stats = yield* Stats
+      const scope = yield* Effect.scope
       const run = <A>(operation: string, effect: Effect.Effect<A, SqlError.SqlError>) =>
         statement(operation, policy, effect).pipe(Effect.provideService(Stats, stats))
       const query = (operation: string, text: string, params: ReadonlyArray<unknown>) =>
         run(operation, sql.unsafe<Raw>(text, params))
+
+      // --dest-pg-url: blob_state lives in another database, reached by its own pool, connected on first
+      // use (prepare, or verify's first page) so that a failure there is named as that database's
+      const destUrl = profile.destPgUrl
+      const sameDatabase = destUrl === undefined
+      const connectDestination = destUrl === undefined ? Effect.succeed(sql) : yield* Effect.cached(
+        Layer.buildWithScope(
+          PgClient.layer({
+            url: destUrl,
+            maxConnections: options.connections ?? 4,
+            connectTimeout: "10 seconds",
+            applicationName: "lo-migrate",
+            ...PgTls.options(options.pgCa)
+          }),
+          scope
+        ).pipe(
+          Effect.map((context) => Context.get(context, SqlClient.SqlClient)),
+          Effect.tap((dest) => dest`SELECT 1`),
+          Effect.mapError((error) =>
+            new DatabaseUnavailable({
+              problem: `cannot connect to the blob_state database at ${describeUrl(Redacted.value(destUrl))}: ${describeCause(error)}`
+            })
+          )
+        )
+      )
+      const destQuery = (operation: string, text: string, params: ReadonlyArray<unknown>) =>
+        Effect.flatMap(
+          connectDestination.pipe(Effect.mapError((cause) => new DatabaseError({ operation, cause }))),
+          (dest) => run(operation, dest.unsafe<Raw>(text, params))
+        )
+      const keyArrays = (keys: ReadonlyArray<string>) => [keys.map((k) => splitKey(k)[0]), keys.map((k) => splitKey(k)[1])]
+      /** which of `keys` have a blob_state row (in the destination) */
+      const recordedKeys = (keys: ReadonlyArray<string>) =>
+        keys.length === 0 ? Effect.succeed(new Set<string>()) : destQuery(
+          "check blob_state",
+          `SELECT s.zoid::text AS zoid, s.tid::text AS tid FROM blob_state s
+           JOIN unnest($1::bigint[], $2::bigint[]) AS u(zoid, tid) ON s.zoid = u.zoid AND s.tid = u.tid`,
+          keyArrays(keys)
+        ).pipe(Effect.map((rows) => new Set(rows.map((r) => blobKey(String(r.zoid), String(r.tid))))))
 
       const shardFilter = (next: number) =>
         shard === undefined ? { text: "", params: [] as ReadonlyArray<unknown> } : {
           text: ` AND abs(hashtext(ROW(c.zoid, c.tid)::text)::bigint) % $${next} = $${next + 1}`,
           params: [shard.count, shard.index]
         }
-      const notMigrated = "NOT EXISTS (SELECT 1 FROM blob_state s WHERE s.zoid = c.zoid AND s.tid = c.tid)"
+      // same database: the page query leaves migrated blobs out itself; otherwise they are filtered after
+      const notMigrated = sameDatabase ? "NOT EXISTS (SELECT 1 FROM blob_state s WHERE s.zoid = c.zoid AND s.tid = c.tid)" : "true"
 
       const prepare = Effect.gen(function*() {
         const [found] = yield* query(
@@ -75,7 +128,8 @@ export const layer = (
         yield* Effect.logInfo(
           `blob_chunk: ${pk.includes("tid") ? "history-preserving" : "history-free"} layout (primary key ${pk.join(", ") || "none"})`
         )
-        yield* sql.unsafe(`CREATE TABLE IF NOT EXISTS blob_state (
+        const dest = yield* connectDestination
+        yield* dest.unsafe(`CREATE TABLE IF NOT EXISTS blob_state (
             zoid bigint NOT NULL,
             tid bigint NOT NULL,
             blob_size bigint NOT NULL,
@@ -99,11 +153,32 @@ export const layer = (
            FROM (SELECT DISTINCT zoid, tid FROM blob_chunk) c WHERE true${s.text}`,
           s.params
         )
-        return { remaining: Number(r?.remaining ?? 0), total: Number(r?.total ?? 0) }
+        const total = Number(r?.total ?? 0)
+        if (sameDatabase) return { remaining: Number(r?.remaining ?? 0), total }
+        // another database: its blob_state rows are taken to be this source's (one source per blob_state)
+        const [d] = yield* destQuery("count blob_state", `SELECT count(*) AS n FROM blob_state c WHERE true${s.text}`, s.params)
+        return { remaining: Math.max(0, total - Number(d?.n ?? 0)), total }
       })
 
-      const page = (after: string | undefined, limit: number) =>
-        Effect.gen(function*() {
+      const page = (after: string | undefined, limit: number): Effect.Effect<ReadonlyArray<ListedRow>, DatabaseError> =>
+        sameDatabase ? listFrom(after, limit) : Effect.gen(function*() {
+          // pages stay full (`limit` rows unless the source is exhausted): the observer takes a short
+          // page as the end
+          const out: Array<ListedRow> = []
+          let from = after
+          while (out.length < limit) {
+            const want = limit - out.length
+            const rows = yield* listFrom(from, want)
+            const done = yield* recordedKeys(rows.map((r) => r.key))
+            for (const row of rows) if (!done.has(row.key)) out.push(row)
+            if (rows.length < want) break
+            from = rows[rows.length - 1]!.key
+          }
+          return out
+        })
+
+      function listFrom(after: string | undefined, limit: number) {
+        return Effect.gen(function*() {
           const a = after === undefined
             ? { text: "", params: [] as ReadonlyArray<unknown> }
             : { text: " AND (c.zoid, c.tid) > ($1::bigint, $2::bigint)", params: splitKey(after) }
@@ -136,43 +211,77 @@ export const layer = (
             }
           })
         })
+      }
 
       // inline blobs carry their bytes; both kinds are inserted by one statement per chunk, only while
       // the blob's chunks still exist (a blob deleted by a pack during the run is reported, not recorded)
       const commit = (chunk: ReadonlyArray<Stored>) =>
         Effect.gen(function*() {
-          const keys = chunk.map((s) => splitKey(s.candidate.key))
-          const rows = yield* query(
+          // another database cannot see blob_chunk: the blobs still there are looked up first
+          const live = sameDatabase ? chunk : yield* Effect.map(
+            query(
+              "check blob_chunk",
+              `SELECT DISTINCT c.zoid::text AS zoid, c.tid::text AS tid FROM blob_chunk c
+               JOIN unnest($1::bigint[], $2::bigint[]) AS u(zoid, tid) ON c.zoid = u.zoid AND c.tid = u.tid`,
+              keyArrays(chunk.map((s) => s.candidate.key))
+            ),
+            (rows) => {
+              const there = new Set(rows.map((r) => blobKey(String(r.zoid), String(r.tid))))
+              return chunk.filter((s) => there.has(s.candidate.key))
+            }
+          )
+          const keys = live.map((s) => splitKey(s.candidate.key))
+          const rows = live.length === 0 ? [] : yield* destQuery(
             "record blob_state",
             `INSERT INTO blob_state (zoid, tid, blob_size, data, s3_key)
              SELECT u.zoid, u.tid, u.size, CASE WHEN u.inline THEN u.data END, CASE WHEN NOT u.inline THEN u.s3_key END
              FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bytea[], $5::text[], $6::bool[])
                AS u(zoid, tid, size, data, s3_key, inline)
-             WHERE EXISTS (SELECT 1 FROM blob_chunk c WHERE c.zoid = u.zoid AND c.tid = u.tid)
+             WHERE ${sameDatabase ? "EXISTS (SELECT 1 FROM blob_chunk c WHERE c.zoid = u.zoid AND c.tid = u.tid)" : "true"}
              ON CONFLICT (zoid, tid) DO NOTHING
              RETURNING zoid::text AS zoid, tid::text AS tid`,
             [
               keys.map((k) => k[0]),
               keys.map((k) => k[1]),
-              chunk.map((s) => s.candidate.size),
+              live.map((s) => s.candidate.size),
               // placeholders instead of NULLs: the driver cannot type an array of NULLs only
-              chunk.map((s) => s.inline ?? new Uint8Array(0)),
-              chunk.map((s) => (s.inline === undefined ? s.key : "")),
-              chunk.map((s) => s.inline !== undefined)
+              live.map((s) => s.inline ?? new Uint8Array(0)),
+              live.map((s) => (s.inline === undefined ? s.key : "")),
+              live.map((s) => s.inline !== undefined)
             ]
           )
           const inserted = new Set(rows.map((r) => blobKey(String(r.zoid), String(r.tid))))
           // a row that already existed (another run got there first) is migrated too, not vanished
           const missing = chunk.filter((s) => !inserted.has(s.candidate.key))
           if (missing.length === 0) return { vanished: [] }
-          const present = yield* query(
-            "check blob_state",
-            `SELECT s.zoid::text AS zoid, s.tid::text AS tid FROM blob_state s
-             JOIN unnest($1::bigint[], $2::bigint[]) AS u(zoid, tid) ON s.zoid = u.zoid AND s.tid = u.tid`,
-            [missing.map((s) => splitKey(s.candidate.key)[0]), missing.map((s) => splitKey(s.candidate.key)[1])]
-          )
-          const there = new Set(present.map((r) => blobKey(String(r.zoid), String(r.tid))))
+          const there = yield* recordedKeys(missing.map((s) => s.candidate.key))
           return { vanished: missing.filter((s) => !there.has(s.candidate.key)) }
+        })
+
+      // verify: the blobs in S3 (inline ones have no object to check), in key order, by keyset pages
+      const migratedPage = (after: string | undefined, limit: number) =>
+        Effect.gen(function*() {
+          const [exists] = yield* destQuery("look for blob_state", "SELECT to_regclass('blob_state') IS NOT NULL AS present", [])
+          if (exists?.present !== true) return []
+          const a = after === undefined
+            ? { text: "", params: [] as ReadonlyArray<unknown> }
+            : { text: " AND (c.zoid, c.tid) > ($1::bigint, $2::bigint)", params: splitKey(after) }
+          const s = shardFilter(a.params.length + 1)
+          const rows = yield* destQuery(
+            "list migrated blobs",
+            `SELECT c.zoid::text AS zoid, c.tid::text AS tid, c.blob_size::text AS size, c.s3_key
+             FROM blob_state c
+             WHERE c.s3_key IS NOT NULL${a.text}${s.text}
+             ORDER BY c.zoid, c.tid LIMIT $${a.params.length + s.params.length + 1}`,
+            [...a.params, ...s.params, limit]
+          )
+          return rows.map((r): MigratedRow => ({
+            key: blobKey(String(r.zoid), String(r.tid)),
+            oid: null,
+            size: Number(r.size),
+            sha256: undefined,
+            objectKey: String(r.s3_key)
+          }))
         })
 
       const unsupported = (what: string) => Effect.die(new ProfileUnsupported({ profile: "relstorage", what }))
@@ -194,7 +303,7 @@ export const layer = (
         finalize: unsupported("--finalize"),
         inventory: () => unsupported("plan"),
         sample: () => unsupported("plan"),
-        migratedPage: () => unsupported("verify"),
+        migratedPage,
         unmigratedWithData: () => unsupported("prune"),
         references: () => unsupported("prune"),
         release: () => unsupported("prune")
