@@ -100,7 +100,7 @@ describe("lo-migrate --profile table", () => {
       assert.include(bad.stdout, "size-mismatch")
     }).pipe(Effect.scoped, Effect.provide(env)), 180_000)
 
-  it.live("a plain table: --size-column, {oid} in the key template; a NULL oid is a failed row, the rest is marked", () =>
+  it.live("a plain table: --size-column, {oid} in the key template; a NULL oid is a failed row, the rest is marked, then pruned", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       yield* sql`CREATE TABLE attachments (id bigint PRIMARY KEY, content oid, size bigint)`
@@ -123,6 +123,23 @@ describe("lo-migrate --profile table", () => {
         assert.isTrue(Option.isSome(yield* s3.getObject(`att/${r.content}-${r.sha256}`)), r.id)
       }
       assert.isNull(rows[20]!.sha256)
+
+      // prune: verified rows lose their large object, the rest is left alone
+      const pruneArgs = ["prune", ...(yield* target), "--profile", "table", "--table", "public.attachments", "--oid-column", "content",
+        "--key-column", "id", "--size-column", "size", "--key-template", "att/{oid}-{sha256}"]
+      const dry = yield* runCli(pruneArgs)
+      assert.strictEqual(dry.code, 0, dry.stderr)
+      assert.include(dry.stdout, "would unlink 20 large object(s)")
+      const pruned = yield* runCli([...pruneArgs, "--yes"])
+      assert.strictEqual(pruned.code, 0, pruned.stderr)
+      assert.include(pruned.stdout, "pruned: checked 20 migrated row(s)")
+      assert.include(pruned.stdout, "unlinked 20 large object(s)")
+      const oids = rows.slice(0, 20).map((r) => r.content)
+      const [left] = yield* sql<{ readonly n: bigint }>`
+        SELECT count(*) AS n FROM pg_catalog.pg_largeobject_metadata WHERE oid = ANY(${oids}::oid[])`
+      assert.strictEqual(Number(left!.n), 0)
+      const [nulled] = yield* sql<{ readonly n: bigint }>`SELECT count(*) AS n FROM attachments WHERE content IS NULL`
+      assert.strictEqual(Number(nulled!.n), 21)
     }).pipe(Effect.scoped, Effect.provide(env)), 120_000)
 
   it.live("refuses what it cannot do, and bad settings, with exit 2 before any work", () =>
@@ -138,7 +155,6 @@ describe("lo-migrate --profile table", () => {
           assert.match(result.stderr, pattern)
         })
       yield* refused(["plan", ...t, ...table], /plan is not supported with --profile table/)
-      yield* refused(["prune", ...t, ...table], /prune is not supported with --profile table/)
       yield* refused(["migrate", ...t, ...table, "--finalize"], /--finalize is not supported with --profile table/)
       yield* refused(["migrate", ...t, ...table, "--dry-run"], /plan is not supported with --profile table/)
       yield* refused(["migrate", ...t, ...table, "--deferred-blobs", "x.tsv"], /--deferred-blobs is not supported/)

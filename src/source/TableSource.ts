@@ -14,7 +14,7 @@ import { Effect, Layer, Result } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
 import { DatabaseUnavailable, describeCause, SchemaMismatch } from "../domain/Errors.ts"
 import type { Candidate, RowFailure, Stored } from "../domain/LargeObject.ts"
-import type { MigratedRow } from "../domain/MigratedObject.ts"
+import type { MigratedRow, Released } from "../domain/MigratedObject.ts"
 import { fillTemplate, type Shard, type TableProfile } from "../domain/Profile.ts"
 import type { RetryPolicy } from "../pipeline/Retry.ts"
 import { Stats } from "../pipeline/Stats.ts"
@@ -219,6 +219,89 @@ export const layer = (
           })
         })
 
+      // prune: the same checks as nice2's, on this table only (other tables referencing the same large
+      // objects are not known to lo-migrate: see README)
+      const unmigratedWithData = (limit: number) =>
+        Effect.gen(function*() {
+          const cols = yield* checked
+          const todo = cols.has(profile.sha256Column) ? `${sha} IS NULL` : "true"
+          const s = shardFilter(1)
+          const [n] = yield* query(
+            "count unmigrated rows",
+            `SELECT count(*) AS n FROM ${table} AS t WHERE ${todo} AND ${oid} IS NOT NULL AND ${listable}${s.text}`,
+            s.params
+          )
+          const examples = yield* query(
+            "list unmigrated rows",
+            `SELECT ${keySelect}, ${oid}::oid AS oid FROM ${table} AS t
+             WHERE ${todo} AND ${oid} IS NOT NULL AND ${listable}${s.text} ORDER BY ${keyOrder} LIMIT $${s.params.length + 1}`,
+            [...s.params, limit]
+          )
+          return { count: Number(n?.n ?? 0), examples: examples.map((r) => ({ key: keyOf(r), oid: Number(r.oid) })) }
+        })
+
+      const referencing = (oids: ReadonlyArray<number>) =>
+        query(
+          "find rows referencing large objects",
+          `SELECT ${keySelect}, ${oid}::oid AS oid,
+             EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = ${oid}::oid) AS present
+           FROM ${table} AS t WHERE ${oid}::oid = ANY($1::oid[])`,
+          [[...new Set(oids)]]
+        ).pipe(Effect.map((rows) => rows.map((r) => ({ oid: Number(r.oid), key: keyOf(r), present: r.present === true }))))
+
+      const references = (oids: ReadonlyArray<number>) => (oids.length === 0 ? Effect.succeed([]) : referencing(oids))
+
+      const release = (rows: ReadonlyArray<MigratedRow>) => {
+        const withOid = rows.filter((r): r is MigratedRow & { readonly oid: number } => r.oid !== null)
+        if (withOid.length === 0) {
+          return Effect.succeed<Released>({ released: [], changed: [...rows], unlinked: [], kept: [], absent: [] })
+        }
+        return Effect.gen(function*() {
+          const types = yield* keyTypes.pipe(Effect.orDie)
+          const n = keys.length
+          const parts = withOid.map((r) => decode(r.key))
+          return yield* run(
+            "release large objects",
+            sql.withTransaction(Effect.gen(function*() {
+              // only rows that still hold what was verified: a row changed since then is left alone
+              const updated = yield* sql.unsafe<Raw>(
+                `UPDATE ${table} AS t SET ${quote(profile.oidColumn)} = NULL
+                 FROM unnest(${types.map((ty, i) => `$${i + 1}::${ty}[]`).join(", ")}, $${n + 1}::oid[], $${n + 2}::text[])
+                   AS u(${keys.map((_, i) => `k${i}`).join(", ")}, oid, sha)
+                 WHERE ${keys.map((k, i) => `${k} = u.k${i}`).join(" AND ")} AND ${oid} = u.oid AND ${sha}::text = u.sha
+                 RETURNING ${keySelect}`,
+                [...keys.map((_, i) => parts.map((p) => p[i])), withOid.map((r) => r.oid), withOid.map((r) => r.sha256)]
+              )
+              const done = new Set(updated.map(keyOf))
+              const released = withOid.filter((r) => done.has(r.key))
+              const oids = [...new Set(released.map((r) => r.oid))]
+              const present = oids.length === 0 ? [] : yield* sql.unsafe<Raw>(
+                `SELECT o.oid, EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = o.oid) AS present
+                 FROM unnest($1::oid[]) AS o(oid)`,
+                [oids]
+              )
+              // after the update, a row still referencing an oid is one that is not being released now
+              const still = oids.length === 0 ? [] : yield* sql.unsafe<Raw>(
+                `SELECT ${keySelect}, ${oid}::oid AS oid FROM ${table} AS t WHERE ${oid}::oid = ANY($1::oid[])`,
+                [oids]
+              )
+              const referencedBy = (o: number) => still.filter((r) => Number(r.oid) === o).map(keyOf)
+              const state = present.map((p) => ({ oid: Number(p.oid), present: p.present === true, by: referencedBy(Number(p.oid)) }))
+              const toUnlink = state.filter((x) => x.present && x.by.length === 0).map((x) => x.oid)
+              if (toUnlink.length > 0) yield* sql.unsafe(`SELECT lo_unlink(o.oid) FROM unnest($1::oid[]) AS o(oid)`, [toUnlink])
+              const sizeOf = new Map(released.map((r) => [r.oid, r.size ?? 0]))
+              return {
+                released,
+                changed: rows.filter((r) => !done.has(r.key)),
+                unlinked: toUnlink.map((o) => ({ oid: o, bytes: sizeOf.get(o) ?? 0 })),
+                kept: state.filter((x) => x.present && x.by.length > 0).map((x) => ({ oid: x.oid, referencedBy: x.by })),
+                absent: state.filter((x) => !x.present).map((x) => x.oid)
+              } satisfies Released
+            }))
+          )
+        })
+      }
+
       const unsupported = (what: string) =>
         Effect.fail(new ProfileUnsupported({ profile: "table", what }))
 
@@ -236,9 +319,9 @@ export const layer = (
         inventory: () => unsupported("plan").pipe(Effect.orDie),
         sample: () => unsupported("plan").pipe(Effect.orDie),
         migratedPage,
-        unmigratedWithData: () => unsupported("prune").pipe(Effect.orDie),
-        references: () => unsupported("prune").pipe(Effect.orDie),
-        release: () => unsupported("prune").pipe(Effect.orDie)
+        unmigratedWithData,
+        references,
+        release
       })
     })
   )
