@@ -175,7 +175,7 @@ export const migrate = Command.make("migrate", {
     `Adding NOT NULL constraint and UNIQUE INDEX ... ${summary.finalized ? "done" : "skipping (--finalize not given)"}`
   )
   yield* log("Migration completed")
-})).pipe(Command.withDescription("Copy every large object of _nice_binary into S3 under its SHA-256 and record it in sha2"))
+})).pipe(Command.withDescription("Copy every large object of the source (--profile; default _nice_binary) into S3 and record it (nice2: sha2 = its SHA-256)"))
 
 const configurationBlock = (s: import("../domain/Settings.ts").Settings) =>
   [
