@@ -11,6 +11,7 @@ import type { Settings } from "./domain/Settings.ts"
 import { defaultPolicy } from "./pipeline/Retry.ts"
 import { Stats } from "./pipeline/Stats.ts"
 import * as Nice2 from "./source/Nice2.ts"
+import * as Profiles from "./source/Profiles.ts"
 import * as PgTls from "./source/PgTls.ts"
 import { checkConnection, describeUrl } from "./source/Source.ts"
 import * as S3Store from "./store/S3Store.ts"
@@ -54,7 +55,7 @@ export const store = (settings: Settings, concurrency: number, partConcurrency =
 
 /** PostgreSQL and S3 (verify, prune), for `concurrency` checks at once. */
 export const databaseAndStore = (settings: Settings, concurrency: number) =>
-  Layer.mergeAll(Nice2.layer(defaultPolicy(settings.retries)), store(settings, concurrency)).pipe(
+  Layer.mergeAll(Profiles.layer(settings.profile, settings.shard, defaultPolicy(settings.retries), { pgCa: settings.pgCa, connections: 2 }), store(settings, concurrency)).pipe(
     // one connection pages the rows, the others re-read large objects (--against-source)
     Layer.provideMerge(pg(settings.pgUrl, concurrency + 1, settings.pgCa)),
     Layer.provideMerge(Stats.layer)

@@ -27,7 +27,8 @@ import { makeTracker } from "./pipeline/Watermark.ts"
 import { stagingView } from "./source/Staged.ts"
 import * as WatermarkTable from "./source/WatermarkTable.ts"
 import { Staging } from "./store/StagingStore.ts"
-import * as Nice2 from "./source/Nice2.ts"
+import { shardSuffix } from "./domain/Profile.ts"
+import * as Profiles from "./source/Profiles.ts"
 import * as RunLock from "./source/RunLock.ts"
 import { checkConnection, describeUrl, Source } from "./source/Source.ts"
 import { ObjectStore } from "./store/ObjectStore.ts"
@@ -117,7 +118,10 @@ export const layer = <E = never>(settings: Settings, options: ServiceOptions<E> 
     settings.pgCa
   )
   const store = Connections.store(settings, settings.storerThreads * partConcurrency, partConcurrency)
-  return Layer.mergeAll(Nice2.layer(retry), options.store ?? store, Failures.layerTo(settings.failuresFile)).pipe(
+  return Layer.mergeAll(Profiles.layer(settings.profile, settings.shard, retry, {
+    pgCa: settings.pgCa,
+    connections: settings.committerThreads + 2
+  }), options.store ?? store, Failures.layerTo(settings.failuresFile)).pipe(
     Layer.provideMerge(pg),
     Layer.provideMerge(Stats.layer)
   )
@@ -173,7 +177,9 @@ export const run = (settings: Settings, options: RunOptions) =>
     yield* checkConnection(describeUrl(Redacted.value(settings.pgUrl)))
     // one run at a time per table; losing the lock to another run stops this one gracefully
     const lockLost = yield* Ref.make(false)
-    if (options.runLock !== false) yield* RunLock.acquire(source.table, { onLost: Ref.set(lockLost, true) })
+    if (options.runLock !== false) {
+      yield* RunLock.acquire(source.lockName, { onLost: Ref.set(lockLost, true), shard: source.shard })
+    }
     const askedToStop = options.stopping ?? Effect.succeed(false)
     const stopping = Effect.zipWith(askedToStop, Ref.get(lockLost), (a, b) => a || b)
     yield* source.prepare
@@ -184,14 +190,14 @@ export const run = (settings: Settings, options: RunOptions) =>
     const totals = yield* source.count
     yield* stats.setTotals(totals)
     yield* Effect.logInfo(
-      `${source.table}: ${totals.remaining} of ${totals.total} row(s) to migrate into ${store.target}`
+      `${source.table}${shardSuffix(source.shard)}: ${totals.remaining} of ${totals.total} row(s) to migrate into ${store.target}`
     )
 
     // The resume watermark: a run starts after the key an interrupted run had finished up to, and
     // records its own every second and at its end; a run that lists everything clears it.
     const retry = defaultPolicy(settings.retries)
     const table = Option.isNone(staging) && options.watermark !== false
-      ? yield* WatermarkTable.open(source.table, retry)
+      ? yield* WatermarkTable.open(`${source.lockName}${shardSuffix(source.shard)}`, retry)
       : Option.none()
     const start = Option.isSome(table) ? Option.getOrUndefined(yield* table.value.read) : undefined
     if (start !== undefined) {

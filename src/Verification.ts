@@ -59,24 +59,28 @@ export const check = (
 ): Effect.Effect<Result.Result<Good, BadObject>, StoreError | DatabaseError, ObjectStore | SqlClient.SqlClient | Stats> =>
   Effect.gen(function*() {
     const store = yield* ObjectStore
-    if (!isSha256Hex(row.sha256.trim())) {
+    if (row.sha256 !== undefined && !isSha256Hex(row.sha256.trim())) {
       return bad(row, "malformed-sha2", `sha2 ${JSON.stringify(row.sha256)} is not 64 hex digits`)
     }
     const key = objectKeyOf(row)
     const head = yield* store.head(key)
     if (Option.isNone(head)) return bad(row, "missing-object", `no object ${key} in ${store.target}`)
-    if (head.value.size !== row.size) {
+    const size = row.size ?? head.value.size
+    if (head.value.size !== size) {
       return bad(row, "size-mismatch", `the row says ${row.size} bytes, the object has ${head.value.size}`)
     }
     const recorded = head.value.metadata["sha256"]
-    if (recorded?.toLowerCase() !== key) {
+    // what the bytes must hash to: the row's recorded SHA-256 (the key itself unless a key template is
+    // used); a profile that records none (relstorage) relies on the object's own sha256 metadata
+    const sha256 = row.sha256 === undefined ? (recorded ?? "").toLowerCase() : row.sha256.trim().toLowerCase()
+    if (recorded === undefined || !isSha256Hex(recorded) || recorded.toLowerCase() !== sha256) {
       return bad(
         row,
         "sha256-metadata-mismatch",
         recorded === undefined ? "the object has no sha256 metadata" : `the object's sha256 metadata is ${recorded}`
       )
     }
-    if (level === "head") return Result.succeed({ bytes: row.size, sourceSkipped: false })
+    if (level === "head") return Result.succeed({ bytes: size, sourceSkipped: false })
 
     const downloaded = yield* retrying(sha256Of((onChunk) => store.get(key, onChunk)), {
       policy: retry,
@@ -84,10 +88,10 @@ export const check = (
       what: `S3 GetObject ${key}`
     })
     if (Option.isNone(downloaded)) return bad(row, "missing-object", `object ${key} vanished during the check`)
-    if (downloaded.value.size !== row.size) {
-      return bad(row, "size-mismatch", `the row says ${row.size} bytes, ${downloaded.value.size} were downloaded`)
+    if (downloaded.value.size !== size) {
+      return bad(row, "size-mismatch", `the row says ${size} bytes, ${downloaded.value.size} were downloaded`)
     }
-    if (downloaded.value.sha256 !== key) {
+    if (downloaded.value.sha256 !== sha256) {
       return bad(row, "content-mismatch", `the downloaded bytes have SHA-256 ${downloaded.value.sha256}`)
     }
     if (level === "deep") return Result.succeed({ bytes: downloaded.value.size, sourceSkipped: false })
@@ -107,7 +111,7 @@ export const check = (
           : Effect.fail(new DatabaseError({ operation: `read large object ${oid}`, cause: error })))
     )
     if (Result.isFailure(source)) return bad(row, "source-missing", `large object ${oid} does not exist`)
-    if (source.success.sha256 !== key) {
+    if (source.success.sha256 !== sha256) {
       return bad(row, "source-mismatch", `large object ${oid} (${source.success.size} bytes) has SHA-256 ${source.success.sha256}`)
     }
     return Result.succeed({ bytes: downloaded.value.size, sourceSkipped: false })

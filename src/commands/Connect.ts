@@ -4,6 +4,7 @@
 import { Effect, Option, type Redacted } from "effect"
 import { SettingsError } from "../domain/Errors.ts"
 import { type Settings, validate } from "../domain/Settings.ts"
+import { profileInput, type ProfileFlagValues } from "./ProfileFlags.ts"
 
 export interface ConnectionInput {
   readonly pgUrl: Redacted.Redacted<string>
@@ -17,8 +18,9 @@ export interface ConnectionInput {
   readonly retries: number
 }
 
-export const settingsOf = (flags: ConnectionInput): Effect.Effect<Settings, SettingsError> =>
+export const settingsOf = (flags: ConnectionInput & Partial<ProfileFlagValues>): Effect.Effect<Settings, SettingsError> =>
   validate({
+    ...(flags.profile === undefined ? {} : profileInput(flags as ProfileFlagValues)),
     pgUrl: flags.pgUrl,
     s3Url: Option.getOrUndefined(flags.s3Url),
     accessKey: Option.getOrUndefined(flags.accessKey),

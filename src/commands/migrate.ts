@@ -12,7 +12,9 @@ import * as ProgressMode from "../pipeline/ProgressMode.ts"
 import { StopRequest } from "../StopRequest.ts"
 import { connectionFlags, described, int, optionalInt } from "./Flags.ts"
 import { modeFlags, modeOf } from "./MigrateModes.ts"
-import { planFlags, printPlan } from "./plan.ts"
+import { planFlags, planProfile, printPlan } from "./plan.ts"
+import * as Profiles from "../source/Profiles.ts"
+import { profileFlags, profileInput, type ProfileFlagValues } from "./ProfileFlags.ts"
 
 export { connectionFlags }
 
@@ -115,14 +117,16 @@ export const migrate = Command.make("migrate", {
     Flag.withDefault(false)
   ),
   ...planFlags,
-  ...modeFlags
+  ...modeFlags,
+  ...profileFlags
 }, Effect.fn("migrate")(function*(flags) {
   const { metricsHost: _host, metricsPort, progress: _progress, ...settingsFlags } = flags
   if (Option.isSome(metricsPort) && (metricsPort.value < 0 || metricsPort.value > 65535)) {
     return yield* new SettingsError({ setting: "--metrics-port", problem: `${metricsPort.value} is not a TCP port` })
   }
   const settings = yield* validate({
-    ...settingsFlags,
+    // the profile flags are Options here; profileInput below gives them as settings
+    ...(settingsFlags as Omit<typeof settingsFlags, keyof ProfileFlagValues>),
     s3Url: Option.getOrUndefined(flags.s3Url),
     accessKey: Option.getOrUndefined(flags.accessKey),
     secretKey: Option.getOrUndefined(flags.secretKey),
@@ -132,9 +136,20 @@ export const migrate = Command.make("migrate", {
     failuresFile: Option.getOrUndefined(flags.failures),
     workers: Option.getOrUndefined(flags.workers),
     receiverThreads: Option.getOrUndefined(flags.receiverThreads),
-    storerThreads: Option.getOrUndefined(flags.storerThreads)
+    storerThreads: Option.getOrUndefined(flags.storerThreads),
+    ...profileInput(flags)
   })
-  if (flags.dryRun) return yield* printPlan({ ...flags, pgUrl: settings.pgUrl, receiverThreads: settings.receiverThreads, s3: settings })
+  if (flags.dryRun) {
+    yield* planProfile(profileInput(flags))
+    return yield* printPlan({ ...flags, pgUrl: settings.pgUrl, receiverThreads: settings.receiverThreads, s3: settings })
+  }
+  if (settings.finalize) {
+    yield* Profiles.require(settings.profile, "--finalize")
+    if (settings.shard !== undefined) {
+      return yield* new SettingsError({ setting: "--finalize", problem: "finalize covers the whole table: run it once without --shard after every shard has finished" })
+    }
+  }
+  if (Option.isSome(flags.deferredBlobs)) yield* Profiles.require(settings.profile, "--deferred-blobs")
   const mode = yield* modeOf(flags)
   yield* writeStderr(configurationBlock(settings))
   if (mode.deferred !== undefined) yield* writeStderr(`deferred: objects are staged and listed in ${mode.deferred}; S3 is not contacted\n\n`)
@@ -176,7 +191,7 @@ export const migrate = Command.make("migrate", {
     `Adding NOT NULL constraint and UNIQUE INDEX ... ${summary.finalized ? "done" : "skipping (--finalize not given)"}`
   )
   yield* log("Migration completed")
-})).pipe(Command.withDescription("Copy every large object of _nice_binary into S3 under its SHA-256 and record it in sha2"))
+})).pipe(Command.withDescription("Copy every large object of the source (--profile; default _nice_binary) into S3 and record it (nice2: sha2 = its SHA-256)"))
 
 const configurationBlock = (s: import("../domain/Settings.ts").Settings) =>
   [
@@ -192,6 +207,7 @@ const configurationBlock = (s: import("../domain/Settings.ts").Settings) =>
     `commit chunk:      ${s.commitChunk}`,
     `memory budget:     ${s.memoryBudget / 1024 / 1024} MiB`,
     `target:            s3://${s.bucket} at ${s.s3Url ?? `AWS (${s.region})`}`,
+    `source:            ${s.profile._tag === "nice2" ? "nice2 (_nice_binary)" : s.profile._tag === "table" ? `table ${s.profile.table.join(".")}, key ${s.profile.keyColumns.join(", ")}, S3 key ${s.profile.keyTemplate}` : `relstorage blob_chunk -> blob_state, S3 from ${s.profile.blobThreshold} bytes`}${s.shard === undefined ? "" : `, shard ${s.shard.index}/${s.shard.count}`}`,
     "",
     ""
   ].join("\n")

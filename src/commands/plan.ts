@@ -10,6 +10,10 @@ import * as Plan from "../Plan.ts"
 import { Stats } from "../pipeline/Stats.ts"
 import { ObjectStore } from "../store/ObjectStore.ts"
 import { settingsOf } from "./Connect.ts"
+import * as Profile from "../domain/Profile.ts"
+import type { ProfileInput } from "../domain/Profile.ts"
+import * as Profiles from "../source/Profiles.ts"
+import { profileFlags, profileInput } from "./ProfileFlags.ts"
 import { connectionFlags, int, retries } from "./Flags.ts"
 
 const MiB = 1024 * 1024
@@ -29,6 +33,16 @@ const s3Note = (settings: Settings) =>
       Effect.catchTag("StoreUnavailable", (error) => Effect.succeed(`S3 ${where}: ${error.message}; migrate would refuse to start`))
     )
   }).pipe(Effect.provide(Connections.store(settings, 1).pipe(Layer.provide(Stats.layer))))
+
+/** `plan` covers the whole nice2 table: other profiles and a shard are refused (exit 2), not half answered. */
+export const planProfile = (input: ProfileInput) =>
+  Effect.gen(function*() {
+    const { profile, shard } = yield* Profile.validate(input)
+    yield* Profiles.require(profile, "plan")
+    if (shard !== undefined) {
+      return yield* new SettingsError({ setting: "--shard", problem: "plan shows the whole table; run it without --shard" })
+    }
+  })
 
 /** Prints the plan; shared with `migrate --dry-run`. S3 is only read, and only when settings are given. */
 export const printPlan = (input: {
@@ -61,12 +75,14 @@ export const printPlan = (input: {
 
 export const plan = Command.make("plan", {
   ...connectionFlags,
+  ...profileFlags,
   bucket: connectionFlags.bucket.pipe(Flag.optional),
   ...planFlags,
   receiverThreads: int("receiver-threads", "parallel readers the estimate assumes (as migrate's flag)", defaults.receiverThreads),
   retries
 }, Effect.fn("plan")(function*(flags) {
   // S3 is optional: with a bucket, plan checks (read-only) that migrate could use it
+  yield* planProfile(profileInput(flags))
   const s3 = Option.isSome(flags.bucket) ? yield* settingsOf({ ...flags, bucket: flags.bucket.value }) : undefined
   yield* printPlan({ ...flags, s3 })
 })).pipe(

@@ -13,6 +13,8 @@ import { Source } from "../source/Source.ts"
 import { ObjectStore } from "../store/ObjectStore.ts"
 import * as Verification from "../Verification.ts"
 import { atLeast, settingsOf } from "./Connect.ts"
+import * as Profiles from "../source/Profiles.ts"
+import { profileFlags } from "./ProfileFlags.ts"
 import { againstSource, concurrency, connectionFlags, deep, int, interval, retries } from "./Flags.ts"
 import { levelOf } from "./verify.ts"
 
@@ -33,6 +35,7 @@ const chunks = <A>(items: ReadonlyArray<A>, size: number): ReadonlyArray<Readonl
 
 export const prune = Command.make("prune", {
   ...connectionFlags,
+  ...profileFlags,
   yes: Flag.Boolean("yes").pipe(
     Flag.withDescription("really unlink the large objects; without it prune only prints what it would do"),
     Flag.withDefault(false)
@@ -45,6 +48,7 @@ export const prune = Command.make("prune", {
   retries
 }, Effect.fn("prune")(function*(flags) {
   const settings = yield* settingsOf(flags)
+  yield* Profiles.require(settings.profile, "prune")
   const parallel = yield* atLeast("--concurrency", flags.concurrency, 1)
   const batchSize = yield* atLeast("--batch-size", flags.batchSize, 1)
   yield* atLeast("--interval", flags.interval, 1)
@@ -98,7 +102,7 @@ export const prune = Command.make("prune", {
             yield* Console.log(`WOULD KEEP large object ${oid}: still referenced by ${others.join(", ")}`)
           } else {
             totals.unlinked += 1
-            totals.freedBytes += batch.find((r) => r.oid === oid)!.size
+            totals.freedBytes += (batch.find((r) => r.oid === oid)!.size ?? 0)
           }
         }
       })

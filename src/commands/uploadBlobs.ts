@@ -10,11 +10,15 @@ import * as Migration from "../Migration.ts"
 import { formatBytes } from "../pipeline/Monitor.ts"
 import * as UploadBlobs from "../UploadBlobs.ts"
 import { writeStderr } from "../Output.ts"
+import { SettingsError } from "../domain/Errors.ts"
+import * as Profiles from "../source/Profiles.ts"
+import { profileFlags, profileInput, type ProfileFlagValues } from "./ProfileFlags.ts"
 import { connectionFlags, int, interval, retries } from "./Flags.ts"
 
 export const uploadBlobs = Command.make("upload-blobs", {
   manifest: Argument.String("manifest").pipe(Argument.withDescription("the manifest written by migrate --deferred-blobs")),
   ...connectionFlags,
+  ...profileFlags,
   storerThreads: int("storer-threads", "objects uploaded at once", defaults.storerThreads),
   committerThreads: int("committer-threads", "threads recording sha2 in PostgreSQL", defaults.committerThreads),
   commitChunk: int("commit-chunk", "sha2 updates per statement and transaction", defaults.commitChunk),
@@ -23,13 +27,18 @@ export const uploadBlobs = Command.make("upload-blobs", {
   interval
 }, Effect.fn("upload-blobs")(function*(flags) {
   const settings = yield* validate({
-    ...flags,
+    ...(flags as Omit<typeof flags, keyof ProfileFlagValues>),
     s3Url: Option.getOrUndefined(flags.s3Url),
     accessKey: Option.getOrUndefined(flags.accessKey),
     secretKey: Option.getOrUndefined(flags.secretKey),
     pathStyle: Option.getOrUndefined(flags.pathStyle),
-    pgCa: Option.getOrUndefined(flags.pgCa)
+    pgCa: Option.getOrUndefined(flags.pgCa),
+    ...profileInput(flags)
   })
+  yield* Profiles.require(settings.profile, "upload-blobs")
+  if (settings.shard !== undefined) {
+    return yield* new SettingsError({ setting: "--shard", problem: "upload-blobs uploads the manifest it is given: run one per shard's manifest, without --shard" })
+  }
   const summary = yield* UploadBlobs.run(settings, flags.manifest, { report: writeStderr }).pipe(Migration.provideTo(settings))
   for (const failure of summary.failures) {
     yield* writeStderr(`FAILED ${failure.key}${failure.oid === null ? "" : ` (oid ${failure.oid})`}: ${failure.reason}: ${failure.detail}\n`)

@@ -13,6 +13,8 @@ import { Source } from "../source/Source.ts"
 import { ObjectStore } from "../store/ObjectStore.ts"
 import * as Verification from "../Verification.ts"
 import { atLeast, settingsOf } from "./Connect.ts"
+import * as Profiles from "../source/Profiles.ts"
+import { profileFlags } from "./ProfileFlags.ts"
 import { againstSource, concurrency, connectionFlags, deep, interval, retries } from "./Flags.ts"
 
 export const levelOf = (flags: { readonly deep: boolean; readonly againstSource: boolean }): VerifyLevel =>
@@ -37,8 +39,8 @@ export const reportJson = (p: Verification.Progress, extra: Readonly<Record<stri
       badObjects: p.bad.map((b) => ({
         key: b.row.key.trim(),
         oid: b.row.oid,
-        size: b.row.size,
-        sha2: b.row.sha256,
+        size: b.row.size ?? null,
+        sha2: b.row.sha256 ?? null,
         objectKey: b.objectKey,
         problem: b.problem,
         detail: b.detail
@@ -56,6 +58,7 @@ export const writeReport = (path: string, text: string) =>
 
 export const verify = Command.make("verify", {
   ...connectionFlags,
+  ...profileFlags,
   deep,
   againstSource,
   concurrency,
@@ -68,6 +71,7 @@ export const verify = Command.make("verify", {
   retries
 }, Effect.fn("verify")(function*(flags) {
   const settings = yield* settingsOf(flags)
+  if (flags.againstSource) yield* Profiles.require(settings.profile, "verify --against-source")
   const parallel = yield* atLeast("--concurrency", flags.concurrency, 1)
   yield* atLeast("--interval", flags.interval, 1)
   const level = levelOf(flags)

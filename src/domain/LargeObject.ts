@@ -9,6 +9,8 @@ export interface Candidate {
   readonly key: string
   /** The large object, or null when the row's data column is NULL. */
   readonly oid: number | null
+  /** Several large objects whose bytes, concatenated in this order, are the object (RelStorage's chunks). */
+  readonly oids?: ReadonlyArray<number> | undefined
   /** The size the row claims, in bytes. */
   readonly size: number
   readonly contentType: string
@@ -34,7 +36,10 @@ export interface Received {
 export interface Stored {
   readonly candidate: Candidate
   readonly sha256: string
+  /** the S3 key; unused for an inline object */
   readonly key: string
+  /** the bytes, when the profile stores this object in the database instead of S3 (no PUT was made) */
+  readonly inline?: Uint8Array | undefined
 }
 
 export type FailureReason =

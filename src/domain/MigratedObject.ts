@@ -8,10 +8,12 @@ export interface MigratedRow {
   readonly key: string
   /** the large object still referenced by the row, or null once pruned */
   readonly oid: number | null
-  /** the size the row claims, in bytes */
-  readonly size: number
-  /** the recorded SHA-256 (Nice2: `sha2`), as stored */
-  readonly sha256: string
+  /** the size the row claims, in bytes; undefined when the profile knows none (then HEAD's size is taken) */
+  readonly size: number | undefined
+  /** the recorded SHA-256 (Nice2: `sha2`), as stored; undefined when the profile records none (relstorage) */
+  readonly sha256: string | undefined
+  /** the store key, when the profile does not key objects by their SHA-256 (`--key-template`) */
+  readonly objectKey?: string | undefined
 }
 
 /** How thoroughly an object is checked. */
@@ -52,7 +54,7 @@ export interface BadObject {
 export const isSha256Hex = (s: string): boolean => /^[0-9a-fA-F]{64}$/.test(s)
 
 /** The store key of a migrated row (lowercase hex SHA-256, as the migration writes it). */
-export const objectKeyOf = (row: MigratedRow): string => row.sha256.trim().toLowerCase()
+export const objectKeyOf = (row: MigratedRow): string => row.objectKey ?? (row.sha256 ?? "").trim().toLowerCase()
 
 export const describeBad = (bad: BadObject): string =>
   `${bad.row.key.trim()} (oid ${bad.row.oid ?? "NULL"}, object ${bad.objectKey}): ${bad.problem}: ${bad.detail}`

@@ -7,6 +7,7 @@ import { Effect, Redacted } from "effect"
 import * as NodeFs from "node:fs"
 import { tmpdir } from "node:os"
 import { SettingsError } from "./Errors.ts"
+import * as Profile from "./Profile.ts"
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -48,7 +49,7 @@ export const scaledThreads = (workers: number) => ({
 })
 
 /** Settings as given: numbers in the CLI's units (KiB, seconds), secrets redacted. */
-export interface SettingsInput {
+export interface SettingsInput extends Profile.ProfileInput {
   readonly pgUrl: Redacted.Redacted<string> | string
   readonly s3Url?: string | undefined
   readonly accessKey?: Redacted.Redacted<string> | string | undefined
@@ -108,6 +109,10 @@ export interface Settings {
   readonly pgCa: string | undefined
   /** bytes of in-memory payloads in flight at most */
   readonly memoryBudget: number
+  /** the source (`--profile` and its flags); default nice2 */
+  readonly profile: Profile.Profile
+  /** `--shard i/n`: this process's slice of the rows; undefined: all of them */
+  readonly shard: Profile.Shard | undefined
 }
 
 const redact = (v: Redacted.Redacted<string> | string | undefined) =>
@@ -184,6 +189,7 @@ export const validate = (input: SettingsInput): Effect.Effect<Settings, Settings
         problem: "is required when the other S3 key is given"
       })
     }
+    const { profile, shard } = yield* Profile.validate(input)
     const uploadChunkSize = yield* integer("--upload-chunk-size", input.uploadChunkSize, defaults.uploadChunkSize, 5 * 1024)
     if (uploadChunkSize * KiB > 5 * 1024 * MiB) {
       return yield* new SettingsError({ setting: "--upload-chunk-size", problem: "S3 parts are at most 5 GiB" })
@@ -214,7 +220,9 @@ export const validate = (input: SettingsInput): Effect.Effect<Settings, Settings
       retries: yield* integer("--retries", input.retries, defaults.retries, 1),
       failuresFile: input.failuresFile?.trim() || undefined,
       pgCa: yield* readableFile("--pg-ca", input.pgCa?.trim() || undefined),
-      memoryBudget: (yield* integer("--memory-budget", input.memoryBudget, defaults.memoryBudget, 1)) * MiB
+      memoryBudget: (yield* integer("--memory-budget", input.memoryBudget, defaults.memoryBudget, 1)) * MiB,
+      profile,
+      shard
     }
   })
 

@@ -48,7 +48,8 @@ export const receiveAll = <E, R>(
     let bytes = 0
     const one = (candidate: Candidate) => Effect.flatMap(Receiver.receive(candidate, options), deliver)
     for (const candidate of candidates) {
-      if (candidate.oid === null || candidate.size > smallMax) {
+      // a blob made of several large objects (RelStorage chunks) is read chunk by chunk, on its own
+      if (candidate.oid === null || candidate.size > smallMax || (candidate.oids?.length ?? 1) > 1) {
         yield* one(candidate)
         continue
       }

@@ -9,7 +9,6 @@
 import { Effect, Exit, Queue, Result } from "effect"
 import type { DatabaseError, PayloadError, StoreError } from "../domain/Errors.ts"
 import type { Candidate, Received, Stored } from "../domain/LargeObject.ts"
-import { objectKey } from "../domain/LargeObject.ts"
 import type { Settings } from "../domain/Settings.ts"
 import { Source } from "../source/Source.ts"
 import { ObjectStore } from "../store/ObjectStore.ts"
@@ -117,7 +116,13 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
       output: toCommit,
       step: ({ candidate, digests, payload }) =>
         Effect.gen(function*() {
-          const key = objectKey(digests.sha256)
+          // an object the profile keeps in the database: no PUT, its bytes go to the committers
+          if (source.inline?.(candidate, payload.size) === true) {
+            const inline = yield* payload.read(0, payload.size).pipe(Effect.ensuring(payload.release))
+            yield* stats.processed("storer", payload.size)
+            return yield* Stage.emit(toCommit, { candidate, sha256: digests.sha256, key: "", inline })
+          }
+          const key = source.objectKey(candidate, digests.sha256)
           yield* store.put({
             key,
             rowKey: candidate.key,

@@ -46,7 +46,7 @@ export const receive = (
     const sha256 = createHash("sha256")
     const md5 = createHash("md5")
     return yield* Effect.gen(function*() {
-      const size = yield* LargeObjects.read(oid, (chunk) =>
+      const onChunk = (chunk: Uint8Array) =>
         Effect.andThen(
           Effect.sync(() => {
             sha1.update(chunk)
@@ -54,7 +54,10 @@ export const receive = (
             md5.update(chunk)
           }),
           writer.write(chunk)
-        ))
+        )
+      // several large objects (RelStorage's chunks) are one object: read in order, streamed
+      let size = 0
+      for (const part of candidate.oids ?? [oid]) size += yield* LargeObjects.read(part, onChunk)
       const payload = yield* writer.seal
       return { payload, size, sha1: sha1.digest("hex"), sha256: sha256.digest("hex"), md5: md5.digest("base64") }
     }).pipe(Effect.onError(() => writer.release))

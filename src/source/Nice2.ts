@@ -11,7 +11,8 @@ import {
   describeCause,
   SchemaMismatch
 } from "../domain/Errors.ts"
-import { isSha1Hex, type RowFailure, type Stored } from "../domain/LargeObject.ts"
+import { isSha1Hex, objectKey, type RowFailure, type Stored } from "../domain/LargeObject.ts"
+import type { Shard } from "../domain/Profile.ts"
 import type { RetryPolicy } from "../pipeline/Retry.ts"
 import { Stats } from "../pipeline/Stats.ts"
 import * as Nice2Lifecycle from "./Nice2Lifecycle.ts"
@@ -54,7 +55,7 @@ const toListed = (row: Row): ListedRow => {
   }
 }
 
-export const layer = (policy: RetryPolicy): Layer.Layer<Source, never, SqlClient.SqlClient | Stats> =>
+export const layer = (policy: RetryPolicy, shard?: Shard | undefined): Layer.Layer<Source, never, SqlClient.SqlClient | Stats> =>
   Layer.effect(
     Source,
     Effect.gen(function*() {
@@ -106,10 +107,16 @@ export const layer = (policy: RetryPolicy): Layer.Layer<Source, never, SqlClient
         if (jobs.some((j) => j.active)) return yield* new BatchJobActive({ job: deleteJob, state: "active" })
       })
 
+      // --shard i/n: only the rows whose key hashes to i (values bound, computed by the server)
+      const inShard = shard === undefined
+        ? sql.literal("true")
+        : sql`abs(hashtext(hash::text)::bigint) % ${shard.count} = ${shard.index}`
+
       const count = run(
         "count rows",
         sql<{ readonly remaining: bigint | number; readonly total: bigint | number }>`
-          SELECT count(*) FILTER (WHERE sha2 IS NULL) AS remaining, count(*) AS total FROM _nice_binary`
+          SELECT count(*) FILTER (WHERE sha2 IS NULL) AS remaining, count(*) AS total FROM _nice_binary
+          WHERE ${inShard}`
       ).pipe(Effect.map(([r]) => ({ remaining: Number(r?.remaining ?? 0), total: Number(r?.total ?? 0) })))
 
       // Keyset pagination: each page is its own short statement, so no snapshot is held for the run
@@ -120,10 +127,10 @@ export const layer = (policy: RetryPolicy): Layer.Layer<Source, never, SqlClient
           after === undefined
             ? sql<Row>`
                 SELECT hash, data, size, mime_type FROM _nice_binary
-                WHERE sha2 IS NULL ORDER BY hash LIMIT ${limit}`
+                WHERE sha2 IS NULL AND ${inShard} ORDER BY hash LIMIT ${limit}`
             : sql<Row>`
                 SELECT hash, data, size, mime_type FROM _nice_binary
-                WHERE sha2 IS NULL AND hash > ${after}::bpchar ORDER BY hash LIMIT ${limit}`
+                WHERE sha2 IS NULL AND ${inShard} AND hash > ${after}::bpchar ORDER BY hash LIMIT ${limit}`
         ).pipe(Effect.map((rows) => rows.map(toListed)))
 
       // One statement per chunk: the row's own key value is matched, so keys in upper case work too.
@@ -186,13 +193,16 @@ export const layer = (policy: RetryPolicy): Layer.Layer<Source, never, SqlClient
 
       return Source.of({
         table,
+        lockName: table,
+        shard,
+        objectKey: (_, sha256) => objectKey(sha256),
         prepare,
         count,
         page,
         commit,
         recorded,
         finalize,
-        ...Nice2Lifecycle.make(sql, run)
+        ...Nice2Lifecycle.make(sql, run, shard)
       })
     })
   )

@@ -8,6 +8,7 @@ import { SqlClient, type SqlError } from "effect/sql"
 import { type DatabaseError, SchemaMismatch } from "../domain/Errors.ts"
 import type { Candidate } from "../domain/LargeObject.ts"
 import type { MigratedRow, Released } from "../domain/MigratedObject.ts"
+import type { Shard } from "../domain/Profile.ts"
 import type { Inventory, Source } from "./Source.ts"
 import { oidArray } from "./LargeObjects.ts"
 import { transaction } from "./Transaction.ts"
@@ -30,7 +31,12 @@ type Lifecycle = Pick<
   "inventory" | "sample" | "migratedPage" | "unmigratedWithData" | "references" | "release"
 >
 
-export const make = (sql: SqlClient.SqlClient, run: Run): Lifecycle => {
+export const make = (sql: SqlClient.SqlClient, run: Run, shard?: Shard | undefined): Lifecycle => {
+  // verify and prune with --shard i/n: only the shard's rows (the same hash as the migration's listing)
+  const inShard = shard === undefined
+    ? sql.literal("true")
+    : sql`abs(hashtext(t.hash::text)::bigint) % ${shard.count} = ${shard.index}`
+
   const columns = (name: string) =>
     run(
       "read the table's columns",
@@ -214,10 +220,10 @@ export const make = (sql: SqlClient.SqlClient, run: Run): Lifecycle => {
         after === undefined
           ? sql<{ readonly hash: string; readonly data: number | null; readonly size: bigint | null; readonly sha2: string }>`
               SELECT t.hash, t.data, t.size, t.sha2 FROM _nice_binary t
-              WHERE t.sha2 IS NOT NULL AND ${withData} ORDER BY t.hash LIMIT ${limit}`
+              WHERE t.sha2 IS NOT NULL AND ${withData} AND ${inShard} ORDER BY t.hash LIMIT ${limit}`
           : sql<{ readonly hash: string; readonly data: number | null; readonly size: bigint | null; readonly sha2: string }>`
               SELECT t.hash, t.data, t.size, t.sha2 FROM _nice_binary t
-              WHERE t.sha2 IS NOT NULL AND ${withData} AND t.hash > ${after}::bpchar ORDER BY t.hash LIMIT ${limit}`
+              WHERE t.sha2 IS NOT NULL AND ${withData} AND ${inShard} AND t.hash > ${after}::bpchar ORDER BY t.hash LIMIT ${limit}`
       )
       return rows.map((r): MigratedRow => ({ key: r.hash, oid: r.data, size: num(r.size), sha256: r.sha2 }))
     })

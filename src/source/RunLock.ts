@@ -8,6 +8,10 @@
  * database, so the same table name in another database does not collide. Values are bound as
  * parameters, never spliced into the SQL.
  *
+ * With `--shard i/n` a run takes two locks on that session: the table's lock *shared* (shards run side by
+ * side, but never next to an unsharded run, which takes it exclusively) and the shard's own lock
+ * (`<table> shard i/n`) exclusively, so a second process on the same shard is refused.
+ *
  * If the lock's session is killed during the run (`pg_terminate_backend`, a server restart), the run
  * takes the lock again on a fresh connection; if another run got it in between, this one stops
  * gracefully (what it stored is committed) rather than work alongside it.
@@ -15,28 +19,43 @@
 import { Effect, Exit, Ref, Schedule, Scope } from "effect"
 import { SqlClient } from "effect/sql"
 import { DatabaseUnavailable, describeCause, MigrationLocked } from "../domain/Errors.ts"
+import { type Shard, shardSuffix } from "../domain/Profile.ts"
 
 export const lockNamespace = "lo-migrate"
 
 const tryLockSql = "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2)) AS locked"
 const unlockSql = "SELECT pg_advisory_unlock(hashtext($1), hashtext($2))"
+const tryLockSharedSql = "SELECT pg_try_advisory_lock_shared(hashtext($1), hashtext($2)) AS locked"
+const unlockSharedSql = "SELECT pg_advisory_unlock_shared(hashtext($1), hashtext($2))"
 
-/** Tries once on a freshly reserved connection; the connection (and the lock) live until `scope` closes. */
-const tryAcquire = (table: string, scope: Scope.Scope) =>
+interface LockKey {
+  readonly name: string
+  readonly shared: boolean
+}
+
+/** The locks a run takes, in order: the table's, then (sharded) the shard's. */
+const keysOf = (table: string, shard: Shard | undefined): ReadonlyArray<LockKey> =>
+  shard === undefined
+    ? [{ name: table, shared: false }]
+    : [{ name: table, shared: true }, { name: `${table}${shardSuffix(shard)}`, shared: false }]
+
+/** Tries once on a freshly reserved connection; the connection (and the locks) live until `scope` closes. */
+const tryAcquire = (table: string, shard: Shard | undefined, scope: Scope.Scope) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const connection = yield* Scope.provide(sql.reserve, scope)
-    const rows = yield* connection.execute(tryLockSql, [lockNamespace, table], undefined)
-    const locked = (rows[0] as { readonly locked?: unknown } | undefined)?.locked === true
-    // Unlock before the connection goes back to the pool: a pooled session would keep holding the lock,
-    // and closing the pool does not wait for the server to end the session.
-    if (locked) {
+    for (const key of keysOf(table, shard)) {
+      const rows = yield* connection.execute(key.shared ? tryLockSharedSql : tryLockSql, [lockNamespace, key.name], undefined)
+      const locked = (rows[0] as { readonly locked?: unknown } | undefined)?.locked === true
+      if (!locked) return { connection, locked: false }
+      // Unlock before the connection goes back to the pool: a pooled session would keep holding the lock,
+      // and closing the pool does not wait for the server to end the session. (Finalizers run in reverse.)
       yield* Scope.addFinalizer(
         scope,
-        connection.execute(unlockSql, [lockNamespace, table], undefined).pipe(Effect.ignore)
+        connection.execute(key.shared ? unlockSharedSql : unlockSql, [lockNamespace, key.name], undefined).pipe(Effect.ignore)
       )
     }
-    return { connection, locked }
+    return { connection, locked: true }
   })
 
 /**
@@ -45,15 +64,21 @@ const tryAcquire = (table: string, scope: Scope.Scope) =>
  */
 export const acquire = (
   table: string,
-  options: { readonly onLost: Effect.Effect<void>; readonly checkEvery?: `${number} seconds` }
+  options: {
+    readonly onLost: Effect.Effect<void>
+    readonly checkEvery?: `${number} seconds`
+    /** the run's shard: the table's lock is then shared, the shard's exclusive */
+    readonly shard?: Shard | undefined
+  }
 ): Effect.Effect<void, MigrationLocked | DatabaseUnavailable, SqlClient.SqlClient | Scope.Scope> =>
   Effect.gen(function*() {
     const outer = yield* Effect.scope
     const holder = yield* Scope.fork(outer)
-    const first = yield* tryAcquire(table, holder).pipe(
+    const shown = `${table}${shardSuffix(options.shard)}`
+    const first = yield* tryAcquire(table, options.shard, holder).pipe(
       Effect.mapError((error) => new DatabaseUnavailable({ problem: `cannot take the run lock: ${describeCause(error)}` }))
     )
-    if (!first.locked) return yield* new MigrationLocked({ table })
+    if (!first.locked) return yield* new MigrationLocked({ table: shown })
     const current = yield* Ref.make({ connection: first.connection, scope: holder })
     const every = options.checkEvery ?? "2 seconds"
 
@@ -68,7 +93,7 @@ export const acquire = (
       if (alive) return true
       yield* Scope.close(held.scope, Exit.void)
       const scope = yield* Scope.fork(outer)
-      const again = yield* tryAcquire(table, scope).pipe(
+      const again = yield* tryAcquire(table, options.shard, scope).pipe(
         Effect.retry(Schedule.spaced("1 second").pipe(Schedule.upTo({ times: 30 })))
       )
       yield* Ref.set(current, { connection: again.connection, scope })

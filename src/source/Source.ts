@@ -13,6 +13,7 @@ import {
   type SchemaMismatch
 } from "../domain/Errors.ts"
 import type { Candidate, RowFailure, Stored } from "../domain/LargeObject.ts"
+import type { Shard } from "../domain/Profile.ts"
 import type { MigratedRow, Released } from "../domain/MigratedObject.ts"
 import { retrying, type RetryPolicy } from "../pipeline/Retry.ts"
 import type { Stats } from "../pipeline/Stats.ts"
@@ -75,6 +76,14 @@ export interface Inventory {
 export class Source extends Context.Service<Source, {
   /** the table, as shown to users */
   readonly table: string
+  /** what the run lock and the watermark are keyed by (the quoted table name of a profile) */
+  readonly lockName: string
+  /** the slice of the rows this source lists, counts and verifies (`--shard i/n`); undefined: all */
+  readonly shard: Shard | undefined
+  /** the S3 key of a candidate's object, given its SHA-256 hex */
+  readonly objectKey: (candidate: Candidate, sha256: string) => string
+  /** true: the object skips the store and its bytes go to `commit` (`Stored.inline`); default: never */
+  readonly inline?: ((candidate: Candidate, size: number) => boolean) | undefined
   /** checks the schema and what the profile requires, and adds the result column when missing */
   readonly prepare: Effect.Effect<void, SchemaMismatch | BatchJobActive | DatabaseUnavailable | DatabaseError>
   /** rows still to migrate, and all rows */

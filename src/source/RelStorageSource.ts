@@ -1,0 +1,312 @@
+/**
+ * The `relstorage` profile: ZODB blobs in RelStorage's `blob_chunk`, moved into a zodb-pgjsonb style
+ * `blob_state(zoid, tid, blob_size, data, s3_key)` table in the same database.
+ *
+ * `blob_chunk` comes in two layouts, both read by the same queries (detected for the log):
+ * - history-preserving: `blob_chunk(zoid, tid, chunk_num, chunk)`, primary key (zoid, tid, chunk_num);
+ * - history-free: `blob_chunk(zoid, chunk_num, tid, chunk)`, primary key (zoid, chunk_num).
+ * One blob is the (zoid, tid) pair; old blobs of several chunks are the concatenation of their large
+ * objects in chunk_num order (`Candidate.oids`).
+ *
+ * "Migrated" means a `blob_state` row exists for (zoid, tid). Blobs of at least `blobThreshold` bytes
+ * go to S3 under `[prefix/]blobs/{zoid:016x}/{tid:016x}.blob` and get `s3_key` (data NULL); smaller ones
+ * are stored inline in `data` (s3_key NULL) without an S3 request, committed by the same committers.
+ */
+import { Effect, Layer, Result } from "effect"
+import { SqlClient, type SqlError } from "effect/sql"
+import { PgClient } from "@effect/sql-pg"
+import { Context, Redacted } from "effect"
+import { DatabaseError, DatabaseUnavailable, describeCause, ProfileUnsupported, SchemaMismatch } from "../domain/Errors.ts"
+import * as PgTls from "./PgTls.ts"
+import type { Candidate, Stored } from "../domain/LargeObject.ts"
+import type { MigratedRow } from "../domain/MigratedObject.ts"
+import type { RelStorageProfile, Shard } from "../domain/Profile.ts"
+import type { RetryPolicy } from "../pipeline/Retry.ts"
+import { Stats } from "../pipeline/Stats.ts"
+import { describeUrl, type ListedRow, Source, statement } from "./Source.ts"
+
+const invRead = 0x40000
+const hex16 = (n: bigint) => n.toString(16).padStart(16, "0")
+
+/** `zoid/tid` in decimal: the key a blob travels under. */
+export const blobKey = (zoid: bigint | string, tid: bigint | string) => `${zoid}/${tid}`
+const splitKey = (key: string): readonly [string, string] => {
+  const [zoid, tid] = key.split("/")
+  return [zoid!, tid!]
+}
+
+/** The S3 key of a blob, as zodb-pgjsonb lays them out. */
+export const s3KeyOf = (prefix: string | undefined, zoid: bigint, tid: bigint): string =>
+  `${prefix === undefined || prefix === "" ? "" : `${prefix.replace(/\/+$/, "")}/`}blobs/${hex16(zoid)}/${hex16(tid)}.blob`
+
+type Raw = Record<string, unknown>
+
+export interface DestinationOptions {
+  /** `--pg-ca` also serves the blob_state database */
+  readonly pgCa?: string | undefined
+  /** pool size of the blob_state database's client */
+  readonly connections?: number | undefined
+}
+
+export const layer = (
+  profile: RelStorageProfile,
+  shard: Shard | undefined,
+  policy: RetryPolicy,
+  options: DestinationOptions = {}
+): Layer.Layer<Source, never, SqlClient.SqlClient | Stats> =>
+  Layer.effect(
+    Source,
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const stats = yield* Stats
+      const scope = yield* Effect.scope
+      const run = <A>(operation: string, effect: Effect.Effect<A, SqlError.SqlError>) =>
+        statement(operation, policy, effect).pipe(Effect.provideService(Stats, stats))
+      const query = (operation: string, text: string, params: ReadonlyArray<unknown>) =>
+        run(operation, sql.unsafe<Raw>(text, params))
+
+      // --dest-pg-url: blob_state lives in another database, reached by its own pool, connected on first
+      // use (prepare, or verify's first page) so that a failure there is named as that database's
+      const destUrl = profile.destPgUrl
+      const sameDatabase = destUrl === undefined
+      const connectDestination = destUrl === undefined ? Effect.succeed(sql) : yield* Effect.cached(
+        Layer.buildWithScope(
+          PgClient.layer({
+            url: destUrl,
+            maxConnections: options.connections ?? 4,
+            connectTimeout: "10 seconds",
+            applicationName: "lo-migrate",
+            ...PgTls.options(options.pgCa)
+          }),
+          scope
+        ).pipe(
+          Effect.map((context) => Context.get(context, SqlClient.SqlClient)),
+          Effect.tap((dest) => dest`SELECT 1`),
+          Effect.mapError((error) =>
+            new DatabaseUnavailable({
+              problem: `cannot connect to the blob_state database at ${describeUrl(Redacted.value(destUrl))}: ${describeCause(error)}`
+            })
+          )
+        )
+      )
+      const destQuery = (operation: string, text: string, params: ReadonlyArray<unknown>) =>
+        Effect.flatMap(
+          connectDestination.pipe(Effect.mapError((cause) => new DatabaseError({ operation, cause }))),
+          (dest) => run(operation, dest.unsafe<Raw>(text, params))
+        )
+      const keyArrays = (keys: ReadonlyArray<string>) => [keys.map((k) => splitKey(k)[0]), keys.map((k) => splitKey(k)[1])]
+      /** which of `keys` have a blob_state row (in the destination) */
+      const recordedKeys = (keys: ReadonlyArray<string>) =>
+        keys.length === 0 ? Effect.succeed(new Set<string>()) : destQuery(
+          "check blob_state",
+          `SELECT s.zoid::text AS zoid, s.tid::text AS tid FROM blob_state s
+           JOIN unnest($1::bigint[], $2::bigint[]) AS u(zoid, tid) ON s.zoid = u.zoid AND s.tid = u.tid`,
+          keyArrays(keys)
+        ).pipe(Effect.map((rows) => new Set(rows.map((r) => blobKey(String(r.zoid), String(r.tid))))))
+
+      const shardFilter = (next: number) =>
+        shard === undefined ? { text: "", params: [] as ReadonlyArray<unknown> } : {
+          text: ` AND abs(hashtext(ROW(c.zoid, c.tid)::text)::bigint) % $${next} = $${next + 1}`,
+          params: [shard.count, shard.index]
+        }
+      // same database: the page query leaves migrated blobs out itself; otherwise they are filtered after
+      const notMigrated = sameDatabase ? "NOT EXISTS (SELECT 1 FROM blob_state s WHERE s.zoid = c.zoid AND s.tid = c.tid)" : "true"
+
+      const prepare = Effect.gen(function*() {
+        const [found] = yield* query(
+          "look for blob_chunk",
+          `SELECT to_regclass('blob_chunk') IS NOT NULL AS present,
+             (SELECT array_agg(a.attname::text ORDER BY a.attname)
+              FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+              WHERE i.indrelid = to_regclass('blob_chunk') AND i.indisprimary) AS pk`,
+          []
+        )
+        if (found?.present !== true) {
+          return yield* new SchemaMismatch({ table: "blob_chunk", problem: "does not exist (or is not visible to this role)" })
+        }
+        const pk = (found.pk ?? []) as ReadonlyArray<string>
+        yield* Effect.logInfo(
+          `blob_chunk: ${pk.includes("tid") ? "history-preserving" : "history-free"} layout (primary key ${pk.join(", ") || "none"})`
+        )
+        const dest = yield* connectDestination
+        yield* dest.unsafe(`CREATE TABLE IF NOT EXISTS blob_state (
+            zoid bigint NOT NULL,
+            tid bigint NOT NULL,
+            blob_size bigint NOT NULL,
+            data bytea,
+            s3_key text,
+            PRIMARY KEY (zoid, tid))`).pipe(
+          Effect.mapError((error) =>
+            new DatabaseUnavailable({
+              problem: `cannot create blob_state: ${describeCause(error)}`,
+              hint: "create it as in the README (\"--profile relstorage\") and grant SELECT, INSERT on it"
+            })
+          )
+        )
+      })
+
+      const count = Effect.gen(function*() {
+        const s = shardFilter(1)
+        const [r] = yield* query(
+          "count blobs",
+          `SELECT count(*) FILTER (WHERE ${notMigrated}) AS remaining, count(*) AS total
+           FROM (SELECT DISTINCT zoid, tid FROM blob_chunk) c WHERE true${s.text}`,
+          s.params
+        )
+        const total = Number(r?.total ?? 0)
+        if (sameDatabase) return { remaining: Number(r?.remaining ?? 0), total }
+        // another database: its blob_state rows are taken to be this source's (one source per blob_state)
+        const [d] = yield* destQuery("count blob_state", `SELECT count(*) AS n FROM blob_state c WHERE true${s.text}`, s.params)
+        return { remaining: Math.max(0, total - Number(d?.n ?? 0)), total }
+      })
+
+      const page = (after: string | undefined, limit: number): Effect.Effect<ReadonlyArray<ListedRow>, DatabaseError> =>
+        sameDatabase ? listFrom(after, limit) : Effect.gen(function*() {
+          // pages stay full (`limit` rows unless the source is exhausted): the observer takes a short
+          // page as the end
+          const out: Array<ListedRow> = []
+          let from = after
+          while (out.length < limit) {
+            const want = limit - out.length
+            const rows = yield* listFrom(from, want)
+            const done = yield* recordedKeys(rows.map((r) => r.key))
+            for (const row of rows) if (!done.has(row.key)) out.push(row)
+            if (rows.length < want) break
+            from = rows[rows.length - 1]!.key
+          }
+          return out
+        })
+
+      function listFrom(after: string | undefined, limit: number) {
+        return Effect.gen(function*() {
+          const a = after === undefined
+            ? { text: "", params: [] as ReadonlyArray<unknown> }
+            : { text: " AND (c.zoid, c.tid) > ($1::bigint, $2::bigint)", params: splitKey(after) }
+          const s = shardFilter(a.params.length + 1)
+          const rows = yield* query(
+            "list blobs",
+            `SELECT c.zoid::text AS zoid, c.tid::text AS tid,
+               array_agg(c.chunk::bigint ORDER BY c.chunk_num) AS oids,
+               sum(CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = c.chunk)
+                   THEN lo_lseek64(lo_open(c.chunk, ${invRead}), 0, 2) END)::bigint AS size
+             FROM blob_chunk c
+             WHERE ${notMigrated}${a.text}${s.text}
+             GROUP BY c.zoid, c.tid
+             ORDER BY c.zoid, c.tid LIMIT $${a.params.length + s.params.length + 1}`,
+            [...a.params, ...s.params, limit]
+          )
+          return rows.map((r): ListedRow => {
+            const key = blobKey(String(r.zoid), String(r.tid))
+            const oids = (r.oids as ReadonlyArray<string | number>).map(Number)
+            return {
+              key,
+              row: Result.succeed<Candidate>({
+                key,
+                oid: oids[0] ?? null,
+                oids,
+                size: Number(r.size ?? 0),
+                contentType: "application/octet-stream",
+                expectedSha1: undefined
+              })
+            }
+          })
+        })
+      }
+
+      // inline blobs carry their bytes; both kinds are inserted by one statement per chunk, only while
+      // the blob's chunks still exist (a blob deleted by a pack during the run is reported, not recorded)
+      const commit = (chunk: ReadonlyArray<Stored>) =>
+        Effect.gen(function*() {
+          // another database cannot see blob_chunk: the blobs still there are looked up first
+          const live = sameDatabase ? chunk : yield* Effect.map(
+            query(
+              "check blob_chunk",
+              `SELECT DISTINCT c.zoid::text AS zoid, c.tid::text AS tid FROM blob_chunk c
+               JOIN unnest($1::bigint[], $2::bigint[]) AS u(zoid, tid) ON c.zoid = u.zoid AND c.tid = u.tid`,
+              keyArrays(chunk.map((s) => s.candidate.key))
+            ),
+            (rows) => {
+              const there = new Set(rows.map((r) => blobKey(String(r.zoid), String(r.tid))))
+              return chunk.filter((s) => there.has(s.candidate.key))
+            }
+          )
+          const keys = live.map((s) => splitKey(s.candidate.key))
+          const rows = live.length === 0 ? [] : yield* destQuery(
+            "record blob_state",
+            `INSERT INTO blob_state (zoid, tid, blob_size, data, s3_key)
+             SELECT u.zoid, u.tid, u.size, CASE WHEN u.inline THEN u.data END, CASE WHEN NOT u.inline THEN u.s3_key END
+             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bytea[], $5::text[], $6::bool[])
+               AS u(zoid, tid, size, data, s3_key, inline)
+             WHERE ${sameDatabase ? "EXISTS (SELECT 1 FROM blob_chunk c WHERE c.zoid = u.zoid AND c.tid = u.tid)" : "true"}
+             ON CONFLICT (zoid, tid) DO NOTHING
+             RETURNING zoid::text AS zoid, tid::text AS tid`,
+            [
+              keys.map((k) => k[0]),
+              keys.map((k) => k[1]),
+              live.map((s) => s.candidate.size),
+              // placeholders instead of NULLs: the driver cannot type an array of NULLs only
+              live.map((s) => s.inline ?? new Uint8Array(0)),
+              live.map((s) => (s.inline === undefined ? s.key : "")),
+              live.map((s) => s.inline !== undefined)
+            ]
+          )
+          const inserted = new Set(rows.map((r) => blobKey(String(r.zoid), String(r.tid))))
+          // a row that already existed (another run got there first) is migrated too, not vanished
+          const missing = chunk.filter((s) => !inserted.has(s.candidate.key))
+          if (missing.length === 0) return { vanished: [] }
+          const there = yield* recordedKeys(missing.map((s) => s.candidate.key))
+          return { vanished: missing.filter((s) => !there.has(s.candidate.key)) }
+        })
+
+      // verify: the blobs in S3 (inline ones have no object to check), in key order, by keyset pages
+      const migratedPage = (after: string | undefined, limit: number) =>
+        Effect.gen(function*() {
+          const [exists] = yield* destQuery("look for blob_state", "SELECT to_regclass('blob_state') IS NOT NULL AS present", [])
+          if (exists?.present !== true) return []
+          const a = after === undefined
+            ? { text: "", params: [] as ReadonlyArray<unknown> }
+            : { text: " AND (c.zoid, c.tid) > ($1::bigint, $2::bigint)", params: splitKey(after) }
+          const s = shardFilter(a.params.length + 1)
+          const rows = yield* destQuery(
+            "list migrated blobs",
+            `SELECT c.zoid::text AS zoid, c.tid::text AS tid, c.blob_size::text AS size, c.s3_key
+             FROM blob_state c
+             WHERE c.s3_key IS NOT NULL${a.text}${s.text}
+             ORDER BY c.zoid, c.tid LIMIT $${a.params.length + s.params.length + 1}`,
+            [...a.params, ...s.params, limit]
+          )
+          return rows.map((r): MigratedRow => ({
+            key: blobKey(String(r.zoid), String(r.tid)),
+            oid: null,
+            size: Number(r.size),
+            sha256: undefined,
+            objectKey: String(r.s3_key)
+          }))
+        })
+
+      const unsupported = (what: string) => Effect.die(new ProfileUnsupported({ profile: "relstorage", what }))
+
+      return Source.of({
+        table: "blob_chunk",
+        lockName: "blob_chunk",
+        shard,
+        objectKey: (candidate) => {
+          const [zoid, tid] = splitKey(candidate.key)
+          return s3KeyOf(profile.s3Prefix, BigInt(zoid), BigInt(tid))
+        },
+        inline: (_, size) => size < profile.blobThreshold,
+        prepare,
+        count,
+        page,
+        commit,
+        recorded: () => unsupported("upload-blobs"),
+        finalize: unsupported("--finalize"),
+        inventory: () => unsupported("plan"),
+        sample: () => unsupported("plan"),
+        migratedPage,
+        unmigratedWithData: () => unsupported("prune"),
+        references: () => unsupported("prune"),
+        release: () => unsupported("prune")
+      })
+    })
+  )

@@ -1,0 +1,327 @@
+/**
+ * The `table` profile: any table whose rows reference large objects through an oid column, keyed by one
+ * or more columns (`--table`, `--oid-column`, `--key-column`...). The result, the SHA-256 hex, goes to
+ * `--sha256-column` (added as `character(64)` when missing); the object's S3 key comes from
+ * `--key-template`.
+ *
+ * Every identifier reaches SQL quoted (`Identifier.quote`), every value as a bound parameter. The key
+ * columns are read as text (`::text`) and cast back to their own type (read from the catalog) when
+ * bound, so a composite key pages as a row value `(k1, k2) > ($1::t1, $2::t2)` over its index.
+ * A key travels through the pipeline as a string: the text of a single column, or a JSON array of the
+ * texts of a composite key.
+ */
+import { Effect, Layer, Result } from "effect"
+import { SqlClient, type SqlError } from "effect/sql"
+import { DatabaseUnavailable, describeCause, SchemaMismatch } from "../domain/Errors.ts"
+import type { Candidate, RowFailure, Stored } from "../domain/LargeObject.ts"
+import type { MigratedRow, Released } from "../domain/MigratedObject.ts"
+import { fillTemplate, type Shard, type TableProfile } from "../domain/Profile.ts"
+import type { RetryPolicy } from "../pipeline/Retry.ts"
+import { Stats } from "../pipeline/Stats.ts"
+import { quote, quoteQualified } from "./Identifier.ts"
+import { type ListedRow, Source, statement } from "./Source.ts"
+import { ProfileUnsupported } from "../domain/Errors.ts"
+
+const fallbackContentType = "application/octet-stream"
+/** INV_READ of lo_open */
+const invRead = 0x40000
+
+type Raw = Record<string, unknown>
+
+export const layer = (
+  profile: TableProfile,
+  shard: Shard | undefined,
+  policy: RetryPolicy
+): Layer.Layer<Source, never, SqlClient.SqlClient | Stats> =>
+  Layer.effect(
+    Source,
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const stats = yield* Stats
+      const run = <A>(operation: string, effect: Effect.Effect<A, SqlError.SqlError>) =>
+        statement(operation, policy, effect).pipe(Effect.provideService(Stats, stats))
+      const query = (operation: string, text: string, params: ReadonlyArray<unknown>) =>
+        run(operation, sql.unsafe<Raw>(text, params))
+
+      const shown = profile.table.join(".")
+      const table = quoteQualified(profile.table)
+      const oid = `t.${quote(profile.oidColumn)}`
+      const sha = `t.${quote(profile.sha256Column)}`
+      const keys = profile.keyColumns.map((c) => `t.${quote(c)}`)
+      const composite = keys.length > 1
+      const keySelect = keys.map((k, i) => `${k}::text AS k${i}`).join(", ")
+      const keyOrder = keys.join(", ")
+      const listable = keys.map((k) => `${k} IS NOT NULL`).join(" AND ")
+      const size = profile.sizeColumn !== undefined
+        ? `t.${quote(profile.sizeColumn)}::bigint`
+        // the large object's own length; lo_open's descriptor ends with the statement's transaction
+        : `CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = ${oid}::oid)
+             THEN lo_lseek64(lo_open(${oid}::oid, ${invRead}), 0, 2) END`
+      const mime = profile.mimeColumn === undefined ? "NULL::text" : `t.${quote(profile.mimeColumn)}::text`
+
+      const encode = (parts: ReadonlyArray<string>): string => (composite ? JSON.stringify(parts) : parts[0]!)
+      const decode = (key: string): ReadonlyArray<string> => (composite ? JSON.parse(key) as Array<string> : [key])
+      const keyOf = (row: Raw): string => encode(keys.map((_, i) => String(row[`k${i}`])))
+
+      /** the table's columns and their types, or a SchemaMismatch */
+      const columns = query(
+        "read the table's columns",
+        `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type
+         FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`,
+        [table]
+      ).pipe(Effect.map((rows) => new Map(rows.map((r) => [String(r.name), String(r.type)]))))
+
+      const checked = Effect.gen(function*() {
+        const cols = yield* columns
+        if (cols.size === 0) {
+          return yield* new SchemaMismatch({ table: shown, problem: "does not exist (or is not visible to this role)" })
+        }
+        const wanted = [profile.oidColumn, ...profile.keyColumns, profile.mimeColumn, profile.sizeColumn]
+          .filter((c): c is string => c !== undefined)
+        const missing = wanted.filter((c) => !cols.has(c))
+        if (missing.length > 0) {
+          return yield* new SchemaMismatch({ table: shown, problem: `lacks column(s) ${missing.map(quote).join(", ")}` })
+        }
+        return cols
+      })
+      // key column types, to cast bound key values back (catalog output, valid SQL type names)
+      const keyTypes = yield* Effect.cached(
+        Effect.map(checked, (cols) => profile.keyColumns.map((c) => cols.get(c)!))
+      )
+
+      const shardFilter = (next: number): { readonly text: string; readonly params: ReadonlyArray<unknown> } =>
+        shard === undefined ? { text: "", params: [] } : {
+          text: ` AND abs(hashtext(ROW(${keyOrder})::text)::bigint) % $${next} = $${next + 1}`,
+          params: [shard.count, shard.index]
+        }
+
+      const prepare = Effect.gen(function*() {
+        const cols = yield* checked
+        if (!cols.has(profile.sha256Column)) {
+          yield* sql.unsafe(`ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS ${quote(profile.sha256Column)} character(64)`).pipe(
+            Effect.mapError((error) =>
+              new DatabaseUnavailable({
+                problem: `cannot add column ${quote(profile.sha256Column)} to ${shown}: ${describeCause(error)}`,
+                hint: `run ALTER TABLE ${table} ADD COLUMN ${quote(profile.sha256Column)} character(64) as the table's owner`
+              })
+            )
+          )
+          yield* Effect.logInfo(`added column ${quote(profile.sha256Column)} character(64) to ${shown}`)
+        }
+      })
+
+      const count = Effect.gen(function*() {
+        const s = shardFilter(1)
+        const [r] = yield* query(
+          "count rows",
+          `SELECT count(*) FILTER (WHERE ${sha} IS NULL) AS remaining, count(*) AS total
+           FROM ${table} AS t WHERE ${listable}${s.text}`,
+          s.params
+        )
+        return { remaining: Number(r?.remaining ?? 0), total: Number(r?.total ?? 0) }
+      })
+
+      const afterFilter = (after: string | undefined, types: ReadonlyArray<string>) =>
+        after === undefined ? { text: "", params: [] as ReadonlyArray<unknown> } : {
+          text: ` AND (${keyOrder}) > (${types.map((t, i) => `$${i + 1}::${t}`).join(", ")})`,
+          params: decode(after)
+        }
+
+      const toListed = (row: Raw): ListedRow => {
+        const key = keyOf(row)
+        const rowOid = row.oid === null ? null : Number(row.oid)
+        if (rowOid === null) {
+          return { key, row: Result.fail<RowFailure>({ key, oid: null, reason: "null-data", detail: `${profile.oidColumn} is NULL: the row has no large object` }) }
+        }
+        const type = typeof row.mime === "string" && row.mime.trim() !== "" ? row.mime : fallbackContentType
+        return {
+          key,
+          row: Result.succeed<Candidate>({ key, oid: rowOid, size: Number(row.size ?? 0), contentType: type, expectedSha1: undefined })
+        }
+      }
+
+      const page = (after: string | undefined, limit: number) =>
+        Effect.gen(function*() {
+          const types = yield* keyTypes.pipe(Effect.orDie)
+          const a = afterFilter(after, types)
+          const s = shardFilter(a.params.length + 1)
+          const rows = yield* query(
+            "list rows",
+            `SELECT ${keySelect}, ${oid}::oid AS oid, ${size} AS size, ${mime} AS mime
+             FROM ${table} AS t
+             WHERE ${sha} IS NULL AND ${listable}${a.text}${s.text}
+             ORDER BY ${keyOrder} LIMIT $${a.params.length + s.params.length + 1}`,
+            [...a.params, ...s.params, limit]
+          )
+          return rows.map(toListed)
+        })
+
+      // One statement per chunk; a row is marked only if it still references the object that was read.
+      const commit = (chunk: ReadonlyArray<Stored>) =>
+        Effect.gen(function*() {
+          const types = yield* keyTypes.pipe(Effect.orDie)
+          const parts = chunk.map((s) => decode(s.candidate.key))
+          const n = keys.length
+          const rows = yield* query(
+            "record sha256",
+            `UPDATE ${table} AS t SET ${quote(profile.sha256Column)} = u.sha
+             FROM unnest(${types.map((ty, i) => `$${i + 1}::${ty}[]`).join(", ")}, $${n + 1}::oid[], $${n + 2}::text[])
+               AS u(${keys.map((_, i) => `k${i}`).join(", ")}, oid, sha)
+             WHERE ${keys.map((k, i) => `${k} = u.k${i}`).join(" AND ")} AND ${oid} = u.oid
+             RETURNING ${keySelect}`,
+            [...keys.map((_, i) => parts.map((p) => p[i])), chunk.map((s) => s.candidate.oid), chunk.map((s) => s.sha256)]
+          )
+          const marked = new Set(rows.map(keyOf))
+          return { vanished: chunk.filter((s) => !marked.has(s.candidate.key)) }
+        })
+
+      const recorded = (wanted: ReadonlyArray<string>) =>
+        Effect.gen(function*() {
+          const types = yield* keyTypes.pipe(Effect.orDie)
+          const parts = wanted.map(decode)
+          const rows = yield* query(
+            "read sha256",
+            `SELECT ${keySelect}, ${sha}::text AS sha FROM ${table} AS t
+             JOIN unnest(${types.map((ty, i) => `$${i + 1}::${ty}[]`).join(", ")}) AS u(${keys.map((_, i) => `k${i}`).join(", ")})
+               ON ${keys.map((k, i) => `${k} = u.k${i}`).join(" AND ")}`,
+            keys.map((_, i) => parts.map((p) => p[i]))
+          )
+          return new Map(rows.map((r) => [keyOf(r), r.sha === null ? null : String(r.sha)]))
+        })
+
+      const migratedPage = (after: string | undefined, limit: number, options: { readonly withData: boolean }) =>
+        Effect.gen(function*() {
+          const cols = yield* checked
+          if (!cols.has(profile.sha256Column)) return []
+          const types = profile.keyColumns.map((c) => cols.get(c)!)
+          const a = afterFilter(after, types)
+          const s = shardFilter(a.params.length + 1)
+          const rows = yield* query(
+            "list migrated rows",
+            `SELECT ${keySelect}, ${oid}::oid AS oid, ${size} AS size, ${sha}::text AS sha
+             FROM ${table} AS t
+             WHERE ${sha} IS NOT NULL AND ${listable}${options.withData ? ` AND ${oid} IS NOT NULL` : ""}${a.text}${s.text}
+             ORDER BY ${keyOrder} LIMIT $${a.params.length + s.params.length + 1}`,
+            [...a.params, ...s.params, limit]
+          )
+          return rows.map((r): MigratedRow => {
+            const key = keyOf(r)
+            const rowOid = r.oid === null ? null : Number(r.oid)
+            const sha256 = String(r.sha)
+            return {
+              key,
+              oid: rowOid,
+              size: r.size === null ? undefined : Number(r.size),
+              sha256,
+              objectKey: fillTemplate(profile.keyTemplate, { sha256: sha256.trim().toLowerCase(), key: decode(key), oid: rowOid })
+            }
+          })
+        })
+
+      // prune: the same checks as nice2's, on this table only (other tables referencing the same large
+      // objects are not known to lo-migrate: see README)
+      const unmigratedWithData = (limit: number) =>
+        Effect.gen(function*() {
+          const cols = yield* checked
+          const todo = cols.has(profile.sha256Column) ? `${sha} IS NULL` : "true"
+          const s = shardFilter(1)
+          const [n] = yield* query(
+            "count unmigrated rows",
+            `SELECT count(*) AS n FROM ${table} AS t WHERE ${todo} AND ${oid} IS NOT NULL AND ${listable}${s.text}`,
+            s.params
+          )
+          const examples = yield* query(
+            "list unmigrated rows",
+            `SELECT ${keySelect}, ${oid}::oid AS oid FROM ${table} AS t
+             WHERE ${todo} AND ${oid} IS NOT NULL AND ${listable}${s.text} ORDER BY ${keyOrder} LIMIT $${s.params.length + 1}`,
+            [...s.params, limit]
+          )
+          return { count: Number(n?.n ?? 0), examples: examples.map((r) => ({ key: keyOf(r), oid: Number(r.oid) })) }
+        })
+
+      const referencing = (oids: ReadonlyArray<number>) =>
+        query(
+          "find rows referencing large objects",
+          `SELECT ${keySelect}, ${oid}::oid AS oid,
+             EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = ${oid}::oid) AS present
+           FROM ${table} AS t WHERE ${oid}::oid = ANY($1::oid[])`,
+          [[...new Set(oids)]]
+        ).pipe(Effect.map((rows) => rows.map((r) => ({ oid: Number(r.oid), key: keyOf(r), present: r.present === true }))))
+
+      const references = (oids: ReadonlyArray<number>) => (oids.length === 0 ? Effect.succeed([]) : referencing(oids))
+
+      const release = (rows: ReadonlyArray<MigratedRow>) => {
+        const withOid = rows.filter((r): r is MigratedRow & { readonly oid: number } => r.oid !== null)
+        if (withOid.length === 0) {
+          return Effect.succeed<Released>({ released: [], changed: [...rows], unlinked: [], kept: [], absent: [] })
+        }
+        return Effect.gen(function*() {
+          const types = yield* keyTypes.pipe(Effect.orDie)
+          const n = keys.length
+          const parts = withOid.map((r) => decode(r.key))
+          return yield* run(
+            "release large objects",
+            sql.withTransaction(Effect.gen(function*() {
+              // only rows that still hold what was verified: a row changed since then is left alone
+              const updated = yield* sql.unsafe<Raw>(
+                `UPDATE ${table} AS t SET ${quote(profile.oidColumn)} = NULL
+                 FROM unnest(${types.map((ty, i) => `$${i + 1}::${ty}[]`).join(", ")}, $${n + 1}::oid[], $${n + 2}::text[])
+                   AS u(${keys.map((_, i) => `k${i}`).join(", ")}, oid, sha)
+                 WHERE ${keys.map((k, i) => `${k} = u.k${i}`).join(" AND ")} AND ${oid} = u.oid AND ${sha}::text = u.sha
+                 RETURNING ${keySelect}`,
+                [...keys.map((_, i) => parts.map((p) => p[i])), withOid.map((r) => r.oid), withOid.map((r) => r.sha256)]
+              )
+              const done = new Set(updated.map(keyOf))
+              const released = withOid.filter((r) => done.has(r.key))
+              const oids = [...new Set(released.map((r) => r.oid))]
+              const present = oids.length === 0 ? [] : yield* sql.unsafe<Raw>(
+                `SELECT o.oid, EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = o.oid) AS present
+                 FROM unnest($1::oid[]) AS o(oid)`,
+                [oids]
+              )
+              // after the update, a row still referencing an oid is one that is not being released now
+              const still = oids.length === 0 ? [] : yield* sql.unsafe<Raw>(
+                `SELECT ${keySelect}, ${oid}::oid AS oid FROM ${table} AS t WHERE ${oid}::oid = ANY($1::oid[])`,
+                [oids]
+              )
+              const referencedBy = (o: number) => still.filter((r) => Number(r.oid) === o).map(keyOf)
+              const state = present.map((p) => ({ oid: Number(p.oid), present: p.present === true, by: referencedBy(Number(p.oid)) }))
+              const toUnlink = state.filter((x) => x.present && x.by.length === 0).map((x) => x.oid)
+              if (toUnlink.length > 0) yield* sql.unsafe(`SELECT lo_unlink(o.oid) FROM unnest($1::oid[]) AS o(oid)`, [toUnlink])
+              const sizeOf = new Map(released.map((r) => [r.oid, r.size ?? 0]))
+              return {
+                released,
+                changed: rows.filter((r) => !done.has(r.key)),
+                unlinked: toUnlink.map((o) => ({ oid: o, bytes: sizeOf.get(o) ?? 0 })),
+                kept: state.filter((x) => x.present && x.by.length > 0).map((x) => ({ oid: x.oid, referencedBy: x.by })),
+                absent: state.filter((x) => !x.present).map((x) => x.oid)
+              } satisfies Released
+            }))
+          )
+        })
+      }
+
+      const unsupported = (what: string) =>
+        Effect.fail(new ProfileUnsupported({ profile: "table", what }))
+
+      return Source.of({
+        table: shown,
+        lockName: table,
+        shard,
+        objectKey: (candidate, sha256) => fillTemplate(profile.keyTemplate, { sha256, key: decode(candidate.key), oid: candidate.oid }),
+        prepare,
+        count,
+        page,
+        commit,
+        recorded,
+        finalize: unsupported("--finalize").pipe(Effect.orDie),
+        inventory: () => unsupported("plan").pipe(Effect.orDie),
+        sample: () => unsupported("plan").pipe(Effect.orDie),
+        migratedPage,
+        unmigratedWithData,
+        references,
+        release
+      })
+    })
+  )
