@@ -19,7 +19,7 @@ import type { RowFailure, Stored } from "./domain/LargeObject.ts"
 import type { Settings } from "./domain/Settings.ts"
 import { Failures } from "./pipeline/Failures.ts"
 import * as Payload from "./pipeline/Payload.ts"
-import { commitIdle } from "./pipeline/Pipeline.ts"
+import * as Pipeline from "./pipeline/Pipeline.ts"
 import { formatBytes } from "./pipeline/Monitor.ts"
 import * as Stage from "./pipeline/Stage.ts"
 import { Stats } from "./pipeline/Stats.ts"
@@ -219,26 +219,14 @@ export const run = (settings: Settings, manifest: string, options: UploadOptions
     const committers = Stage.run({
       name: "committers",
       workers: settings.committerThreads,
-      take: Stage.takeChunk(toCommit, settings.commitChunk, commitIdle),
+      take: Stage.takeChunk(toCommit, settings.commitChunk, Pipeline.commitIdle),
       input: toCommit,
       step: (chunk) =>
-        Effect.gen(function*() {
-          const { vanished } = yield* source.commit(chunk.map((u) => u.stored))
-          const gone = new Set(vanished)
-          for (const u of chunk) {
-            if (gone.has(u.stored)) {
-              yield* failures.record({
-                key: u.stored.candidate.key,
-                oid: u.stored.candidate.oid,
-                reason: "row-vanished",
-                detail: `manifest line ${u.line}: the row was deleted; its object ${u.stored.key} is in S3, staged file ${u.path} kept`
-              })
-            } else {
-              // only now, with the row marked, is the staged copy no longer needed
-              yield* removeStaged(u.path)
-              yield* stats.processed("committer", u.stored.candidate.size)
-            }
-          }
+        Pipeline.commit(chunk, {
+          stored: (u) => u.stored,
+          vanished: (u) => `manifest line ${u.line}: the row was deleted; its object ${u.stored.key} is in S3, staged file ${u.path} kept`,
+          // only now, with the row marked, is the staged copy no longer needed
+          marked: (u) => removeStaged(u.path)
         })
     })
 

@@ -146,22 +146,10 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
       take: Stage.takeChunk(toCommit, settings.commitChunk, commitIdle),
       input: toCommit,
       step: (chunk) =>
-        Effect.gen(function*() {
-          const { vanished } = yield* source.commit(chunk)
-          const gone = new Set(vanished)
-          for (const stored of chunk) {
-            if (gone.has(stored)) {
-              yield* failures.record({
-                key: stored.candidate.key,
-                oid: stored.candidate.oid,
-                reason: "row-vanished",
-                detail: `the row was deleted during the run; its object ${stored.key} is in S3 but no row names it`
-              })
-            } else {
-              progress?.committed(stored.candidate.key)
-              yield* stats.processed("committer", stored.candidate.size)
-            }
-          }
+        commit(chunk, {
+          stored: (stored) => stored,
+          vanished: (stored) => `the row was deleted during the run; its object ${stored.key} is in S3 but no row names it`,
+          marked: (stored) => Effect.sync(() => progress?.committed(stored.candidate.key))
         })
     })
 
@@ -173,4 +161,39 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
     )
     const failed = (exits as ReadonlyArray<Exit.Exit<void, DatabaseError | PayloadError | StoreError>>).find(Exit.isFailure)
     if (failed !== undefined) return yield* failed
+  })
+
+/**
+ * The committers' step, shared by migrate and upload-blobs: one commit (statement and transaction) for
+ * the chunk; a row that vanished meanwhile is a failure, never counted as migrated (its object stays in
+ * S3); each marked row is counted and handed to `marked`.
+ */
+export const commit = <A, E, R>(
+  chunk: ReadonlyArray<A>,
+  options: {
+    readonly stored: (item: A) => Stored
+    readonly vanished: (item: A) => string
+    readonly marked: (item: A) => Effect.Effect<void, E, R>
+  }
+) =>
+  Effect.gen(function*() {
+    const source = yield* Source
+    const stats = yield* Stats
+    const failures = yield* Failures
+    const { vanished } = yield* source.commit(chunk.map(options.stored))
+    const gone = new Set(vanished)
+    for (const item of chunk) {
+      const stored = options.stored(item)
+      if (gone.has(stored)) {
+        yield* failures.record({
+          key: stored.candidate.key,
+          oid: stored.candidate.oid,
+          reason: "row-vanished",
+          detail: options.vanished(item)
+        })
+      } else {
+        yield* options.marked(item)
+        yield* stats.processed("committer", stored.candidate.size)
+      }
+    }
   })
