@@ -7,9 +7,11 @@ import { Effect, Layer, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
 import { execFileSync } from "node:child_process"
 import { randomBytes as cryptoRandomBytes } from "node:crypto"
+import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import * as PgTls from "../src/source/PgTls.ts"
 import { runCli } from "./support/Cli.ts"
+import * as FaultProxy from "./support/FaultProxy.ts"
 import { addSha2Column, createNice2Schema, insertObject, type InsertedObject, randomBytes } from "./support/Nice2Fixture.ts"
 import { pgTestServer, pgUrl, TestDatabase } from "./support/Postgres.ts"
 import { TestS3 } from "./support/S3.ts"
@@ -57,6 +59,41 @@ describe.skipIf(server.caFile === undefined)("TLS to PostgreSQL", () => {
       const ok = yield* runCli(["migrate", "--pg-url", db.url, "--pg-ca", server.caFile!, ...(yield* s3Flags)])
       assert.strictEqual(ok.code, 0, ok.stderr)
       yield* assertAllMigrated([o])
+    }).pipe(Effect.scoped, Effect.provide(env)))
+})
+
+// https S3 with a private CA: the fault proxy (no faults) serves TLS in front of s3rver with a
+// self-signed certificate, which Node trusts through NODE_EXTRA_CA_CERTS, and only then
+describe("TLS to S3", () => {
+  it.live("an https endpoint works with its CA in NODE_EXTRA_CA_CERTS, and is refused (exit 2) without", () =>
+    Effect.gen(function*() {
+      const tmp = yield* freshTempDir
+      const cert = NodePath.join(tmp, "s3.crt")
+      const key = NodePath.join(tmp, "s3.key")
+      execFileSync("openssl", [
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+        "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"
+      ], { stdio: "ignore" })
+      const s3 = yield* TestS3
+      const proxy = yield* FaultProxy.make({
+        upstream: s3.endpoint,
+        tls: { cert: NodeFs.readFileSync(cert, "utf8"), key: NodeFs.readFileSync(key, "utf8") }
+      })
+      assert.match(proxy.endpoint, /^https:/)
+      const db = yield* TestDatabase
+      yield* createNice2Schema()
+      const o = yield* insertObject({ bytes: randomBytes(3000, 7) })
+      const args = ["migrate", "--pg-url", db.url, "--s3-url", proxy.endpoint, "--access-key", s3.accessKey,
+        "--secret-key", s3.secretKey, "--bucket", s3.bucket]
+
+      const untrusted = yield* runCli(args)
+      assert.strictEqual(untrusted.code, 2, untrusted.stderr)
+      assert.match(untrusted.stderr, /S3 bucket .*(certificate|self.signed)/i)
+
+      const trusted = yield* runCli(args, { env: { NODE_EXTRA_CA_CERTS: cert } })
+      assert.strictEqual(trusted.code, 0, trusted.stderr)
+      yield* assertAllMigrated([o])
+      assert.isTrue((yield* proxy.log).some((request) => request.method === "PUT"), "the PUT went through https")
     }).pipe(Effect.scoped, Effect.provide(env)))
 })
 
