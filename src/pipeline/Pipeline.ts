@@ -149,7 +149,8 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
         commit(chunk, {
           stored: (stored) => stored,
           vanished: (stored) => `the row was deleted during the run; its object ${stored.key} is in S3 but no row names it`,
-          marked: (stored) => Effect.sync(() => progress?.committed(stored.candidate.key))
+          marked: (stored) => Effect.sync(() => progress?.committed(stored.candidate.key)),
+          failures
         })
     })
 
@@ -174,12 +175,14 @@ export const commit = <A, E, R>(
     readonly stored: (item: A) => Stored
     readonly vanished: (item: A) => string
     readonly marked: (item: A) => Effect.Effect<void, E, R>
+    /** where vanished rows are recorded; default the Failures service */
+    readonly failures?: Failures["Service"] | undefined
   }
 ) =>
   Effect.gen(function*() {
     const source = yield* Source
     const stats = yield* Stats
-    const failures = yield* Failures
+    const failures = options.failures ?? (yield* Failures)
     const { vanished } = yield* source.commit(chunk.map(options.stored))
     const gone = new Set(vanished)
     for (const item of chunk) {
