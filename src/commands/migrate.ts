@@ -140,8 +140,8 @@ export const migrate = Command.make("migrate", {
     ...profileInput(flags)
   })
   if (flags.dryRun) {
-    yield* planProfile(profileInput(flags))
-    return yield* printPlan({ ...flags, pgUrl: settings.pgUrl, receiverThreads: settings.receiverThreads, s3: settings })
+    const profile = yield* planProfile(profileInput(flags))
+    return yield* printPlan({ ...flags, pgUrl: settings.pgUrl, receiverThreads: settings.receiverThreads, s3: settings, profile })
   }
   if (settings.finalize) {
     yield* Profiles.require(settings.profile, "--finalize")
