@@ -188,7 +188,7 @@ export const migrate = Command.make("migrate", {
   if (summary.stopped) return yield* new RunStopped({ migrated: summary.migrated })
   if (summary.failed > 0) return yield* new RowsFailed({ failed: summary.failed })
   yield* log(
-    `Adding NOT NULL constraint and UNIQUE INDEX ... ${summary.finalized ? "done" : "skipping (--finalize not given)"}`
+    `Adding NOT NULL constraint${settings.profile._tag === "table" ? "" : " and UNIQUE INDEX"} ... ${summary.finalized ? "done" : "skipping (--finalize not given)"}`
   )
   yield* log("Migration completed")
 })).pipe(Command.withDescription("Copy every large object of the source (--profile; default _nice_binary) into S3 and record it (nice2: sha2 = its SHA-256)"))

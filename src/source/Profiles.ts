@@ -30,7 +30,7 @@ export type Capability = "plan" | "verify --against-source" | "prune" | "upload-
 
 const unsupported: Record<Profile["_tag"], ReadonlyArray<Capability>> = {
   nice2: [],
-  table: ["upload-blobs", "--finalize", "--deferred-blobs"],
+  table: ["upload-blobs", "--deferred-blobs"],
   relstorage: ["verify --against-source", "prune", "upload-blobs", "--finalize", "--deferred-blobs"]
 }
 

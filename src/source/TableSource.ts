@@ -20,7 +20,6 @@ import type { RetryPolicy } from "../pipeline/Retry.ts"
 import { Stats } from "../pipeline/Stats.ts"
 import { quote, quoteQualified } from "./Identifier.ts"
 import { type Inventory, type ListedRow, Source, statement } from "./Source.ts"
-import { ProfileUnsupported } from "../domain/Errors.ts"
 
 const fallbackContentType = "application/octet-stream"
 /** INV_READ of lo_open */
@@ -429,8 +428,33 @@ export const layer = (
           return rows.map(toListed).flatMap((l) => Result.isSuccess(l.row) ? [l.row.success] : [])
         })
 
-      const unsupported = (what: string) =>
-        Effect.fail(new ProfileUnsupported({ profile: "table", what }))
+      // NOT NULL only: equal contents in a generic table are legitimate duplicates (two rows may hold the
+      // same file), so no unique index on the result column
+      const finalize = Effect.gen(function*() {
+        const cols = yield* checked
+        if (!cols.has(profile.sha256Column)) {
+          return yield* new SchemaMismatch({ table: shown, problem: `has no column ${quote(profile.sha256Column)}: run the migration first` })
+        }
+        const [open] = yield* query("count unmigrated rows", `SELECT count(*) AS n FROM ${table} AS t WHERE ${sha} IS NULL`, [])
+        const n = Number(open?.n ?? 0)
+        if (n > 0) {
+          const examples = yield* query(
+            "list unmigrated rows",
+            `SELECT ${keySelect}, ${oid}::oid AS oid FROM ${table} AS t WHERE ${sha} IS NULL ORDER BY ${keyOrder} LIMIT 10`,
+            []
+          )
+          const named = examples.map((r) =>
+            `${keys.map((_, i) => (r[`k${i}`] === null ? "NULL" : String(r[`k${i}`]))).join(",")} (oid ${r.oid ?? "NULL"})`
+          )
+          return yield* new SchemaMismatch({
+            table: shown,
+            problem: `${n} row(s) still have no ${quote(profile.sha256Column)} (e.g. ${named.join("; ")}${n > named.length ? "; ..." : ""}): ` +
+              "cannot add NOT NULL (rerun the migration; rows with a NULL key column are never migrated: fill or delete them)"
+          })
+        }
+        yield* run("add NOT NULL", sql.unsafe(`ALTER TABLE ${table} ALTER COLUMN ${quote(profile.sha256Column)} SET NOT NULL`))
+        yield* Effect.logInfo(`${shown}: ${quote(profile.sha256Column)} is NOT NULL now (no unique index: rows may share a content)`)
+      })
 
       return Source.of({
         table: shown,
@@ -442,7 +466,7 @@ export const layer = (
         page,
         commit,
         recorded,
-        finalize: unsupported("--finalize").pipe(Effect.orDie),
+        finalize,
         inventory,
         sample,
         migratedPage,
