@@ -109,7 +109,7 @@ export const migrate = Command.make("migrate", {
   ),
   finalize: Flag.Boolean("finalize").pipe(
     Flag.withAlias("f"),
-    Flag.withDescription("after a run with no failure, once every migrated object verifies (HEAD): make sha2 NOT NULL and add a unique index on it"),
+    Flag.withDescription("after a run with no failure, once every migrated object verifies (HEAD): make sha2 NOT NULL and add a unique index on it (table profile: --sha256-column NOT NULL, no index)"),
     Flag.withDefault(false)
   ),
   dryRun: Flag.Boolean("dry-run").pipe(
