@@ -7,6 +7,7 @@ import { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, Redacted } from "effect"
 import type { SqlError } from "effect/sql"
 import { DatabaseUnavailable, describeCause } from "./domain/Errors.ts"
+import type { Profile } from "./domain/Profile.ts"
 import type { Settings } from "./domain/Settings.ts"
 import { defaultPolicy } from "./pipeline/Retry.ts"
 import { Stats } from "./pipeline/Stats.ts"
@@ -32,8 +33,11 @@ export const database = (options: {
   readonly pgCa: string | undefined
   readonly retries: number
   readonly connections: number
+  readonly profile?: Profile | undefined
 }) =>
-  Nice2.layer(defaultPolicy(options.retries)).pipe(
+  (options.profile === undefined
+    ? Nice2.layer(defaultPolicy(options.retries))
+    : Profiles.layer(options.profile, undefined, defaultPolicy(options.retries), { pgCa: options.pgCa, connections: options.connections })).pipe(
     Layer.provideMerge(pg(options.pgUrl, options.connections, options.pgCa)),
     Layer.provideMerge(Stats.layer)
   )

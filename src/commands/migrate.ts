@@ -109,7 +109,7 @@ export const migrate = Command.make("migrate", {
   ),
   finalize: Flag.Boolean("finalize").pipe(
     Flag.withAlias("f"),
-    Flag.withDescription("after a run with no failure, once every migrated object verifies (HEAD): make sha2 NOT NULL and add a unique index on it"),
+    Flag.withDescription("after a run with no failure, once every migrated object verifies (HEAD): make sha2 NOT NULL and add a unique index on it (table profile: --sha256-column NOT NULL, no index)"),
     Flag.withDefault(false)
   ),
   dryRun: Flag.Boolean("dry-run").pipe(
@@ -140,8 +140,8 @@ export const migrate = Command.make("migrate", {
     ...profileInput(flags)
   })
   if (flags.dryRun) {
-    yield* planProfile(profileInput(flags))
-    return yield* printPlan({ ...flags, pgUrl: settings.pgUrl, receiverThreads: settings.receiverThreads, s3: settings })
+    const profile = yield* planProfile(profileInput(flags))
+    return yield* printPlan({ ...flags, pgUrl: settings.pgUrl, receiverThreads: settings.receiverThreads, s3: settings, profile })
   }
   if (settings.finalize) {
     yield* Profiles.require(settings.profile, "--finalize")
@@ -188,7 +188,7 @@ export const migrate = Command.make("migrate", {
   if (summary.stopped) return yield* new RunStopped({ migrated: summary.migrated })
   if (summary.failed > 0) return yield* new RowsFailed({ failed: summary.failed })
   yield* log(
-    `Adding NOT NULL constraint and UNIQUE INDEX ... ${summary.finalized ? "done" : "skipping (--finalize not given)"}`
+    `Adding NOT NULL constraint${settings.profile._tag === "table" ? "" : " and UNIQUE INDEX"} ... ${summary.finalized ? "done" : "skipping (--finalize not given)"}`
   )
   yield* log("Migration completed")
 })).pipe(Command.withDescription("Copy every large object of the source (--profile; default _nice_binary) into S3 and record it (nice2: sha2 = its SHA-256)"))

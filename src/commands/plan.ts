@@ -34,7 +34,7 @@ const s3Note = (settings: Settings) =>
     )
   }).pipe(Effect.provide(Connections.store(settings, 1).pipe(Layer.provide(Stats.layer))))
 
-/** `plan` covers the whole nice2 table: other profiles and a shard are refused (exit 2), not half answered. */
+/** `plan` covers the whole table: a profile without a plan and a shard are refused (exit 2), not half answered. */
 export const planProfile = (input: ProfileInput) =>
   Effect.gen(function*() {
     const { profile, shard } = yield* Profile.validate(input)
@@ -42,6 +42,13 @@ export const planProfile = (input: ProfileInput) =>
     if (shard !== undefined) {
       return yield* new SettingsError({ setting: "--shard", problem: "plan shows the whole table; run it without --shard" })
     }
+    if (profile._tag === "relstorage" && profile.destPgUrl !== undefined) {
+      return yield* new SettingsError({
+        setting: "--dest-pg-url",
+        problem: "plan with blob_state in another database is not built yet; run it without --dest-pg-url"
+      })
+    }
+    return profile
   })
 
 /** Prints the plan; shared with `migrate --dry-run`. S3 is only read, and only when settings are given. */
@@ -53,6 +60,7 @@ export const printPlan = (input: {
   readonly receiverThreads: number
   readonly retries: number
   readonly s3: Settings | undefined
+  readonly profile?: Profile.Profile | undefined
 }) =>
   Effect.gen(function*() {
     const pgUrl = yield* validatePgUrl(input.pgUrl)
@@ -66,7 +74,7 @@ export const printPlan = (input: {
       sample: input.sample,
       sampleBytes: input.sampleMib * MiB,
       receiverThreads: input.receiverThreads
-    }).pipe(Connections.provide(pgUrl, Connections.database({ pgUrl, pgCa, retries: input.retries, connections: 2 })))
+    }).pipe(Connections.provide(pgUrl, Connections.database({ pgUrl, pgCa, retries: input.retries, connections: 2, profile: input.profile })))
     const notes = input.s3 === undefined
       ? ["S3 not checked (no --bucket given)"]
       : [yield* s3Note(input.s3)]
@@ -82,9 +90,9 @@ export const plan = Command.make("plan", {
   retries
 }, Effect.fn("plan")(function*(flags) {
   // S3 is optional: with a bucket, plan checks (read-only) that migrate could use it
-  yield* planProfile(profileInput(flags))
+  const profile = yield* planProfile(profileInput(flags))
   const s3 = Option.isSome(flags.bucket) ? yield* settingsOf({ ...flags, bucket: flags.bucket.value }) : undefined
-  yield* printPlan({ ...flags, s3 })
+  yield* printPlan({ ...flags, s3, profile })
 })).pipe(
   Command.withDescription(
     "Show what migrate would do: objects and bytes to migrate, a size histogram, problems, an estimated duration; writes nothing"

@@ -19,12 +19,15 @@ import { fillTemplate, type Shard, type TableProfile } from "../domain/Profile.t
 import type { RetryPolicy } from "../pipeline/Retry.ts"
 import { Stats } from "../pipeline/Stats.ts"
 import { quote, quoteQualified } from "./Identifier.ts"
-import { type ListedRow, Source, statement } from "./Source.ts"
-import { ProfileUnsupported } from "../domain/Errors.ts"
+import { type Inventory, type ListedRow, Source, statement } from "./Source.ts"
 
 const fallbackContentType = "application/octet-stream"
 /** INV_READ of lo_open */
 const invRead = 0x40000
+/** plan without --size-column reads each object's length; above this many rows it says "sizes unknown" */
+const sizeReadLimit = 100_000
+/** examples shown per problem */
+const exampleCount = 10
 
 type Raw = Record<string, unknown>
 
@@ -302,8 +305,156 @@ export const layer = (
         })
       }
 
-      const unsupported = (what: string) =>
-        Effect.fail(new ProfileUnsupported({ profile: "table", what }))
+      // plan: one scan computes each row's state and size; without --size-column the size is the large
+      // object's own length (one lo_open per row), read only up to `sizeReadLimit` rows
+      const inventory = (sizeBounds: ReadonlyArray<number>) =>
+        Effect.gen(function*() {
+          const cols = yield* checked
+          const hasSha = cols.has(profile.sha256Column)
+          const todo = hasSha ? `${sha} IS NULL` : "true"
+          const [counted] = yield* query(
+            "count rows",
+            `SELECT count(*) AS n FROM ${table} AS t WHERE ${listable} AND ${oid} IS NOT NULL`,
+            []
+          )
+          const sizesKnown = profile.sizeColumn !== undefined || Number(counted?.n ?? 0) <= sizeReadLimit
+          const sizeOf = sizesKnown ? size : "NULL::bigint"
+          const thresholds = sizeBounds.map((b) => b + 1)
+          const groups = yield* query(
+            "count rows and bytes",
+            `WITH r AS MATERIALIZED (SELECT ${todo} AS todo, ${sizeOf} AS size FROM ${table} AS t WHERE ${listable})
+             SELECT r.todo, width_bucket(r.size, $1::int8[]) AS bucket, count(*) AS n, coalesce(sum(r.size), 0)::text AS bytes
+             FROM r GROUP BY 1, 2`,
+            [thresholds]
+          )
+          const sum = (rows: ReadonlyArray<Raw>) =>
+            rows.reduce<{ n: number; bytes: bigint }>((acc, r) => ({ n: acc.n + Number(r.n), bytes: acc.bytes + BigInt(String(r.bytes)) }), { n: 0, bytes: 0n })
+          const all = sum(groups)
+          const todoRows = groups.filter((r) => r.todo === true)
+          const done = sum(groups.filter((r) => r.todo !== true))
+          const histogram = [...sizeBounds, undefined].map((upTo, i) => {
+            const b = todoRows.find((r) => r.bucket !== null && Number(r.bucket) === i)
+            return { upTo, objects: Number(b?.n ?? 0), bytes: BigInt(String(b?.bytes ?? 0)) }
+          })
+          const unknownSize = Number(todoRows.find((r) => r.bucket === null)?.n ?? 0)
+          const examplesOf = (operation: string, where: string) =>
+            Effect.gen(function*() {
+              const [n] = yield* query(`count ${operation}`, `SELECT count(*) AS n FROM ${table} AS t WHERE ${where}`, [])
+              const rows = yield* query(
+                `list ${operation}`,
+                `SELECT ${keySelect}, ${oid}::oid AS oid FROM ${table} AS t WHERE ${where} ORDER BY ${keyOrder} LIMIT ${exampleCount}`,
+                []
+              )
+              return { count: Number(n?.n ?? 0), rows }
+            })
+          const nullData = yield* examplesOf("NULL oids", `${todo} AND ${listable} AND ${oid} IS NULL`)
+          const dangling = yield* examplesOf(
+            "dangling oids",
+            `${todo} AND ${listable} AND ${oid} IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = ${oid}::oid)`
+          )
+          // a row with a NULL key column is never listed, so never migrated
+          const nullKeys = yield* examplesOf("NULL keys", `${todo} AND NOT (${listable})`)
+          const [shared] = yield* query(
+            "count shared oids",
+            `SELECT count(*) AS oids, coalesce(sum(s.n), 0)::text AS rows
+             FROM (SELECT count(*) AS n FROM ${table} AS t WHERE ${oid} IS NOT NULL AND ${listable} GROUP BY ${oid} HAVING count(*) > 1) s`,
+            []
+          )
+          const sharedExamples = yield* query(
+            "list shared oids",
+            `SELECT ${oid}::oid AS oid FROM ${table} AS t WHERE ${oid} IS NOT NULL AND ${listable}
+             GROUP BY ${oid} HAVING count(*) > 1 ORDER BY ${oid} LIMIT ${exampleCount}`,
+            []
+          )
+          const sharing = yield* referencing(sharedExamples.map((r) => Number(r.oid)))
+          const notes: Array<string> = []
+          if (!hasSha) {
+            notes.push(
+              `column ${quote(profile.sha256Column)} does not exist yet: every row counts as not migrated; migrate adds it (needs the table's owner)`
+            )
+          }
+          if (!sizesKnown) {
+            notes.push(
+              `sizes unknown: ${counted?.n} rows reference large objects, more than the ${sizeReadLimit} whose lengths plan reads ` +
+                `one by one (lo_lseek64); give --size-column for exact bytes`
+            )
+          } else if (profile.sizeColumn === undefined) {
+            notes.push("sizes read from the large objects themselves (lo_lseek64); dangling and NULL oids have no size")
+          }
+          const result: Inventory = {
+            total: all.n,
+            migrated: done.n,
+            remaining: all.n - done.n,
+            totalBytes: all.bytes,
+            migratedBytes: done.bytes,
+            remainingBytes: all.bytes - done.bytes,
+            histogram,
+            unknownSize,
+            sizesUnknown: !sizesKnown,
+            nullData: { count: nullData.count, examples: nullData.rows.map(keyOf) },
+            dangling: { count: dangling.count, examples: dangling.rows.map((r) => ({ key: keyOf(r), oid: Number(r.oid) })) },
+            malformedKeys: { count: nullKeys.count, examples: nullKeys.rows.map((r) =>
+                `${keys.map((_, i) => (r[`k${i}`] === null ? "NULL" : String(r[`k${i}`]))).join(",")} (oid ${r.oid ?? "NULL"})`
+              ) },
+            sharedOids: {
+              oids: Number(shared?.oids ?? 0),
+              rows: Number(shared?.rows ?? 0),
+              examples: sharedExamples.map((r) => ({
+                oid: Number(r.oid),
+                keys: sharing.filter((x) => x.oid === Number(r.oid)).map((x) => x.key)
+              }))
+            },
+            notes
+          }
+          return result
+        })
+
+      // rows to migrate in random order; the size (an lo_open each without --size-column) is computed
+      // only for the rows picked, outside the sorted subquery
+      const sample = (limit: number) =>
+        Effect.gen(function*() {
+          const cols = yield* checked
+          const todo = cols.has(profile.sha256Column) ? `${sha} IS NULL` : "true"
+          const keyCols = profile.keyColumns.map(quote)
+          const rows = yield* query(
+            "sample rows",
+            `SELECT ${keySelect}, ${oid}::oid AS oid, ${size} AS size, ${mime} AS mime
+             FROM (SELECT * FROM ${table} AS t
+                   WHERE ${todo} AND ${listable} AND ${oid} IS NOT NULL ORDER BY random() LIMIT $1) AS t
+             ORDER BY ${keyCols.map((c) => `t.${c}`).join(", ")}`,
+            [limit]
+          )
+          return rows.map(toListed).flatMap((l) => Result.isSuccess(l.row) ? [l.row.success] : [])
+        })
+
+      // NOT NULL only: equal contents in a generic table are legitimate duplicates (two rows may hold the
+      // same file), so no unique index on the result column
+      const finalize = Effect.gen(function*() {
+        const cols = yield* checked
+        if (!cols.has(profile.sha256Column)) {
+          return yield* new SchemaMismatch({ table: shown, problem: `has no column ${quote(profile.sha256Column)}: run the migration first` })
+        }
+        const [open] = yield* query("count unmigrated rows", `SELECT count(*) AS n FROM ${table} AS t WHERE ${sha} IS NULL`, [])
+        const n = Number(open?.n ?? 0)
+        if (n > 0) {
+          const examples = yield* query(
+            "list unmigrated rows",
+            `SELECT ${keySelect}, ${oid}::oid AS oid FROM ${table} AS t WHERE ${sha} IS NULL ORDER BY ${keyOrder} LIMIT 10`,
+            []
+          )
+          const named = examples.map((r) =>
+            `${keys.map((_, i) => (r[`k${i}`] === null ? "NULL" : String(r[`k${i}`]))).join(",")} (oid ${r.oid ?? "NULL"})`
+          )
+          return yield* new SchemaMismatch({
+            table: shown,
+            problem: `${n} row(s) still have no ${quote(profile.sha256Column)} (e.g. ${named.join("; ")}${n > named.length ? "; ..." : ""}): ` +
+              "cannot add NOT NULL (rerun the migration; rows with a NULL key column are never migrated: fill or delete them)"
+          })
+        }
+        yield* run("add NOT NULL", sql.unsafe(`ALTER TABLE ${table} ALTER COLUMN ${quote(profile.sha256Column)} SET NOT NULL`))
+        yield* Effect.logInfo(`${shown}: ${quote(profile.sha256Column)} is NOT NULL now (no unique index: rows may share a content)`)
+      })
 
       return Source.of({
         table: shown,
@@ -315,9 +466,9 @@ export const layer = (
         page,
         commit,
         recorded,
-        finalize: unsupported("--finalize").pipe(Effect.orDie),
-        inventory: () => unsupported("plan").pipe(Effect.orDie),
-        sample: () => unsupported("plan").pipe(Effect.orDie),
+        finalize,
+        inventory,
+        sample,
         migratedPage,
         unmigratedWithData,
         references,
