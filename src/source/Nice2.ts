@@ -4,7 +4,7 @@
  * the SHA-256 hex written to `sha2`.
  */
 import { Effect, Layer, Result } from "effect"
-import { SqlClient, type SqlError } from "effect/sql"
+import { SqlClient } from "effect/sql"
 import {
   BatchJobActive,
   DatabaseUnavailable,
@@ -14,9 +14,9 @@ import {
 import { isSha1Hex, objectKey, type RowFailure, type Stored } from "../domain/LargeObject.ts"
 import type { Shard } from "../domain/Profile.ts"
 import type { RetryPolicy } from "../pipeline/Retry.ts"
-import { Stats } from "../pipeline/Stats.ts"
+import type { Stats } from "../pipeline/Stats.ts"
 import * as Nice2Lifecycle from "./Nice2Lifecycle.ts"
-import { type ListedRow, Source, statement } from "./Source.ts"
+import { type ListedRow, Source, runner } from "./Source.ts"
 import { transaction } from "./Transaction.ts"
 
 export const table = "_nice_binary"
@@ -60,9 +60,7 @@ export const layer = (policy: RetryPolicy, shard?: Shard | undefined): Layer.Lay
     Source,
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
-      const stats = yield* Stats
-      const run = <A>(operation: string, effect: Effect.Effect<A, SqlError.SqlError>) =>
-        statement(operation, policy, effect).pipe(Effect.provideService(Stats, stats))
+      const run = yield* runner(policy)
 
       const columnsOf = (name: string) =>
         run(

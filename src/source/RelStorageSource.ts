@@ -13,7 +13,7 @@
  * are stored inline in `data` (s3_key NULL) without an S3 request, committed by the same committers.
  */
 import { Effect, Layer, Result } from "effect"
-import { SqlClient, type SqlError } from "effect/sql"
+import { SqlClient } from "effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { Context, Redacted } from "effect"
 import { DatabaseError, DatabaseUnavailable, describeCause, ProfileUnsupported, SchemaMismatch } from "../domain/Errors.ts"
@@ -22,8 +22,8 @@ import type { Candidate, Stored } from "../domain/LargeObject.ts"
 import type { MigratedRow } from "../domain/MigratedObject.ts"
 import type { RelStorageProfile, Shard } from "../domain/Profile.ts"
 import type { RetryPolicy } from "../pipeline/Retry.ts"
-import { Stats } from "../pipeline/Stats.ts"
-import { describeUrl, type Inventory, type ListedRow, Source, statement } from "./Source.ts"
+import type { Stats } from "../pipeline/Stats.ts"
+import { describeUrl, type Inventory, type ListedRow, Source, runner } from "./Source.ts"
 
 const invRead = 0x40000
 /** plan reads each chunk's length; above this many chunks it says "sizes unknown" */
@@ -62,10 +62,8 @@ export const layer = (
     Source,
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
-      const stats = yield* Stats
       const scope = yield* Effect.scope
-      const run = <A>(operation: string, effect: Effect.Effect<A, SqlError.SqlError>) =>
-        statement(operation, policy, effect).pipe(Effect.provideService(Stats, stats))
+      const run = yield* runner(policy)
       const query = (operation: string, text: string, params: ReadonlyArray<unknown>) =>
         run(operation, sql.unsafe<Raw>(text, params))
 

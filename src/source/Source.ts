@@ -16,7 +16,7 @@ import type { Candidate, RowFailure, Stored } from "../domain/LargeObject.ts"
 import type { Shard } from "../domain/Profile.ts"
 import type { MigratedRow, Released } from "../domain/MigratedObject.ts"
 import { retrying, type RetryPolicy } from "../pipeline/Retry.ts"
-import type { Stats } from "../pipeline/Stats.ts"
+import { Stats } from "../pipeline/Stats.ts"
 
 /** One listed row: a candidate to migrate, or a failure found by looking at the row alone. */
 export interface ListedRow {
@@ -157,6 +157,13 @@ export const statement = <A, R>(
   retrying(effect, { policy, isRetryable: isRetryableSql, what: operation }).pipe(
     Effect.mapError((cause) => new DatabaseError({ operation, cause }))
   )
+
+/** A statement runner for a profile's SQL: `statement` bound to its retry policy and the run's Stats. */
+export type Runner = <A>(operation: string, effect: Effect.Effect<A, SqlError.SqlError>) => Effect.Effect<A, DatabaseError>
+
+export const runner = (policy: RetryPolicy): Effect.Effect<Runner, never, Stats> =>
+  Effect.map(Stats, (stats): Runner => (operation, effect) =>
+    statement(operation, policy, effect).pipe(Effect.provideService(Stats, stats)))
 
 /** Where a PostgreSQL URL points, without its credentials, for error messages. */
 export const describeUrl = (url: string): string => {

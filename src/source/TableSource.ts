@@ -11,15 +11,15 @@
  * texts of a composite key.
  */
 import { Effect, Layer, Result } from "effect"
-import { SqlClient, type SqlError } from "effect/sql"
+import { SqlClient } from "effect/sql"
 import { DatabaseUnavailable, describeCause, SchemaMismatch } from "../domain/Errors.ts"
 import type { Candidate, RowFailure, Stored } from "../domain/LargeObject.ts"
 import type { MigratedRow, Released } from "../domain/MigratedObject.ts"
 import { fillTemplate, type Shard, type TableProfile } from "../domain/Profile.ts"
 import type { RetryPolicy } from "../pipeline/Retry.ts"
-import { Stats } from "../pipeline/Stats.ts"
+import type { Stats } from "../pipeline/Stats.ts"
 import { quote, quoteQualified } from "./Identifier.ts"
-import { type Inventory, type ListedRow, Source, statement } from "./Source.ts"
+import { type Inventory, type ListedRow, Source, runner } from "./Source.ts"
 
 const fallbackContentType = "application/octet-stream"
 /** INV_READ of lo_open */
@@ -40,9 +40,7 @@ export const layer = (
     Source,
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
-      const stats = yield* Stats
-      const run = <A>(operation: string, effect: Effect.Effect<A, SqlError.SqlError>) =>
-        statement(operation, policy, effect).pipe(Effect.provideService(Stats, stats))
+      const run = yield* runner(policy)
       const query = (operation: string, text: string, params: ReadonlyArray<unknown>) =>
         run(operation, sql.unsafe<Raw>(text, params))
 
