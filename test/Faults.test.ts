@@ -62,6 +62,21 @@ describe("faults", () => {
       yield* assertNoStrayKeys
     }).pipe(Effect.scoped, Effect.provide(env)))
 
+  it.live("a CompleteMultipartUpload whose answer is lost after the server assembled the object counts as stored", () =>
+    Effect.gen(function*() {
+      yield* createNice2Schema()
+      const proxy = yield* FaultProxy
+      const big = yield* insertObject({ bytes: randomBytes(6 * MiB + 5, 4242) })
+      // the first Complete reaches s3rver, which assembles the object, then the connection is cut; the
+      // retried Complete finds the upload gone (s3rver answers it with an error)
+      yield* proxy.setRules([{ name: "lost-complete", method: "POST", path: /uploadId=/, count: 1, fault: faults.resetAfter }])
+      const result = yield* runCli(["migrate", ...(yield* viaProxy), "--upload-chunk-size", "5120", "--retries", "3"])
+      assert.strictEqual(yield* proxy.fired("lost-complete"), 1)
+      assert.strictEqual(result.code, 0, result.stderr)
+      yield* assertAllMigrated([big])
+      yield* assertNoStrayKeys
+    }).pipe(Effect.scoped, Effect.provide(env)))
+
   it.live("PostgreSQL connections killed mid-run (pg_terminate_backend): retried, finished correct", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient

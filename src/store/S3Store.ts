@@ -326,20 +326,22 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
               }),
               { abortSignal }
             ).then((answer) => confirm(Key, answer, { md5: request.md5, partMd5s: parts.map((p) => p.md5) }))).pipe(
-              // A retried Complete whose first attempt did succeed finds the upload gone: the object
-              // counts as stored only if it is the one we assembled (same multipart ETag).
+              // A Complete that failed for the client may have succeeded on the server (its answer lost
+              // after the object was assembled): a retried Complete then finds the upload gone, and some
+              // servers answer it with an error. Whatever the error, the object counts as stored only if
+              // it is the one we assembled (same size, ETag confirming the bytes); otherwise the upload
+              // is aborted and the original error stands.
               Effect.catch((error) =>
-                (error.cause as AwsLikeError | undefined)?.name === "NoSuchUpload"
-                  ? send("HeadObject", Key, (abortSignal) =>
-                    client.send(new HeadObjectCommand({ Bucket, Key }), { abortSignal })).pipe(
-                      Effect.flatMap((head) =>
-                        head.ContentLength === size &&
-                          etagVerdict(head, { md5: request.md5, partMd5s: parts.map((p) => p.md5) }) === "match"
-                          ? Effect.void
-                          : Effect.fail(error)
-                      )
-                    )
-                  : Effect.fail(error).pipe(Effect.tap(() => abort))
+                send("HeadObject", Key, (abortSignal) => client.send(new HeadObjectCommand({ Bucket, Key }), { abortSignal })).pipe(
+                  Effect.flatMap((head) =>
+                    head.ContentLength === size &&
+                      etagVerdict(head, { md5: request.md5, partMd5s: parts.map((p) => p.md5) }) === "match"
+                      ? Effect.void
+                      : Effect.fail(error)
+                  ),
+                  Effect.catch(() => Effect.fail(error)),
+                  Effect.tapError(() => abort)
+                )
               ),
               Effect.onInterrupt(() => abort)
             )
