@@ -23,6 +23,8 @@ import type { MigratedRow } from "../domain/MigratedObject.ts"
 import type { RelStorageProfile, Shard } from "../domain/Profile.ts"
 import type { RetryPolicy } from "../pipeline/Retry.ts"
 import type { Stats } from "../pipeline/Stats.ts"
+import { lockNamespace } from "./RunLock.ts"
+import { transaction } from "./Transaction.ts"
 import { describeUrl, type Inventory, type ListedRow, Source, runner } from "./Source.ts"
 
 const invRead = 0x40000
@@ -136,13 +138,18 @@ export const layer = (
           `blob_chunk: ${pk.includes("tid") ? "history-preserving" : "history-free"} layout (primary key ${pk.join(", ") || "none"})`
         )
         const dest = yield* connectDestination
-        yield* dest.unsafe(`CREATE TABLE IF NOT EXISTS blob_state (
+        // Shards start together: CREATE TABLE IF NOT EXISTS is not safe against a concurrent twin (it
+        // races on the catalog's unique index), so creators take turns under a transaction lock.
+        yield* transaction(dest, Effect.andThen(
+          dest.unsafe("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))", [lockNamespace, "blob_state"]),
+          dest.unsafe(`CREATE TABLE IF NOT EXISTS blob_state (
             zoid bigint NOT NULL,
             tid bigint NOT NULL,
             blob_size bigint NOT NULL,
             data bytea,
             s3_key text,
-            PRIMARY KEY (zoid, tid))`).pipe(
+            PRIMARY KEY (zoid, tid))`)
+        )).pipe(
           Effect.mapError((error) =>
             new DatabaseUnavailable({
               problem: `cannot create blob_state: ${describeCause(error)}`,
