@@ -125,4 +125,27 @@ describe("--shard i/n", () => {
       assert.strictEqual(finalize.code, 2, finalize.stderr)
       assert.include(finalize.stderr, "run it once without --shard")
     }).pipe(Effect.scoped, Effect.provide(env)), 120_000)
+
+  it.live("shards of another count are refused while shards of one count run", () =>
+    Effect.gen(function*() {
+      yield* createNice2Schema()
+      for (let i = 0; i < 6; i++) yield* insertObject({ bytes: randomBytes(80 + i, 70 + i) })
+      const t = yield* target()
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* RunLock.acquire("_nice_binary", { onLost: Effect.void, shard: { index: 0, count: 2 } })
+        const three = yield* runCli(["migrate", ...t, "--shard", "1/3"])
+        assert.strictEqual(three.code, 2, three.stderr)
+        assert.include(three.stderr, "shards of _nice_binary are running with /2, this run has /3")
+        assert.strictEqual((yield* readRows).filter((r) => r.sha2 !== null).length, 0, "the refused run marked nothing")
+        // in-process too, and a refused run leaves no lock behind: the same count still starts
+        const conflict = yield* Effect.exit(Effect.scoped(RunLock.acquire("_nice_binary", { onLost: Effect.void, shard: { index: 0, count: 4 } })))
+        assert.isTrue(Exit.isFailure(conflict))
+        assert.include(String(Exit.isFailure(conflict) ? conflict.cause : ""), "ShardCountConflict")
+        const same = yield* runCli(["migrate", ...t, "--shard", "1/2"])
+        assert.strictEqual(same.code, 0, same.stderr)
+      }))
+      // once the /2 runs are gone, /3 may start
+      const later = yield* runCli(["migrate", ...t, "--shard", "0/3"])
+      assert.strictEqual(later.code, 0, later.stderr)
+    }).pipe(Effect.scoped, Effect.provide(env)), 120_000)
 })

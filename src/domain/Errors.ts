@@ -99,6 +99,21 @@ export class MigrationLocked extends Data.TaggedError("MigrationLocked")<{
   }
 }
 
+/** `--shard i/n` while shards of the same table run with another `n`: they would overlap. */
+export class ShardCountConflict extends Data.TaggedError("ShardCountConflict")<{
+  readonly table: string
+  readonly count: number
+  /** the shard counts of the runs already going */
+  readonly running: ReadonlyArray<number>
+}> {
+  readonly [Runtime.errorExitCode] = 2
+  override get message() {
+    const running = this.running.map((n) => `/${n}`).join(", ")
+    return `shards of ${this.table} are running with ${running}, this run has /${this.count}: every process of one ` +
+      `migration must use the same shard count (use ${running.split(", ")[0]}, or wait for them to finish)`
+  }
+}
+
 /** A command or option that the chosen `--profile` cannot carry out: refused before any work. */
 export class ProfileUnsupported extends Data.TaggedError("ProfileUnsupported")<{
   readonly profile: string
@@ -187,6 +202,7 @@ export type MigrateError =
   | BatchJobActive
   | StoreUnavailable
   | MigrationLocked
+  | ShardCountConflict
   | ProfileUnsupported
   | StoreError
   | DatabaseError

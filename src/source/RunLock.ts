@@ -10,7 +10,11 @@
  *
  * With `--shard i/n` a run takes two locks on that session: the table's lock *shared* (shards run side by
  * side, but never next to an unsharded run, which takes it exclusively) and the shard's own lock
- * (`<table> shard i/n`) exclusively, so a second process on the same shard is refused.
+ * (`<table> shard i/n`) exclusively, so a second process on the same shard is refused. It also holds a
+ * shared lock keyed by the shard count (`hashtext('lo-migrate shards <table>'), n`) and then looks in
+ * `pg_locks` for the same lock with another `n`: shards of different counts would split the rows
+ * differently and overlap, so such a run is refused. Two runs of different `n` starting at the same
+ * instant may both see each other and both be refused; never do both go on.
  *
  * If the lock's session is killed during the run (`pg_terminate_backend`, a server restart), the run
  * takes the lock again on a fresh connection; if another run got it in between, this one stops
@@ -18,7 +22,7 @@
  */
 import { Effect, Exit, Ref, Schedule, Scope } from "effect"
 import { SqlClient } from "effect/sql"
-import { DatabaseUnavailable, describeCause, MigrationLocked } from "../domain/Errors.ts"
+import { DatabaseUnavailable, describeCause, MigrationLocked, ShardCountConflict } from "../domain/Errors.ts"
 import { type Shard, shardSuffix } from "../domain/Profile.ts"
 
 export const lockNamespace = "lo-migrate"
@@ -27,6 +31,17 @@ const tryLockSql = "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2)) AS l
 const unlockSql = "SELECT pg_advisory_unlock(hashtext($1), hashtext($2))"
 const tryLockSharedSql = "SELECT pg_try_advisory_lock_shared(hashtext($1), hashtext($2)) AS locked"
 const unlockSharedSql = "SELECT pg_advisory_unlock_shared(hashtext($1), hashtext($2))"
+const tryCountLockSql = "SELECT pg_try_advisory_lock_shared(hashtext($1), $2::int4) AS locked"
+const unlockCountSql = "SELECT pg_advisory_unlock_shared(hashtext($1), $2::int4)"
+// pg_locks shows a two-int4 advisory key as classid = key1, objid = key2 (as unsigned oids), objsubid 2
+const otherCountsSql = `SELECT DISTINCT l.objid::bigint AS n FROM pg_catalog.pg_locks l
+  WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+    AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+    AND l.classid = (hashtext($1)::bigint & 4294967295)::oid AND l.objid <> $2::int4::bigint::oid
+  ORDER BY 1`
+
+/** The name of the lock that tells which shard counts are running on `table`. */
+const countLockName = (table: string) => `${lockNamespace} shards ${table}`
 
 interface LockKey {
   readonly name: string
@@ -39,23 +54,44 @@ const keysOf = (table: string, shard: Shard | undefined): ReadonlyArray<LockKey>
     ? [{ name: table, shared: false }]
     : [{ name: table, shared: true }, { name: `${table}${shardSuffix(shard)}`, shared: false }]
 
+/** What one attempt found: the locks are held, another run holds one, or shards of another count run. */
+type Outcome =
+  | { readonly _tag: "Locked" }
+  | { readonly _tag: "Busy" }
+  | { readonly _tag: "OtherCount"; readonly counts: ReadonlyArray<number> }
+
 /** Tries once on a freshly reserved connection; the connection (and the locks) live until `scope` closes. */
 const tryAcquire = (table: string, shard: Shard | undefined, scope: Scope.Scope) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const connection = yield* Scope.provide(sql.reserve, scope)
+    const take = (lockSql: string, unlockSql: string, params: ReadonlyArray<unknown>) =>
+      Effect.gen(function*() {
+        const rows = yield* connection.execute(lockSql, params, undefined)
+        const locked = (rows[0] as { readonly locked?: unknown } | undefined)?.locked === true
+        // Unlock before the connection goes back to the pool: a pooled session would keep holding the
+        // lock, and closing the pool does not wait for the server to end the session. (Finalizers run in
+        // reverse.)
+        if (locked) yield* Scope.addFinalizer(scope, connection.execute(unlockSql, params, undefined).pipe(Effect.ignore))
+        return locked
+      })
     for (const key of keysOf(table, shard)) {
-      const rows = yield* connection.execute(key.shared ? tryLockSharedSql : tryLockSql, [lockNamespace, key.name], undefined)
-      const locked = (rows[0] as { readonly locked?: unknown } | undefined)?.locked === true
-      if (!locked) return { connection, locked: false }
-      // Unlock before the connection goes back to the pool: a pooled session would keep holding the lock,
-      // and closing the pool does not wait for the server to end the session. (Finalizers run in reverse.)
-      yield* Scope.addFinalizer(
-        scope,
-        connection.execute(key.shared ? unlockSharedSql : unlockSql, [lockNamespace, key.name], undefined).pipe(Effect.ignore)
-      )
+      const locked = yield* take(key.shared ? tryLockSharedSql : tryLockSql, key.shared ? unlockSharedSql : unlockSql, [
+        lockNamespace,
+        key.name
+      ])
+      if (!locked) return { connection, outcome: { _tag: "Busy" } as Outcome }
     }
-    return { connection, locked: true }
+    if (shard !== undefined) {
+      // taken before looking, so of two runs of different n at least the later one sees the other
+      yield* take(tryCountLockSql, unlockCountSql, [countLockName(table), shard.count])
+      const others = yield* connection.execute(otherCountsSql, [countLockName(table), shard.count], undefined)
+      if (others.length > 0) {
+        const counts = others.map((r) => Number((r as { readonly n: unknown }).n))
+        return { connection, outcome: { _tag: "OtherCount", counts } as Outcome }
+      }
+    }
+    return { connection, outcome: { _tag: "Locked" } as Outcome }
   })
 
 /**
@@ -70,7 +106,7 @@ export const acquire = (
     /** the run's shard: the table's lock is then shared, the shard's exclusive */
     readonly shard?: Shard | undefined
   }
-): Effect.Effect<void, MigrationLocked | DatabaseUnavailable, SqlClient.SqlClient | Scope.Scope> =>
+): Effect.Effect<void, MigrationLocked | ShardCountConflict | DatabaseUnavailable, SqlClient.SqlClient | Scope.Scope> =>
   Effect.gen(function*() {
     const outer = yield* Effect.scope
     const holder = yield* Scope.fork(outer)
@@ -78,7 +114,11 @@ export const acquire = (
     const first = yield* tryAcquire(table, options.shard, holder).pipe(
       Effect.mapError((error) => new DatabaseUnavailable({ problem: `cannot take the run lock: ${describeCause(error)}` }))
     )
-    if (!first.locked) return yield* new MigrationLocked({ table: shown })
+    if (first.outcome._tag === "Busy") return yield* new MigrationLocked({ table: shown })
+    if (first.outcome._tag === "OtherCount") {
+      yield* Scope.close(holder, Exit.void)
+      return yield* new ShardCountConflict({ table, count: options.shard!.count, running: first.outcome.counts })
+    }
     const current = yield* Ref.make({ connection: first.connection, scope: holder })
     const every = options.checkEvery ?? "2 seconds"
 
@@ -97,7 +137,7 @@ export const acquire = (
         Effect.retry(Schedule.spaced("1 second").pipe(Schedule.upTo({ times: 30 })))
       )
       yield* Ref.set(current, { connection: again.connection, scope })
-      if (again.locked) {
+      if (again.outcome._tag === "Locked") {
         yield* Effect.logWarning(`the run lock's session on ${table} was lost; lock taken again`)
         return true
       }
