@@ -13,6 +13,7 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { defaultPolicy } from "../src/pipeline/Retry.ts"
 import { Stats } from "../src/pipeline/Stats.ts"
+import { readChunkSize } from "../src/source/LargeObjects.ts"
 import type { Payload } from "../src/pipeline/Payload.ts"
 import { ObjectStore } from "../src/store/ObjectStore.ts"
 import * as S3Store from "../src/store/S3Store.ts"
@@ -22,7 +23,8 @@ export const MiB = 1024 * 1024
 const ACCESS = "S3RVER"
 const SECRET = "S3RVER"
 /** lo-migrate's read chunk, used by the raw read of large objects too */
-const CHUNK = 8 * MiB
+/** lo-migrate's own `lo_get` chunk, so the raw read and the naive loop read as it does */
+const CHUNK = readChunkSize
 
 const seconds = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9
 
@@ -59,7 +61,7 @@ export const createBucket = async (endpoint: string, bucket: string) => {
 /**
  * PostgreSQL's large-object read rate through @effect/sql-pg: the better of one `lo_get` per object and
  * 100 objects per statement (`unnest`), `concurrency` statements in flight on as many connections.
- * Objects above 8 MiB are read in 8 MiB `lo_get` chunks, as lo-migrate does.
+ * Large objects are read in `lo_get` chunks of lo-migrate's size (`readChunkSize`, 2 MiB).
  */
 export const rawRead = (url: string, rows: ReadonlyArray<Listed>, concurrency: number) =>
   withPg(url, Effect.gen(function*() {
@@ -128,7 +130,7 @@ export const rawPut = async (endpoint: string, bucket: string, sizes: ReadonlyAr
 
 /**
  * The naive baseline: one object at a time, as a straightforward script would do it: read the whole
- * object (8 MiB lo_get chunks), hash it, PUT it, UPDATE its row; then the next.
+ * object (lo_get chunks of lo-migrate's size), hash it, PUT it, UPDATE its row; then the next.
  */
 export const naive = async (url: string, endpoint: string, bucket: string, rows: ReadonlyArray<Listed>) => {
   await createBucket(endpoint, bucket)

@@ -7,8 +7,13 @@ import { PgTypes } from "@effect/sql-pg"
 import { Effect } from "effect"
 import { SqlClient, SqlError } from "effect/sql"
 
-/** 8 MiB: large enough to make round trips negligible, well under the 16 MiB default message limit. */
-export const readChunkSize = 8 * 1024 * 1024
+/**
+ * 2 MiB: large enough to make round trips negligible (a few per millisecond on loopback), small enough
+ * that the driver's message buffer and `lo_get`'s copy stay small. Measured (BENCHMARKS.md, "Read chunk
+ * size"): one 1 GiB object peaked at 249 MiB RSS with 2 MiB chunks against 297 MiB with 8 MiB, at the
+ * same CPU time per GiB within the noise.
+ */
+export const readChunkSize = 2 * 1024 * 1024
 
 /** SQLSTATE of `lo_get` on an oid that names no large object. */
 export const undefinedObject = "42704"
