@@ -15,6 +15,26 @@ import { SqlClient, SqlError } from "effect/sql"
  */
 export const readChunkSize = 2 * 1024 * 1024
 
+/** INV_READ of `lo_open` */
+export const invRead = 0x40000
+
+/**
+ * SQL: a LATERAL join giving `<alias>.size`, the length of the large object `oid` (an SQL expression of
+ * type oid), NULL when it names none, for a statement that scans many rows (plan). Each descriptor is
+ * closed at once: `lo_lseek64(lo_open(…))` over many rows in one statement keeps every descriptor open
+ * until the transaction ends, and PostgreSQL looks for a free descriptor slot by a linear scan, so the
+ * cost grows with the square of the rows (measured: 11 s for 100,000 objects, 81 s for 300,000; this
+ * way 2.6 s for 300,000). `OFFSET 0` keeps `lo_open` from being inlined into (and run by) both uses;
+ * the target list is evaluated in order, so the length is read before the close (were it not, the
+ * statement would fail on the closed descriptor, never return a wrong length).
+ */
+export const lengthJoin = (oid: string, alias: string): string =>
+  `LEFT JOIN LATERAL (
+     SELECT lo_lseek64(o.fd, 0, 2) AS size, lo_close(o.fd) AS closed
+     FROM (SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = ${oid})
+                  THEN lo_open(${oid}, ${invRead}) END AS fd OFFSET 0) o
+   ) ${alias} ON true`
+
 /** SQLSTATE of `lo_get` on an oid that names no large object. */
 export const undefinedObject = "42704"
 /** SQLSTATE of `lo_get` on a large object the role may not read. */

@@ -19,13 +19,10 @@ import { fillTemplate, type Shard, type TableProfile } from "../domain/Profile.t
 import type { RetryPolicy } from "../pipeline/Retry.ts"
 import type { Stats } from "../pipeline/Stats.ts"
 import { quote, quoteQualified } from "./Identifier.ts"
+import * as LargeObjects from "./LargeObjects.ts"
 import { type Inventory, type ListedRow, Source, runner } from "./Source.ts"
 
 const fallbackContentType = "application/octet-stream"
-/** INV_READ of lo_open */
-const invRead = 0x40000
-/** plan without --size-column reads each object's length; above this many rows it says "sizes unknown" */
-const sizeReadLimit = 100_000
 /** examples shown per problem */
 const exampleCount = 10
 
@@ -57,7 +54,7 @@ export const layer = (
         ? `t.${quote(profile.sizeColumn)}::bigint`
         // the large object's own length; lo_open's descriptor ends with the statement's transaction
         : `CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = ${oid}::oid)
-             THEN lo_lseek64(lo_open(${oid}::oid, ${invRead}), 0, 2) END`
+             THEN lo_lseek64(lo_open(${oid}::oid, ${LargeObjects.invRead}), 0, 2) END`
       const mime = profile.mimeColumn === undefined ? "NULL::text" : `t.${quote(profile.mimeColumn)}::text`
 
       const encode = (parts: ReadonlyArray<string>): string => (composite ? JSON.stringify(parts) : parts[0]!)
@@ -304,23 +301,19 @@ export const layer = (
       }
 
       // plan: one scan computes each row's state and size; without --size-column the size is the large
-      // object's own length (one lo_open per row), read only up to `sizeReadLimit` rows
+      // object's own length, its descriptor closed at once (LargeObjects.lengthJoin: linear in the rows)
       const inventory = (sizeBounds: ReadonlyArray<number>) =>
         Effect.gen(function*() {
           const cols = yield* checked
           const hasSha = cols.has(profile.sha256Column)
           const todo = hasSha ? `${sha} IS NULL` : "true"
-          const [counted] = yield* query(
-            "count rows",
-            `SELECT count(*) AS n FROM ${table} AS t WHERE ${listable} AND ${oid} IS NOT NULL`,
-            []
-          )
-          const sizesKnown = profile.sizeColumn !== undefined || Number(counted?.n ?? 0) <= sizeReadLimit
-          const sizeOf = sizesKnown ? size : "NULL::bigint"
+          const measured = profile.sizeColumn !== undefined
+            ? { size, join: "" }
+            : { size: "len.size", join: LargeObjects.lengthJoin(`${oid}::oid`, "len") }
           const thresholds = sizeBounds.map((b) => b + 1)
           const groups = yield* query(
             "count rows and bytes",
-            `WITH r AS MATERIALIZED (SELECT ${todo} AS todo, ${sizeOf} AS size FROM ${table} AS t WHERE ${listable})
+            `WITH r AS MATERIALIZED (SELECT ${todo} AS todo, ${measured.size} AS size FROM ${table} AS t ${measured.join} WHERE ${listable})
              SELECT r.todo, width_bucket(r.size, $1::int8[]) AS bucket, count(*) AS n, coalesce(sum(r.size), 0)::text AS bytes
              FROM r GROUP BY 1, 2`,
             [thresholds]
@@ -372,12 +365,7 @@ export const layer = (
               `column ${quote(profile.sha256Column)} does not exist yet: every row counts as not migrated; migrate adds it (needs the table's owner)`
             )
           }
-          if (!sizesKnown) {
-            notes.push(
-              `sizes unknown: ${counted?.n} rows reference large objects, more than the ${sizeReadLimit} whose lengths plan reads ` +
-                `one by one (lo_lseek64); give --size-column for exact bytes`
-            )
-          } else if (profile.sizeColumn === undefined) {
+          if (profile.sizeColumn === undefined) {
             notes.push("sizes read from the large objects themselves (lo_lseek64); dangling and NULL oids have no size")
           }
           const result: Inventory = {
@@ -389,7 +377,6 @@ export const layer = (
             remainingBytes: all.bytes - done.bytes,
             histogram,
             unknownSize,
-            sizesUnknown: !sizesKnown,
             nullData: { count: nullData.count, examples: nullData.rows.map(keyOf) },
             dangling: { count: dangling.count, examples: dangling.rows.map((r) => ({ key: keyOf(r), oid: Number(r.oid) })) },
             malformedKeys: { count: nullKeys.count, examples: nullKeys.rows.map((r) =>
