@@ -16,6 +16,12 @@ export interface Candidate {
   readonly contentType: string
   /** The SHA-1 the bytes must have, lowercase hex; undefined when the profile has none to check. */
   readonly expectedSha1: string | undefined
+  /**
+   * Other rows whose object has exactly this source (same oids in the same order) and the same claims
+   * (size, SHA-1): the bytes are read once for all of them, each row is stored and committed as its own
+   * (see pipeline/Aliases.ts). Aliases have no aliases of their own.
+   */
+  readonly aliases?: ReadonlyArray<Candidate> | undefined
 }
 
 export interface Digests {

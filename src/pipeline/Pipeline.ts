@@ -12,6 +12,7 @@ import type { Candidate, Received, Stored } from "../domain/LargeObject.ts"
 import type { Settings } from "../domain/Settings.ts"
 import { Source } from "../source/Source.ts"
 import { ObjectStore } from "../store/ObjectStore.ts"
+import * as Aliases from "./Aliases.ts"
 import { Failures } from "./Failures.ts"
 import * as BatchRead from "./BatchRead.ts"
 import * as GracefulStop from "./GracefulStop.ts"
@@ -53,7 +54,8 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
     const source = yield* Source
     const store = yield* ObjectStore
     const stats = yield* Stats
-    const progress = settings.progress
+    // rows read once for several (aliases) settle the watermark as one group
+    const progress = settings.progress === undefined ? undefined : Aliases.groupTracker(settings.progress)
     const recorded = yield* Failures
     // every skipped row holds the watermark back: it must be listed again by the next run
     const failures: typeof recorded = progress === undefined ? recorded : {
@@ -80,7 +82,14 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
       step: (rows) =>
         Effect.forEach(rows, ({ key, row }) =>
           Effect.andThen(
-            Effect.andThen(Effect.sync(() => progress?.listed(key)), stats.processed("observer")),
+            Effect.andThen(
+              Effect.sync(() => {
+                progress?.listed(key)
+                if (Result.isSuccess(row)) progress?.grouped(row.success)
+              }),
+              // every row counts as listed, aliases too
+              Effect.forEach(Result.isSuccess(row) ? Aliases.rowsOf(row.success) : [key], () => stats.processed("observer"), { discard: true })
+            ),
             Result.isSuccess(row) ? Stage.emit(toReceive, row.success) : failures.record(row.failure)
           ), { discard: true })
     })
@@ -92,8 +101,9 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
       take: Queue.takeBetween(toReceive, 1, BatchRead.batchCount),
       input: toReceive,
       output: toStore,
-      step: (candidates) =>
-        BatchRead.receiveAll(candidates, {
+      step: (candidates) => {
+        const grouped = Aliases.byKey(candidates)
+        return BatchRead.receiveAll(candidates, {
           inMemMax: settings.inMemMax,
           tempDir: settings.tempDir,
           retry,
@@ -101,11 +111,12 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
           budget
         }, (received) =>
           Result.isFailure(received)
-            ? failures.record(received.failure)
+            ? Effect.forEach(Aliases.failuresOf(grouped.get(received.failure.key), received.failure), failures.record, { discard: true })
             : Effect.andThen(
               stats.processed("receiver", received.success.payload.size),
               Stage.emit(toStore, received.success).pipe(Effect.onError(() => received.success.payload.release))
             ))
+      }
     })
 
     const storers = Stage.run({
@@ -116,24 +127,40 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
       output: toCommit,
       step: ({ candidate, digests, payload }) =>
         Effect.gen(function*() {
-          // an object the profile keeps in the database: no PUT, its bytes go to the committers
-          if (source.inline?.(candidate, payload.size) === true) {
-            const inline = yield* payload.read(0, payload.size).pipe(Effect.ensuring(payload.release))
-            yield* stats.processed("storer", payload.size)
-            return yield* Stage.emit(toCommit, { candidate, sha256: digests.sha256, key: "", inline })
-          }
-          const key = source.objectKey(candidate, digests.sha256)
-          yield* store.put({
-            key,
-            rowKey: candidate.key,
-            payload,
-            contentType: candidate.contentType,
-            md5: digests.md5,
-            sha256: digests.sha256,
-            metadata: { sha256: digests.sha256, sha1: digests.sha1, ...(candidate.oid === null ? {} : { oid: String(candidate.oid) }) }
+          // one read serves the candidate and its aliases: each row gets its own Stored, and each
+          // distinct object key one PUT of the same payload; a row goes to the committers as soon as its
+          // object is stored, and the payload is released after the last row
+          const put = new Set<string>()
+          yield* Effect.gen(function*() {
+            let bytes: Uint8Array | undefined
+            for (const row of Aliases.rowsOf(candidate)) {
+              // an object the profile keeps in the database: no PUT, its bytes go to the committers
+              if (source.inline?.(row, payload.size) === true) {
+                bytes ??= yield* payload.read(0, payload.size)
+                yield* stats.processed("storer", payload.size)
+                yield* Stage.emit(toCommit, { candidate: row, sha256: digests.sha256, key: "", inline: bytes })
+                continue
+              }
+              const key = source.objectKey(row, digests.sha256)
+              if (!put.has(key)) {
+                yield* store.put({
+                  key,
+                  rowKey: row.key,
+                  payload,
+                  contentType: row.contentType,
+                  md5: digests.md5,
+                  sha256: digests.sha256,
+                  metadata: { sha256: digests.sha256, sha1: digests.sha1, ...(row.oid === null ? {} : { oid: String(row.oid) }) }
+                })
+                put.add(key)
+                yield* stats.processed("storer", payload.size)
+              } else {
+                // the same key as an earlier row of the group: stored already, no bytes sent
+                yield* stats.processed("storer", 0)
+              }
+              yield* Stage.emit(toCommit, { candidate: row, sha256: digests.sha256, key })
+            }
           }).pipe(Effect.ensuring(payload.release))
-          yield* stats.processed("storer", payload.size)
-          yield* Stage.emit(toCommit, { candidate, sha256: digests.sha256, key })
         })
     }).pipe(
       // stopped storers give no bytes back: let waiting receivers through to their failing hand-over

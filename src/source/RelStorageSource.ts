@@ -17,6 +17,8 @@ import { SqlClient } from "effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { Context, Redacted } from "effect"
 import { DatabaseError, DatabaseUnavailable, describeCause, ProfileUnsupported, SchemaMismatch } from "../domain/Errors.ts"
+import * as Aliases from "../pipeline/Aliases.ts"
+import * as LargeObjects from "./LargeObjects.ts"
 import * as PgTls from "./PgTls.ts"
 import type { Candidate, Stored } from "../domain/LargeObject.ts"
 import type { MigratedRow } from "../domain/MigratedObject.ts"
@@ -174,21 +176,57 @@ export const layer = (
         return { remaining: Math.max(0, total - Number(d?.n ?? 0)), total }
       })
 
-      const page = (after: string | undefined, limit: number): Effect.Effect<ReadonlyArray<ListedRow>, DatabaseError> =>
-        sameDatabase ? listFrom(after, limit) : Effect.gen(function*() {
-          // pages stay full (`limit` rows unless the source is exhausted): the observer takes a short
-          // page as the end
-          const out: Array<ListedRow> = []
-          let from = after
-          while (out.length < limit) {
-            const want = limit - out.length
-            const rows = yield* listFrom(from, want)
-            const done = yield* recordedKeys(rows.map((r) => r.key))
-            for (const row of rows) if (!done.has(row.key)) out.push(row)
-            if (rows.length < want) break
-            from = rows[rows.length - 1]!.key
-          }
-          return out
+      // Blobs made of the same large objects (same oids, same order) are read once: the page hands out
+      // the first as the candidate and the others as its aliases (pipeline/Aliases.ts), within the page
+      // and, with an index on blob_chunk(chunk), beyond it.
+      // Without the index each page would scan blob_chunk to find them (RelStorage creates
+      // blob_chunk_chunk_lookup), so sharing is then found within a page only.
+      const chunkIndexed = yield* Effect.cached(Effect.gen(function*() {
+        const [r] = yield* query(
+          "look for an index on blob_chunk(chunk)",
+          `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+             WHERE i.indrelid = to_regclass('blob_chunk') AND a.attname = 'chunk') AS indexed`,
+          []
+        )
+        const indexed = r?.indexed === true
+        if (!indexed) {
+          yield* Effect.logInfo(
+            "blob_chunk has no index on (chunk): blobs sharing large objects are read once only when they are listed in the same page; " +
+              "CREATE INDEX ON blob_chunk (chunk) to find them across pages"
+          )
+        }
+        return indexed
+      }))
+
+      const page: (after: string | undefined, limit: number) => Effect.Effect<ReadonlyArray<ListedRow>, DatabaseError> = Aliases.pager({
+        list: (after, limit) => listFrom(after, limit),
+        // another database: migrated blobs are filtered here, not by the query
+        migrated: sameDatabase ? undefined : recordedKeys,
+        sharing: (last, sources, limit) =>
+          Effect.flatMap(chunkIndexed, (indexed) => (indexed ? sharingAfter(last, sources, limit) : Effect.succeed([])))
+      })
+
+      /** unmigrated blobs of this shard after `after` made of one of the oid lists `sources` */
+      const sharingAfter = (after: string, sources: ReadonlyArray<ReadonlyArray<number>>, limit: number) =>
+        Effect.gen(function*() {
+          const first = sources.flatMap((oids) => (oids.length === 0 ? [] : [oids[0]!]))
+          if (first.length === 0) return []
+          const s = shardFilter(4)
+          const found = yield* query(
+            "list blobs sharing large objects",
+            `SELECT c.zoid::text AS zoid, c.tid::text AS tid, array_agg(c.chunk::bigint ORDER BY c.chunk_num) AS oids
+             FROM blob_chunk c
+             WHERE (c.zoid, c.tid) > ($1::bigint, $2::bigint) AND ${notMigrated}${s.text}
+               AND (c.zoid, c.tid) IN (SELECT x.zoid, x.tid FROM blob_chunk x WHERE x.chunk = ANY($3::oid[]))
+             GROUP BY c.zoid, c.tid
+             ORDER BY c.zoid, c.tid LIMIT $${4 + s.params.length}`,
+            [...splitKey(after), LargeObjects.oidArray(first), ...s.params, limit]
+          )
+          return found.map((r) => ({
+            key: blobKey(String(r.zoid), String(r.tid)),
+            oids: (r.oids as ReadonlyArray<string | number>).map(Number)
+          }))
         })
 
       function listFrom(after: string | undefined, limit: number) {

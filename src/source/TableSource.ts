@@ -19,6 +19,7 @@ import { fillTemplate, type Shard, type TableProfile } from "../domain/Profile.t
 import type { RetryPolicy } from "../pipeline/Retry.ts"
 import type { Stats } from "../pipeline/Stats.ts"
 import { quote, quoteQualified } from "./Identifier.ts"
+import * as Aliases from "../pipeline/Aliases.ts"
 import * as LargeObjects from "./LargeObjects.ts"
 import { type Inventory, type ListedRow, Source, runner } from "./Source.ts"
 
@@ -139,7 +140,11 @@ export const layer = (
         }
       }
 
-      const page = (after: string | undefined, limit: number) =>
+      // rows sharing a large object (and claiming the same size) within a page are read once, each
+      // gets its own object key and mark (pipeline/Aliases.ts)
+      const page = Aliases.pager({ list: (after: string | undefined, limit: number) => listFrom(after, limit) })
+
+      const listFrom = (after: string | undefined, limit: number) =>
         Effect.gen(function*() {
           const types = yield* keyTypes.pipe(Effect.orDie)
           const a = afterFilter(after, types)
