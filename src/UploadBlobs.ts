@@ -113,7 +113,8 @@ export const run = (settings: Settings, manifest: string, options: UploadOptions
                 `with other --profile/--table flags); staged file ${p.entry.stagedPath} kept`))
           } else if (r._tag === "NotAKey") {
             yield* failures.record(lineFailure(p, "manifest-mismatch",
-              `row key ${p.entry.rowKey} ${r.problem} (was the manifest staged with other --profile/--table flags?); staged file ${p.entry.stagedPath} kept`))
+              `row key ${p.entry.rowKey} does not fit ${source.table}: ${r.problem} (was the manifest staged with other ` +
+                `--profile/--table flags?); staged file ${p.entry.stagedPath} kept`))
           } else if (Recorded.matches(r, p.entry)) {
             alreadyDone++
             yield* removeStaged(p.entry.stagedPath)

@@ -13,6 +13,7 @@ import * as NodePath from "node:path"
 import { runCli } from "./support/Cli.ts"
 import { killWhen, manifestEntries } from "./support/Deferred.ts"
 import { FaultProxy } from "./support/FaultProxy.ts"
+import * as Manifest from "../src/store/Manifest.ts"
 import { createLargeObject, randomBytes, sha256Hex } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
 import { createBlobChunk, insertBlob, readState } from "./support/RelStorageFixture.ts"
@@ -202,6 +203,13 @@ describe("deferred uploads with --profile table", () => {
       assert.strictEqual(right.code, 0, right.stderr)
       assert.include(right.stdout, "uploaded 4 object(s)")
       yield* assertDocsMigrated(docs)
+      // a line whose row key is not this table's key shape at all (another profile's manifest)
+      const [first] = manifestEntries(manifest)
+      NodeFs.appendFileSync(manifest, Manifest.encode({ ...first!, rowKey: "0123abcd" }))
+      const foreign = yield* runCli([...upload, ...docsArgs])
+      assert.strictEqual(foreign.code, 1, foreign.stderr)
+      assert.include(foreign.stdout, "4 line(s) were already done; 1 failed")
+      assert.include(foreign.stderr, `manifest-mismatch: manifest line 6: row key 0123abcd does not fit docs: expected a JSON array of 2 texts ("tenant", "name")`)
     }).pipe(Effect.scoped, Effect.provide(env)), 180_000)
 
   it.live("upload-blobs killed (SIGKILL) midway and run again marks every row exactly once its object is in S3", () =>

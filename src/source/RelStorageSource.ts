@@ -473,7 +473,7 @@ export const layer = (
         const bad = new Set(wanted.filter((k) => !/^-?\d+\/-?\d+$/.test(k)))
         return Effect.map(
           recordedByKey(wanted.filter((k) => !bad.has(k)), readRecorded),
-          (found) => new Map([...found, ...[...bad].map((k) => [k, Recorded.notAKey("not a blob key zoid/tid of blob_chunk")] as const)])
+          (found) => new Map([...found, ...[...bad].map((k) => [k, Recorded.notAKey("expected a blob key zoid/tid")] as const)])
         )
       }
 

@@ -187,11 +187,11 @@ export const layer = (
         try {
           parsed = JSON.parse(key)
         } catch {
-          return `not a key of ${shown}: expected a JSON array of ${keys.length} texts (${profile.keyColumns.map(quote).join(", ")})`
+          return `expected a JSON array of ${keys.length} texts (${profile.keyColumns.map(quote).join(", ")})`
         }
         return Array.isArray(parsed) && parsed.length === keys.length && parsed.every((p) => typeof p === "string")
           ? undefined
-          : `not a key of ${shown}: expected ${keys.length} texts (${profile.keyColumns.map(quote).join(", ")})`
+          : `expected a JSON array of ${keys.length} texts (${profile.keyColumns.map(quote).join(", ")})`
       }
       const readRecorded = (wanted: ReadonlyArray<string>) =>
         Effect.gen(function*() {
