@@ -54,6 +54,11 @@ export interface Summary {
   readonly finalized: boolean
   /** true when the run was asked to stop (signal, `Migration.stop`, lost run lock) before its end */
   readonly stopped: boolean
+  /**
+   * deferred mode: of `migrated`, the objects the profile keeps in the database (relstorage's inline
+   * blobs), recorded by the staging run itself; the others were staged
+   */
+  readonly inline?: { readonly objects: number; readonly bytes: number } | undefined
 }
 
 export interface RunOptions {
@@ -204,6 +209,12 @@ export const run = (settings: Settings, options: RunOptions) =>
       yield* Effect.logInfo(`resuming after ${start}: an earlier run finished every row up to it (${WatermarkTable.tableName})`)
     }
     const tracker = makeTracker()
+    const inline = { objects: 0, bytes: 0 }
+    const countInline = (recorded: ReadonlyArray<{ readonly candidate: { readonly size: number } }>) =>
+      Effect.sync(() => {
+        inline.objects += recorded.length
+        for (const r of recorded) inline.bytes += r.candidate.size
+      })
     let flushed = start
     const flush = Option.isNone(table) ? Effect.void : Effect.suspend(() => {
       const current = tracker.current()
@@ -232,7 +243,7 @@ export const run = (settings: Settings, options: RunOptions) =>
         ))
       }
       yield* Option.isSome(staging)
-        ? Effect.provideService(pipeline, Source, stagingView(source, staging.value.isStaged))
+        ? Effect.provideService(pipeline, Source, stagingView(source, staging.value.isStaged, countInline))
         : pipeline
     })).pipe(
       // the last position is kept even when the run fails or is interrupted (never on SIGKILL: then the
@@ -251,7 +262,8 @@ export const run = (settings: Settings, options: RunOptions) =>
       durationMs: end.at - end.startedAt,
       failures: yield* failures.list,
       finalized: false,
-      stopped: yield* stopping
+      stopped: yield* stopping,
+      ...(Option.isSome(staging) ? { inline } : {})
     }
     // every row was listed and none failed: the next run starts from the beginning again
     if (Option.isSome(table) && summary.failed === 0 && options.limit === undefined && !summary.stopped) {

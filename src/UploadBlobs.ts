@@ -3,8 +3,9 @@
  * staged object that is not done yet, marks its row by the same rule as migrate (one UPDATE per chunk,
  * only after S3 has the verified bytes), then deletes the staged file.
  *
- * "Done" needs no state of its own: a line is done when its row's sha2 equals the line's sha256. That
- * holds from the commit on, so a kill at any moment leaves each line either done (its staged file, if
+ * "Done" needs no state of its own: a line is done when what its row records equals the line's matching
+ * field (nice2 and table: the SHA-256; relstorage: the S3 key, see Recorded.ts). That holds from the
+ * commit on, so a kill at any moment leaves each line either done (its staged file, if
  * still there, is deleted by the next run) or not done (uploaded again: a content-addressed PUT of the
  * same bytes is harmless). A staged file that is missing or whose bytes do not hash to the line's
  * sha256 is a failure that names the line: never a silent skip.
@@ -15,7 +16,8 @@ import { createHash } from "node:crypto"
 import * as NodeFs from "node:fs/promises"
 import type { DatabaseError, ManifestError, PayloadError, StoreError } from "./domain/Errors.ts"
 import { describeCause, PayloadError as PayloadFailure } from "./domain/Errors.ts"
-import type { RowFailure, Stored } from "./domain/LargeObject.ts"
+import type { Candidate, RowFailure, Stored } from "./domain/LargeObject.ts"
+import * as Recorded from "./domain/Recorded.ts"
 import type { Settings } from "./domain/Settings.ts"
 import { Failures } from "./pipeline/Failures.ts"
 import * as Payload from "./pipeline/Payload.ts"
@@ -60,6 +62,15 @@ const lineFailure = (p: Pending, reason: RowFailure["reason"], detail: string): 
   detail: `manifest line ${p.line}: ${detail}`
 })
 
+/** The row as the staging run listed it, from its manifest line. */
+const candidateOf = (entry: Manifest.Entry): Candidate => ({
+  key: entry.rowKey,
+  oid: entry.oid,
+  size: entry.size,
+  contentType: entry.contentType,
+  expectedSha1: entry.sha1 === "" ? undefined : entry.sha1
+})
+
 const removeStaged = (path: string) => Effect.promise(() => NodeFs.rm(path, { force: true }))
 
 export interface UploadOptions {
@@ -79,7 +90,7 @@ export const run = (settings: Settings, manifest: string, options: UploadOptions
     yield* checkConnection(describeUrl(Redacted.value(settings.pgUrl)))
     // one run at a time per table, migrate and upload-blobs alike; were the lock lost to another run,
     // both would only repeat idempotent work (same keys, same sha2), so this one goes on and says so
-    yield* RunLock.acquire(source.table, {
+    yield* RunLock.acquire(source.lockName, {
       onLost: Effect.logWarning(`another lo-migrate run took the lock of ${source.table}; this upload goes on`)
     })
     yield* source.prepare
@@ -95,19 +106,35 @@ export const run = (settings: Settings, manifest: string, options: UploadOptions
         if (batch.length === 0) return
         const recorded = yield* source.recorded(batch.map((p) => p.entry.rowKey))
         for (const p of batch) {
-          const sha2 = recorded.get(p.entry.rowKey)
-          if (sha2 === undefined) {
-            yield* failures.record(lineFailure(p, "row-vanished", `row ${p.entry.rowKey} no longer exists; staged file ${p.entry.stagedPath} kept`))
-          } else if (sha2 === p.entry.sha256) {
+          const r = recorded.get(p.entry.rowKey)
+          if (r === undefined) {
+            yield* failures.record(lineFailure(p, "row-vanished",
+              `row ${p.entry.rowKey} does not exist in ${source.table} (deleted since staging, or the manifest was staged ` +
+                `with other --profile/--table flags); staged file ${p.entry.stagedPath} kept`))
+          } else if (r._tag === "NotAKey") {
+            yield* failures.record(lineFailure(p, "manifest-mismatch",
+              `row key ${p.entry.rowKey} does not fit ${source.table}: ${r.problem} (was the manifest staged with other ` +
+                `--profile/--table flags?); staged file ${p.entry.stagedPath} kept`))
+          } else if (Recorded.matches(r, p.entry)) {
             alreadyDone++
             yield* removeStaged(p.entry.stagedPath)
-          } else if (sha2 !== null) {
+          } else if (Recorded.isMigrated(r)) {
             alreadyDone++
             yield* Effect.logWarning(
-              `manifest line ${p.line}: row ${p.entry.rowKey} is already marked with sha2 ${sha2}, not ${p.entry.sha256}; staged file ${p.entry.stagedPath} kept`
+              `manifest line ${p.line}: row ${p.entry.rowKey} is already migrated with ${Recorded.describe(r)}, not this line's ` +
+                `(SHA-256 ${p.entry.sha256}, S3 key ${p.entry.s3Key}); staged file ${p.entry.stagedPath} kept`
             )
           } else {
-            yield* Stage.emit(toUpload, p)
+            // the object goes where the staging run's flags put it; other flags now (--key-template,
+            // --s3-prefix) would record a key that verify, run with them, does not look for
+            const expected = source.objectKey(candidateOf(p.entry), p.entry.sha256)
+            if (expected !== p.entry.s3Key) {
+              yield* failures.record(lineFailure(p, "manifest-mismatch",
+                `its S3 key ${p.entry.s3Key} is not the one these settings give (${expected}): run upload-blobs with the ` +
+                  `--key-template/--s3-prefix of the staging run; staged file ${p.entry.stagedPath} kept`))
+            } else {
+              yield* Stage.emit(toUpload, p)
+            }
           }
         }
       })
@@ -153,7 +180,8 @@ export const run = (settings: Settings, manifest: string, options: UploadOptions
           if (Result.isFailure(opened)) {
             const missing = opened.failure.code === "ENOENT"
             // another line for the same row (two staging runs at once) may have finished it meanwhile
-            if (missing && (yield* source.recorded([p.entry.rowKey])).get(p.entry.rowKey) === p.entry.sha256) return
+            const now = missing ? (yield* source.recorded([p.entry.rowKey])).get(p.entry.rowKey) : undefined
+            if (now !== undefined && Recorded.matches(now, p.entry)) return
             return yield* failures.record(lineFailure(p, missing ? "staged-file-missing" : "staged-file-corrupt",
               missing ? `staged file ${path} is missing` : `staged file ${path} cannot be read: ${describeCause(opened.failure)}`))
           }
@@ -201,17 +229,7 @@ export const run = (settings: Settings, manifest: string, options: UploadOptions
           yield* Stage.emit(toCommit, {
             line: p.line,
             path,
-            stored: {
-              candidate: {
-                key: p.entry.rowKey,
-                oid: p.entry.oid,
-                size,
-                contentType: p.entry.contentType,
-                expectedSha1: p.entry.sha1 === "" ? undefined : p.entry.sha1
-              },
-              sha256: digest,
-              key: p.entry.s3Key
-            }
+            stored: { candidate: { ...candidateOf(p.entry), size }, sha256: digest, key: p.entry.s3Key }
           })
         }).pipe(Effect.scoped)
     })
@@ -224,7 +242,7 @@ export const run = (settings: Settings, manifest: string, options: UploadOptions
       step: (chunk) =>
         Pipeline.commit(chunk, {
           stored: (u) => u.stored,
-          vanished: (u) => `manifest line ${u.line}: the row was deleted; its object ${u.stored.key} is in S3, staged file ${u.path} kept`,
+          vanished: (u) => `manifest line ${u.line}: the row was deleted or changed since staging; its object ${u.stored.key} is in S3, staged file ${u.path} kept`,
           // only now, with the row marked, is the staged copy no longer needed
           marked: (u) => removeStaged(u.path)
         })

@@ -53,6 +53,20 @@ const main = run.pipe(
 )
 
 /**
+ * process.exit drops what stdout and stderr have not handed to a pipe yet (a reader slower than the
+ * output: every FAILED line past the pipe's 64 KiB buffer was lost); an empty write's callback comes
+ * once everything written before it is flushed.
+ */
+const exitFlushed = (code: number) => {
+  let pending = 2
+  const done = () => {
+    if (--pending === 0) process.exit(code)
+  }
+  process.stdout.write("", done)
+  process.stderr.write("", done)
+}
+
+/**
  * Like NodeRuntime.runMain (@effect/platform-node), but the first SIGINT/SIGTERM asks a command that supports it (migrate) to
  * stop gracefully; the second one, or any signal while no such command runs, interrupts at once.
  */
@@ -74,7 +88,7 @@ const runMain = Runtime.makeRunMain(({ fiber, teardown }) => {
     process.removeListener("SIGTERM", onSignal)
     // as NodeRuntime.runMain: exit explicitly only when needed, so a clean run ends naturally
     teardown(exit, (code) => {
-      if (code !== 0 || stop.requested) process.exit(code)
+      if (code !== 0 || stop.requested) exitFlushed(code)
     })
   })
   process.on("SIGINT", onSignal)

@@ -25,6 +25,7 @@ export * as MigrationRun from "./Migration.ts"
 export * from "./domain/Errors.ts"
 export type { Candidate, Digests, FailureReason, Received, RowFailure, Stored } from "./domain/LargeObject.ts"
 export * as LargeObject from "./domain/LargeObject.ts"
+export * as Recorded from "./domain/Recorded.ts"
 export { defaults, type Settings, type SettingsInput, validate as validateSettings } from "./domain/Settings.ts"
 
 // pipeline

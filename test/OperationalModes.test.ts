@@ -7,6 +7,7 @@ import { SqlClient } from "effect/sql"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { runCli } from "./support/Cli.ts"
+import { killWhen, manifestLines } from "./support/Deferred.ts"
 import { createNice2Schema, insertObject, type InsertedObject, randomBytes, readRows } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
 import { TestS3 } from "./support/S3.ts"
@@ -41,8 +42,6 @@ const assertInS3 = (objects: ReadonlyArray<InsertedObject>) =>
       assert.strictEqual(Buffer.compare(Buffer.from(Option.getOrThrow(got).bytes), Buffer.from(o.bytes!)), 0)
     }
   })
-
-const manifestLines = (path: string) => NodeFs.readFileSync(path, "utf8").split("\n").filter((l) => l !== "")
 
 describe("--config FILE", () => {
   it.live("takes settings from the file; a flag and the environment win over it; secrets stay hidden", () =>
@@ -176,19 +175,7 @@ describe("resume after a kill", () => {
       // slow enough that the first flush (after about a second) comes well before the end
       const args = ["migrate", ...(yield* target), "--commit-chunk", "2", "--storer-threads", "1", "--committer-threads", "1"]
       const killed = yield* runCli(args, {
-        onStart: (child) => {
-          const timer = setInterval(() => {
-            Effect.runPromise(
-              sql<{ key: string }>`SELECT key FROM lo_migrate_watermark`.pipe(Effect.catch(() => Effect.succeed([])))
-            ).then((rows) => {
-              if (rows.length > 0) {
-                clearInterval(timer)
-                child.kill("SIGKILL")
-              }
-            }, () => undefined)
-          }, 20)
-          child.on("close", () => clearInterval(timer))
-        }
+        onStart: killWhen(Effect.map(sql<{ key: string }>`SELECT key FROM lo_migrate_watermark`, (rows) => rows.length > 0))
       })
       assert.strictEqual(killed.signal, "SIGKILL", `killed once a watermark was written; stdout: ${killed.stdout}`)
       const [mark] = yield* sql<{ key: string }>`SELECT key FROM lo_migrate_watermark WHERE table_name = '_nice_binary'`
@@ -285,15 +272,7 @@ describe("deferred uploads", () => {
       const staging = NodePath.join(dir, "staged")
       const stage = ["migrate", ...(yield* target), "--deferred-blobs", manifest, "--staging-dir", staging, "--in-mem-max", "2"]
       const killed = yield* runCli(stage, {
-        onStart: (child) => {
-          const timer = setInterval(() => {
-            if (NodeFs.existsSync(manifest) && manifestLines(manifest).length > 20) {
-              clearInterval(timer)
-              child.kill("SIGKILL")
-            }
-          }, 10)
-          child.on("close", () => clearInterval(timer))
-        }
+        onStart: killWhen(Effect.sync(() => NodeFs.existsSync(manifest) && manifestLines(manifest).length > 20))
       })
       assert.strictEqual(killed.signal, "SIGKILL", `killed mid-run; stdout: ${killed.stdout}`)
       const before = manifestLines(manifest).length - 1
@@ -323,21 +302,10 @@ describe("deferred uploads", () => {
       assert.strictEqual(staged.code, 0, staged.stderr)
       const upload = ["upload-blobs", manifest, ...(yield* target), "--commit-chunk", "5", "--storer-threads", "2"]
       const killed = yield* runCli(upload, {
-        onStart: (child) => {
-          const timer = setInterval(() => {
-            Effect.runPromise(
-              sql<{ n: bigint }>`SELECT count(*) AS n FROM _nice_binary WHERE sha2 IS NOT NULL`.pipe(
-                Effect.catch(() => Effect.succeed([{ n: 0n }]))
-              )
-            ).then(([r]) => {
-              if (Number(r!.n) >= 20) {
-                clearInterval(timer)
-                child.kill("SIGKILL")
-              }
-            }, () => undefined)
-          }, 20)
-          child.on("close", () => clearInterval(timer))
-        }
+        onStart: killWhen(Effect.map(
+          sql<{ n: bigint }>`SELECT count(*) AS n FROM _nice_binary WHERE sha2 IS NOT NULL`,
+          ([r]) => Number(r!.n) >= 20
+        ))
       })
       assert.strictEqual(killed.signal, "SIGKILL", `killed mid-run; stdout: ${killed.stdout}`)
       const partial = yield* markedCount

@@ -8,8 +8,9 @@ import { Context, Effect, Layer, Option, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
 import { createHash } from "node:crypto"
 import { runCli } from "./support/Cli.ts"
-import { createLargeObject, randomBytes } from "./support/Nice2Fixture.ts"
+import { randomBytes } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
+import { insertBlob, readState } from "./support/RelStorageFixture.ts"
 import { TestS3 } from "./support/S3.ts"
 
 const KiB = 1024
@@ -22,26 +23,6 @@ const target = Effect.gen(function*() {
 })
 
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
-const concat = (parts: ReadonlyArray<Uint8Array>) => new Uint8Array(Buffer.concat(parts.map((p) => Buffer.from(p))))
-
-/** Inserts a blob of `chunks` (in chunk_num order); the large objects are created last chunk first. */
-const insertBlob = (zoid: number, tid: number, chunks: ReadonlyArray<Uint8Array>) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const oids: Array<number> = []
-    for (const c of [...chunks].reverse()) oids.unshift(yield* createLargeObject(c))
-    for (let i = 0; i < chunks.length; i++) {
-      yield* sql`INSERT INTO blob_chunk (zoid, tid, chunk_num, chunk) VALUES (${zoid}, ${tid}, ${i}, ${oids[i]!})`
-    }
-    return concat(chunks)
-  })
-
-const readState = Effect.gen(function*() {
-  const sql = yield* SqlClient.SqlClient
-  return yield* sql<{ readonly zoid: string; readonly tid: string; readonly blob_size: string; readonly data: Uint8Array | null; readonly s3_key: string | null }>`
-    SELECT zoid::text, tid::text, blob_size::text, data, s3_key FROM blob_state ORDER BY zoid, tid`
-})
-
 describe("lo-migrate --profile relstorage", () => {
   it.live("history-preserving: small blobs inline, big ones to S3, chunks concatenated in order; rerun does nothing", () =>
     Effect.gen(function*() {

@@ -155,7 +155,6 @@ describe("lo-migrate --profile table", () => {
           assert.match(result.stderr, pattern)
         })
       yield* refused(["plan", ...t, ...table, "--shard", "0/2"], /--shard: plan shows the whole table/)
-      yield* refused(["migrate", ...t, ...table, "--deferred-blobs", "x.tsv"], /--deferred-blobs is not supported/)
       yield* refused(["migrate", ...t, ...table, "--key-template", "{sha}"], /--key-template: \{sha\} is not a field/)
       yield* refused(["migrate", ...t, ...table, "--key-template", "fixed"], /--key-template: names no field/)
       yield* refused(["migrate", ...t, ...table, "--key-template", "a{sha256"], /unbalanced brace/)

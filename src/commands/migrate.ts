@@ -171,10 +171,14 @@ export const migrate = Command.make("migrate", {
   // --progress json: stdout carries the JSON events only (the summary is the last one)
   const log = progress.mode === "json" ? (_: string) => Effect.void : Console.log
   if (mode.deferred !== undefined) {
+    // objects the profile keeps in the database (relstorage's inline blobs) were recorded, not staged
+    const inline = summary.inline ?? { objects: 0, bytes: 0 }
+    const staged = { objects: summary.migrated - inline.objects, bytes: summary.bytes - inline.bytes }
     yield* log(
-      `staged ${summary.migrated} object(s), ${formatBytes(summary.bytes)} (${summary.bytes} bytes) in ` +
-        `${(summary.durationMs / 1000).toFixed(1)} s into ${mode.deferred}; ${summary.failed} failed; ` +
-        `no row is marked until lo-migrate upload-blobs ${mode.deferred} has uploaded them`
+      `staged ${staged.objects} object(s), ${formatBytes(staged.bytes)} (${staged.bytes} bytes) in ` +
+        `${(summary.durationMs / 1000).toFixed(1)} s into ${mode.deferred}; ` +
+        (inline.objects > 0 ? `recorded ${inline.objects} inline object(s), ${formatBytes(inline.bytes)}, in the database (no upload needed); ` : "") +
+        `${summary.failed} failed; no staged row is marked until lo-migrate upload-blobs ${mode.deferred} has uploaded them`
     )
     if (summary.stopped) return yield* new RunStopped({ migrated: summary.migrated })
     if (summary.failed > 0) return yield* new RowsFailed({ failed: summary.failed })

@@ -59,6 +59,7 @@ export type FailureReason =
   | "staged-file-missing"
   | "staged-file-corrupt"
   | "manifest-line-malformed"
+  | "manifest-mismatch"
 
 /** A row skipped by this run; the run goes on and ends with exit code 1. */
 export interface RowFailure {

@@ -13,6 +13,7 @@ import {
 } from "../domain/Errors.ts"
 import { isSha1Hex, objectKey, type RowFailure, type Stored } from "../domain/LargeObject.ts"
 import type { Shard } from "../domain/Profile.ts"
+import * as Recorded from "../domain/Recorded.ts"
 import type { RetryPolicy } from "../pipeline/Retry.ts"
 import type { Stats } from "../pipeline/Stats.ts"
 import * as Nice2Lifecycle from "./Nice2Lifecycle.ts"
@@ -155,7 +156,9 @@ export const layer = (policy: RetryPolicy, shard?: Shard | undefined): Layer.Lay
           "read sha2",
           sql<{ readonly hash: string; readonly sha2: string | null }>`
             SELECT hash, sha2 FROM _nice_binary WHERE hash = ANY(${keys}::bpchar[])`
-        ).pipe(Effect.map((rows) => new Map(rows.map((r) => [r.hash, r.sha2 === null ? null : r.sha2.trim()]))))
+        ).pipe(Effect.map((rows) =>
+          new Map(rows.map((r) => [r.hash, r.sha2 === null ? Recorded.notMigrated : Recorded.sha256(r.sha2.trim())]))
+        ))
 
       const finalize = Effect.gen(function*() {
         const [open] = yield* run(

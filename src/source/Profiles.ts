@@ -30,8 +30,8 @@ export type Capability = "plan" | "verify --against-source" | "prune" | "upload-
 
 const unsupported: Record<Profile["_tag"], ReadonlyArray<Capability>> = {
   nice2: [],
-  table: ["upload-blobs", "--deferred-blobs"],
-  relstorage: ["verify --against-source", "prune", "upload-blobs", "--finalize", "--deferred-blobs"]
+  table: [],
+  relstorage: ["verify --against-source", "prune", "--finalize"]
 }
 
 /** Fails with exit 2 when `profile` cannot do `what`. */

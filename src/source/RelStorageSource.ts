@@ -23,8 +23,10 @@ import * as PgTls from "./PgTls.ts"
 import type { Candidate, Stored } from "../domain/LargeObject.ts"
 import type { MigratedRow } from "../domain/MigratedObject.ts"
 import type { RelStorageProfile, Shard } from "../domain/Profile.ts"
+import * as Recorded from "../domain/Recorded.ts"
 import type { RetryPolicy } from "../pipeline/Retry.ts"
 import type { Stats } from "../pipeline/Stats.ts"
+import { recordedByKey } from "./KeyLookup.ts"
 import { lockNamespace } from "./RunLock.ts"
 import { transaction } from "./Transaction.ts"
 import { describeUrl, type Inventory, type ListedRow, Source, runner } from "./Source.ts"
@@ -480,6 +482,39 @@ export const layer = (
 
       const unsupported = (what: string) => Effect.die(new ProfileUnsupported({ profile: "relstorage", what }))
 
+      // upload-blobs: what relstorage records is the S3 key (NULL for an inline blob) in blob_state; a
+      // blob without a blob_state row is not migrated while its chunks exist, and gone once they do not
+      const readRecorded = (wanted: ReadonlyArray<string>) =>
+        Effect.gen(function*() {
+          const state = yield* destQuery(
+            "read blob_state",
+            `SELECT s.zoid::text AS zoid, s.tid::text AS tid, s.s3_key FROM blob_state s
+             JOIN unnest($1::bigint[], $2::bigint[]) AS u(zoid, tid) ON s.zoid = u.zoid AND s.tid = u.tid`,
+            keyArrays(wanted)
+          )
+          const out = new Map<string, Recorded.Recorded>(
+            state.map((r) => [blobKey(String(r.zoid), String(r.tid)), Recorded.objectKey(r.s3_key === null ? null : String(r.s3_key))])
+          )
+          const open = wanted.filter((k) => !out.has(k))
+          if (open.length === 0) return out
+          const chunks = yield* query(
+            "check blob_chunk",
+            `SELECT DISTINCT c.zoid::text AS zoid, c.tid::text AS tid FROM blob_chunk c
+             JOIN unnest($1::bigint[], $2::bigint[]) AS u(zoid, tid) ON c.zoid = u.zoid AND c.tid = u.tid`,
+            keyArrays(open)
+          )
+          for (const r of chunks) out.set(blobKey(String(r.zoid), String(r.tid)), Recorded.notMigrated)
+          return out
+        })
+      const recorded = (wanted: ReadonlyArray<string>) => {
+        // a key from a manifest of another profile is not `zoid/tid`: it names no blob
+        const bad = new Set(wanted.filter((k) => !/^-?\d+\/-?\d+$/.test(k)))
+        return Effect.map(
+          recordedByKey(wanted.filter((k) => !bad.has(k)), readRecorded),
+          (found) => new Map([...found, ...[...bad].map((k) => [k, Recorded.notAKey("expected a blob key zoid/tid")] as const)])
+        )
+      }
+
       return Source.of({
         table: "blob_chunk",
         lockName: "blob_chunk",
@@ -493,7 +528,7 @@ export const layer = (
         count,
         page,
         commit,
-        recorded: () => unsupported("upload-blobs"),
+        recorded,
         finalize: unsupported("--finalize"),
         inventory,
         sample,

@@ -13,6 +13,7 @@ import {
   type SchemaMismatch
 } from "../domain/Errors.ts"
 import type { Candidate, RowFailure, Stored } from "../domain/LargeObject.ts"
+import type { Recorded } from "../domain/Recorded.ts"
 import type { Shard } from "../domain/Profile.ts"
 import type { MigratedRow, Released } from "../domain/MigratedObject.ts"
 import { retrying, type RetryPolicy } from "../pipeline/Retry.ts"
@@ -95,10 +96,11 @@ export class Source extends Context.Service<Source, {
   /** marks a chunk of stored objects as migrated, in one statement and one transaction */
   readonly commit: (chunk: ReadonlyArray<Stored>) => Effect.Effect<CommitResult, DatabaseError>
   /**
-   * The result recorded for each of `keys` (null: not migrated); keys whose row no longer exists are
+   * What is recorded for each of `keys` (see Recorded.ts: the SHA-256 or the S3 key the profile writes,
+   * `NotMigrated`, or `NotAKey` for a key this source cannot have); keys whose row no longer exists are
    * absent. `upload-blobs` uses it to tell manifest lines already done.
    */
-  readonly recorded: (keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, string | null>, DatabaseError>
+  readonly recorded: (keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, Recorded>, DatabaseError>
   /** after a clean run: makes the result column NOT NULL and unique */
   readonly finalize: Effect.Effect<void, DatabaseError | SchemaMismatch>
 

@@ -16,10 +16,12 @@ import { DatabaseUnavailable, describeCause, SchemaMismatch } from "../domain/Er
 import type { Candidate, RowFailure, Stored } from "../domain/LargeObject.ts"
 import type { MigratedRow, Released } from "../domain/MigratedObject.ts"
 import { fillTemplate, type Shard, type TableProfile } from "../domain/Profile.ts"
+import * as Recorded from "../domain/Recorded.ts"
 import type { RetryPolicy } from "../pipeline/Retry.ts"
 import type { Stats } from "../pipeline/Stats.ts"
 import { quote, quoteQualified } from "./Identifier.ts"
 import * as Aliases from "../pipeline/Aliases.ts"
+import { recordedByKey } from "./KeyLookup.ts"
 import * as LargeObjects from "./LargeObjects.ts"
 import { type Inventory, type ListedRow, Source, runner } from "./Source.ts"
 
@@ -179,7 +181,21 @@ export const layer = (
           return { vanished: chunk.filter((s) => !marked.has(s.candidate.key)) }
         })
 
-      const recorded = (wanted: ReadonlyArray<string>) =>
+      // a manifest's row key may come from another table's staging run: one that is not this table's key
+      // shape (a JSON array of one text per key column, when composite) is NotAKey, never a crash
+      const keyProblem = (key: string): string | undefined => {
+        if (!composite) return undefined
+        let parsed: unknown
+        try {
+          parsed = JSON.parse(key)
+        } catch {
+          return `expected a JSON array of ${keys.length} texts (${profile.keyColumns.map(quote).join(", ")})`
+        }
+        return Array.isArray(parsed) && parsed.length === keys.length && parsed.every((p) => typeof p === "string")
+          ? undefined
+          : `expected a JSON array of ${keys.length} texts (${profile.keyColumns.map(quote).join(", ")})`
+      }
+      const readRecorded = (wanted: ReadonlyArray<string>) =>
         Effect.gen(function*() {
           const types = yield* keyTypes.pipe(Effect.orDie)
           const parts = wanted.map(decode)
@@ -190,7 +206,18 @@ export const layer = (
                ON ${keys.map((k, i) => `${k} = u.k${i}`).join(" AND ")}`,
             keys.map((_, i) => parts.map((p) => p[i]))
           )
-          return new Map(rows.map((r) => [keyOf(r), r.sha === null ? null : String(r.sha)]))
+          return new Map(rows.map((r) => [keyOf(r), r.sha === null ? Recorded.notMigrated : Recorded.sha256(String(r.sha))]))
+        })
+      const recorded = (wanted: ReadonlyArray<string>) =>
+        Effect.gen(function*() {
+          const bad = new Map<string, Recorded.Recorded>()
+          for (const key of wanted) {
+            const problem = keyProblem(key)
+            if (problem !== undefined) bad.set(key, Recorded.notAKey(problem))
+          }
+          // a value that does not fit its column's type (text for an integer key) fails alone
+          const found = yield* recordedByKey(wanted.filter((k) => !bad.has(k)), readRecorded)
+          return new Map([...found, ...bad])
         })
 
       const migratedPage = (after: string | undefined, limit: number, options: { readonly withData: boolean }) =>
