@@ -182,7 +182,7 @@ export const layer = (
       // the first as the candidate and the others as its aliases (pipeline/Aliases.ts), within the page
       // and, with an index on blob_chunk(chunk), beyond it.
       // Without the index each page would scan blob_chunk to find them (RelStorage creates
-      // blob_chunk_chunk_lookup), so sharing is then found within a page only.
+      // blob_chunk_loid), so sharing is then found within a page only.
       const chunkIndexed = yield* Effect.cached(Effect.gen(function*() {
         const [r] = yield* query(
           "look for an index on blob_chunk(chunk)",
