@@ -125,7 +125,7 @@ describe("shared large objects are read once (relstorage)", () => {
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       yield* createBlobChunk
-      yield* sql`CREATE INDEX blob_chunk_chunk_lookup ON blob_chunk (chunk)`
+      yield* sql`CREATE INDEX blob_chunk_loid ON blob_chunk (chunk)`
       // 1100 unique inline blobs: more than one observer page (1024)
       const fillers = 1100
       yield* sql`INSERT INTO blob_chunk SELECT 100 + g, 1, 0, lo_from_bytea(0, convert_to('filler blob ' || g, 'UTF8'))
