@@ -52,18 +52,23 @@ const sha256Of = <E, R>(feed: (onChunk: (chunk: Uint8Array) => Effect.Effect<voi
     )
   })
 
-/** Checks one migrated row at `level`. Problems with the object are values; failing calls are errors. */
+/**
+ * Checks one migrated row at `level`. Problems with the object are values; failing calls are errors.
+ * `inlineAgainstSource`: a copy kept in the database is compared with the source whatever the level
+ * (prune: nothing else proves its bytes).
+ */
 export const check = (
   row: MigratedRow,
   level: VerifyLevel,
-  retry: RetryPolicy
+  retry: RetryPolicy,
+  inlineAgainstSource = false
 ): Effect.Effect<Result.Result<Good, BadObject>, StoreError | DatabaseError, ObjectStore | SqlClient.SqlClient | Stats> =>
   Effect.gen(function*() {
     const store = yield* ObjectStore
     if (row.sha256 !== undefined && !isSha256Hex(row.sha256.trim())) {
       return bad(row, "malformed-sha2", `sha2 ${JSON.stringify(row.sha256)} is not 64 hex digits`)
     }
-    if (row.inline !== undefined) return yield* checkInline(row, row.inline, level, retry)
+    if (row.inline !== undefined) return yield* checkInline(row, row.inline, inlineAgainstSource ? "source" : level, retry)
     const key = objectKeyOf(row)
     const head = yield* store.head(key)
     if (Option.isNone(head)) return bad(row, "missing-object", `no object ${key} in ${store.target}`)
@@ -213,6 +218,8 @@ export interface RunOptions<E, R> {
   readonly retry: RetryPolicy
   /** only rows that still reference a large object (prune) */
   readonly withData: boolean
+  /** copies kept in the database (relstorage's inline blobs) are compared with the source at any level */
+  readonly inlineAgainstSource?: boolean | undefined
   /** called for each bad object as it is found */
   readonly onBad: (bad: BadObject) => Effect.Effect<void>
   /** called with the good rows of each completed page, before the checkpoint moves past them */
@@ -245,7 +252,7 @@ export const run = <E = never, R = never>(options: RunOptions<E, R>, progress: P
       const good: Array<MigratedRow> = []
       yield* Effect.forEach(rows, (row, i) =>
         Effect.gen(function*() {
-          const result = yield* check(row, options.level, options.retry)
+          const result = yield* check(row, options.level, options.retry, options.inlineAgainstSource ?? false)
           progress.checked += 1
           if (Result.isSuccess(result)) {
             good.push(row)

@@ -112,6 +112,8 @@ export const prune = Command.make("prune", {
       concurrency: parallel,
       retry: defaultPolicy(settings.retries),
       withData: true,
+      // an inline copy has no recorded hash: only the source can prove its bytes
+      inlineAgainstSource: true,
       onBad: (bad) => Console.log(`REFUSED ${describeBad(bad)}; large object kept`),
       onPage: (good) => Effect.forEach(chunks(good, batchSize), apply ? releaseBatch : simulateBatch, { discard: true }),
       progress: { label: "prune", every: `${flags.interval} seconds`, write: writeStderr }
