@@ -50,6 +50,13 @@ describe("lo-migrate migrate --finalize --profile relstorage", () => {
       assert.isUndefined(yield* hasConstraint)
 
       yield* s3.putObject(key, big.bytes, { metadata: { sha256: sha256(big.bytes) } })
+      // a row with both data and s3_key verifies (its S3 object is good) but cannot take the constraint
+      yield* sql`UPDATE blob_state SET data = '\\x01'::bytea WHERE zoid = 2`
+      const both = yield* runCli([...migrate, "--finalize"])
+      assert.strictEqual(both.code, 2, both.stderr)
+      assert.include(both.stderr, "1 row(s) have both or neither of data and s3_key (e.g. 2/5 (both))")
+      assert.isUndefined(yield* hasConstraint)
+      yield* sql`UPDATE blob_state SET data = NULL WHERE zoid = 2`
       const done = yield* runCli([...migrate, "--finalize"])
       assert.strictEqual(done.code, 0, done.stderr)
       assert.include(done.stdout, "Adding CHECK constraint (data or s3_key) ... done")

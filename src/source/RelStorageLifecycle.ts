@@ -321,11 +321,11 @@ export const make = (ctx: Context): Lifecycle => {
          WHERE (data IS NULL) = (s3_key IS NULL) ORDER BY zoid, tid LIMIT ${exampleCount}`,
         []
       )
+      const named = examples.map((r) => `${keyOf(r)} (${r.no_data === true ? "neither" : "both"})`)
       return yield* new SchemaMismatch({
         table: "blob_state",
-        problem: `${broken?.n} row(s) have ${examples[0]?.no_data === true ? "neither data nor s3_key" : "both data and s3_key"} or the ` +
-          `reverse (e.g. ${examples.map(keyOf).join(", ")}): cannot add CHECK ((data IS NULL) <> (s3_key IS NULL)); ` +
-          "delete those rows and rerun the migration"
+        problem: `${broken?.n} row(s) have both or neither of data and s3_key (e.g. ${named.join(", ")}): ` +
+          "cannot add CHECK ((data IS NULL) <> (s3_key IS NULL)); delete those rows and rerun the migration"
       })
     }
     const [has] = yield* destQuery(
