@@ -4,6 +4,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
+import * as NodeFs from "node:fs"
+import * as NodeOs from "node:os"
 import { runCli } from "./support/Cli.ts"
 import { randomBytes, unlinkLargeObject } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
@@ -39,7 +41,9 @@ describe("lo-migrate verify --profile relstorage", () => {
       const head = yield* runCli(verify)
       assert.strictEqual(head.code, 0, head.stderr)
       assert.include(head.stdout, "4 good, 0 bad", "HEAD level cannot see same-length changes")
-      const deep = yield* runCli([...verify, "--against-source"])
+      const report = `${yield* Effect.sync(() => NodeOs.tmpdir())}/lo-migrate-rsverify-${process.pid}-${Date.now()}.json`
+      yield* Effect.addFinalizer(() => Effect.sync(() => NodeFs.rmSync(report, { force: true })))
+      const deep = yield* runCli([...verify, "--against-source", "--report", report])
       assert.strictEqual(deep.code, 1, deep.stderr)
       assert.include(deep.stdout, "2 good, 2 bad")
       assert.include(
@@ -47,6 +51,8 @@ describe("lo-migrate verify --profile relstorage", () => {
         `BAD 1/2 (oids ${inlineChunked.oids.join(",")}, object blob_state.data): source-mismatch: large objects ${inlineChunked.oids.join(",")} (600 bytes) have SHA-256`
       )
       assert.include(deep.stdout, "the inline data has SHA-256")
+      const json = JSON.parse(NodeFs.readFileSync(report, "utf8")) as { badObjects: ReadonlyArray<{ key: string; oids?: ReadonlyArray<number> }> }
+      assert.deepStrictEqual(json.badObjects.map((b) => [b.key, b.oids]).sort(), [["1/2", inlineChunked.oids], ["3/1", chunked.oids]])
       assert.match(
         deep.stdout,
         new RegExp(`BAD 3/1 \\(oids ${chunked.oids.join(",")}, object blobs/0000000000000003/0000000000000001\\.blob\\): source-mismatch: large objects ${chunked.oids.join(",")} \\(2100 bytes\\) have SHA-256 [0-9a-f]{64}\\n`)
