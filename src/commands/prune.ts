@@ -126,7 +126,7 @@ export const prune = Command.make("prune", {
     if (unmigrated.count > unmigrated.examples.length) {
       yield* Console.log(`... and ${unmigrated.count - unmigrated.examples.length} more rows not migrated`)
     }
-    return unmigrated.count
+    return { released: source.releaseMeaning ?? "data = NULL", unmigrated: unmigrated.count }
   }).pipe(
     Connections.provide(settings.pgUrl, Connections.databaseAndStore(settings, parallel)),
     Effect.onExit((exit) =>
@@ -138,7 +138,7 @@ export const prune = Command.make("prune", {
         : Effect.void
     )
   )
-  const unmigrated = yield* work
+  const { released, unmigrated } = yield* work
   const verb = apply ? { release: "released", unlink: "unlinked", free: "freed", keep: "kept" } : {
     release: "would release",
     unlink: "would unlink",
@@ -147,7 +147,7 @@ export const prune = Command.make("prune", {
   }
   yield* Console.log(
     `${apply ? "pruned" : "dry run (nothing changed; add --yes to prune)"}: checked ${progress.checked} migrated row(s) ` +
-      `with a large object in ${Verification.durationSeconds(progress)} s; ${verb.release} ${totals.released} row(s) (data = NULL), ` +
+      `with a large object in ${Verification.durationSeconds(progress)} s; ${verb.release} ${totals.released} row(s) (${released}), ` +
       `${verb.unlink} ${totals.unlinked} large object(s), ${verb.free} ${Verification.bytesText(totals.freedBytes)}; ` +
       `${verb.keep} ${totals.kept} large object(s) still referenced by other rows` +
       `${totals.absent > 0 ? `; ${totals.absent} oid(s) named no large object` : ""}` +

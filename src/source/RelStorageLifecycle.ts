@@ -54,7 +54,7 @@ export interface Context {
 
 type Lifecycle = Pick<
   Source["Service"],
-  "inventory" | "sample" | "migratedPage" | "unmigratedWithData" | "references" | "release" | "finalize" | "unmigratedReason"
+  "inventory" | "sample" | "migratedPage" | "unmigratedWithData" | "references" | "release" | "finalize" | "unmigratedReason" | "releaseMeaning"
 >
 
 type Key = readonly [bigint, bigint]
@@ -273,12 +273,14 @@ export const make = (ctx: Context): Lifecycle => {
               WHERE c.zoid = u.zoid AND c.tid = u.tid`
           }
           const oids = [...new Set(released.flatMap(oidsOf))]
-          // after the delete, a chunk still referencing an oid belongs to a blob not released now
+          // after the delete, a chunk still referencing an oid belongs to a blob not released now; one
+          // lookup for the batch (RelStorage's index blob_chunk_loid serves it; without it, one scan)
           const state = oids.length === 0 ? [] : yield* sql<{ readonly oid: number; readonly present: boolean; readonly referenced_by: string | null }>`
             SELECT o.oid,
-              EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = o.oid) AS present,
-              (SELECT string_agg(c.zoid || '/' || c.tid, ',' ORDER BY c.zoid, c.tid) FROM blob_chunk c WHERE c.chunk = o.oid) AS referenced_by
-            FROM unnest(${oidArray(oids)}) AS o(oid)`
+              EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = o.oid) AS present, r.referenced_by
+            FROM unnest(${oidArray(oids)}) AS o(oid)
+            LEFT JOIN (SELECT c.chunk, string_agg(c.zoid || '/' || c.tid, ',' ORDER BY c.zoid, c.tid) AS referenced_by
+                       FROM blob_chunk c WHERE c.chunk = ANY(${oidArray(oids)}) GROUP BY c.chunk) r ON r.chunk = o.oid`
           const toUnlink = state.filter((s) => s.present && s.referenced_by === null).map((s) => Number(s.oid))
           if (toUnlink.length > 0) yield* sql`SELECT lo_unlink(o.oid) FROM unnest(${oidArray(toUnlink)}) AS o(oid)`
           const byTrigger = state.filter((s) => !s.present && presentBefore.get(Number(s.oid)) === true).map((s) => Number(s.oid))
@@ -632,6 +634,7 @@ export const make = (ctx: Context): Lifecycle => {
     references,
     release,
     finalize,
-    unmigratedReason: "no blob_state row"
+    unmigratedReason: "no blob_state row",
+    releaseMeaning: "chunks deleted"
   }
 }

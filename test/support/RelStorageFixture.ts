@@ -16,6 +16,8 @@ export const createBlobChunk = (layout: Layout) =>
           chunk oid NOT NULL, PRIMARY KEY (zoid, tid, chunk_num))`
       : sql`CREATE TABLE blob_chunk (zoid bigint NOT NULL, chunk_num bigint NOT NULL, tid bigint NOT NULL,
           chunk oid NOT NULL, PRIMARY KEY (zoid, chunk_num))`
+    // as RelStorage's schema installer creates it (its delete trigger looks chunks up by oid)
+    yield* sql`CREATE INDEX blob_chunk_loid ON blob_chunk (chunk)`
   })
 
 /**
