@@ -16,6 +16,7 @@ import {
   isSha256Hex,
   type MigratedRow,
   objectKeyOf,
+  oidsOf,
   type Problem,
   type VerifyLevel
 } from "./domain/MigratedObject.ts"
@@ -51,17 +52,23 @@ const sha256Of = <E, R>(feed: (onChunk: (chunk: Uint8Array) => Effect.Effect<voi
     )
   })
 
-/** Checks one migrated row at `level`. Problems with the object are values; failing calls are errors. */
+/**
+ * Checks one migrated row at `level`. Problems with the object are values; failing calls are errors.
+ * `inlineAgainstSource`: a copy kept in the database is compared with the source whatever the level
+ * (prune: nothing else proves its bytes).
+ */
 export const check = (
   row: MigratedRow,
   level: VerifyLevel,
-  retry: RetryPolicy
+  retry: RetryPolicy,
+  inlineAgainstSource = false
 ): Effect.Effect<Result.Result<Good, BadObject>, StoreError | DatabaseError, ObjectStore | SqlClient.SqlClient | Stats> =>
   Effect.gen(function*() {
     const store = yield* ObjectStore
     if (row.sha256 !== undefined && !isSha256Hex(row.sha256.trim())) {
       return bad(row, "malformed-sha2", `sha2 ${JSON.stringify(row.sha256)} is not 64 hex digits`)
     }
+    if (row.inline !== undefined) return yield* checkInline(row, row.inline, inlineAgainstSource ? "source" : level, retry)
     const key = objectKeyOf(row)
     const head = yield* store.head(key)
     if (Option.isNone(head)) return bad(row, "missing-object", `no object ${key} in ${store.target}`)
@@ -96,25 +103,70 @@ export const check = (
     }
     if (level === "deep") return Result.succeed({ bytes: downloaded.value.size, sourceSkipped: false })
 
-    const oid = row.oid
-    if (oid === null) return Result.succeed({ bytes: downloaded.value.size, sourceSkipped: true })
-    const source = yield* retrying(sha256Of((onChunk) => LargeObjects.read(oid, onChunk).pipe(Effect.map(Option.some))), {
-      policy: retry,
-      isRetryable: isRetryableSql,
-      what: `read large object ${oid}`
-    }).pipe(
+    return yield* againstSource(row, sha256, downloaded.value.size, "the copy", retry)
+  })
+
+/**
+ * Re-reads the row's large objects (several are concatenated in order) and compares their SHA-256 with
+ * `sha256`, the copy's; a row without a large object any more (pruned) counts as skipped.
+ */
+const againstSource = (row: MigratedRow, sha256: string, bytes: number, copy: string, retry: RetryPolicy) =>
+  Effect.gen(function*() {
+    const oids = oidsOf(row)
+    if (oids.length === 0) return Result.succeed<Good>({ bytes, sourceSkipped: true })
+    const named = oids.length > 1 ? `large objects ${oids.join(",")}` : `large object ${oids[0]}`
+    let reading = oids[0]!
+    const source = yield* retrying(
+      sha256Of((onChunk) =>
+        Effect.gen(function*() {
+          let total = 0
+          for (const oid of oids) {
+            reading = oid
+            total += yield* LargeObjects.read(oid, onChunk)
+          }
+          return Option.some(total)
+        })
+      ),
+      { policy: retry, isRetryable: isRetryableSql, what: `read ${named}` }
+    ).pipe(
       Effect.map(Option.getOrThrow),
       Effect.map(Result.succeed),
       Effect.catchTag("SqlError", (error) =>
         LargeObjects.sqlState(error) === LargeObjects.undefinedObject
-          ? Effect.succeed(Result.fail("missing" as const))
-          : Effect.fail(new DatabaseError({ operation: `read large object ${oid}`, cause: error })))
+          ? Effect.succeed(Result.fail(reading))
+          : Effect.fail(new DatabaseError({ operation: `read ${named}`, cause: error })))
     )
-    if (Result.isFailure(source)) return bad(row, "source-missing", `large object ${oid} does not exist`)
+    if (Result.isFailure(source)) return bad(row, "source-missing", `large object ${source.failure} does not exist`)
     if (source.success.sha256 !== sha256) {
-      return bad(row, "source-mismatch", `large object ${oid} (${source.success.size} bytes) has SHA-256 ${source.success.sha256}`)
+      return bad(
+        row,
+        "source-mismatch",
+        `${named} (${source.success.size} bytes) ${oids.length > 1 ? "have" : "has"} SHA-256 ${source.success.sha256}` +
+          `${copy === "the copy" ? "" : `, ${copy} ${sha256}`}`
+      )
     }
-    return Result.succeed({ bytes: downloaded.value.size, sourceSkipped: false })
+    return Result.succeed<Good>({ bytes, sourceSkipped: false })
+  })
+
+/**
+ * A copy kept in the database (relstorage's inline blobs): its length must be the recorded size; nothing
+ * records its hash, so deep adds nothing, and against the source its SHA-256 must be the large objects'.
+ */
+const checkInline = (
+  row: MigratedRow,
+  inline: NonNullable<MigratedRow["inline"]>,
+  level: VerifyLevel,
+  retry: RetryPolicy
+) =>
+  Effect.gen(function*() {
+    if (inline.length === null || inline.sha256 === null) {
+      return bad(row, "missing-object", "the row has neither inline data nor an object key")
+    }
+    if (row.size !== undefined && inline.length !== row.size) {
+      return bad(row, "size-mismatch", `the row says ${row.size} bytes, its inline data has ${inline.length}`)
+    }
+    if (level !== "source") return Result.succeed<Good>({ bytes: inline.length, sourceSkipped: false })
+    return yield* againstSource(row, inline.sha256, inline.length, "the inline data has SHA-256", retry)
   })
 
 /**
@@ -166,6 +218,8 @@ export interface RunOptions<E, R> {
   readonly retry: RetryPolicy
   /** only rows that still reference a large object (prune) */
   readonly withData: boolean
+  /** copies kept in the database (relstorage's inline blobs) are compared with the source at any level */
+  readonly inlineAgainstSource?: boolean | undefined
   /** called for each bad object as it is found */
   readonly onBad: (bad: BadObject) => Effect.Effect<void>
   /** called with the good rows of each completed page, before the checkpoint moves past them */
@@ -198,7 +252,7 @@ export const run = <E = never, R = never>(options: RunOptions<E, R>, progress: P
       const good: Array<MigratedRow> = []
       yield* Effect.forEach(rows, (row, i) =>
         Effect.gen(function*() {
-          const result = yield* check(row, options.level, options.retry)
+          const result = yield* check(row, options.level, options.retry, options.inlineAgainstSource ?? false)
           progress.checked += 1
           if (Result.isSuccess(result)) {
             good.push(row)
@@ -246,8 +300,8 @@ export const requireAllGood = (options: {
     if (progress.badCount > 0) {
       return yield* new VerificationFailed({
         bad: progress.badCount,
-        consequence: "--finalize refused (sha2 stays nullable and unindexed); the objects are named above, " +
-          "`lo-migrate verify` lists them all; repair them (e.g. clear their sha2 and migrate again) and retry"
+        consequence: "--finalize refused (the table was left as it is); the objects are named above, " +
+          "`lo-migrate verify` lists them all; repair them (e.g. clear their sha2, or delete their blob_state row, and migrate again) and retry"
       })
     }
   })

@@ -16,7 +16,7 @@ import { FaultProxy } from "./support/FaultProxy.ts"
 import * as Manifest from "../src/store/Manifest.ts"
 import { createLargeObject, randomBytes, sha256Hex } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
-import { createBlobChunk, insertBlob, readState } from "./support/RelStorageFixture.ts"
+import { createBlobChunk, insertBlobBytes, readState } from "./support/RelStorageFixture.ts"
 import { TestS3 } from "./support/S3.ts"
 import { target } from "./support/Target.ts"
 import { scopedTempDir } from "./support/TempDir.ts"
@@ -259,13 +259,13 @@ describe("deferred uploads with --profile relstorage", () => {
       const proxy = yield* FaultProxy
       yield* createBlobChunk("history-preserving")
       const inline = new Map([
-        ["1/10", yield* insertBlob(1, 10, [new TextEncoder().encode("small one")])],
-        ["1/12", yield* insertBlob(1, 12, [randomBytes(KiB, 1), randomBytes(KiB, 2)])]
+        ["1/10", yield* insertBlobBytes(1, 10, [new TextEncoder().encode("small one")])],
+        ["1/12", yield* insertBlobBytes(1, 12, [randomBytes(KiB, 1), randomBytes(KiB, 2)])]
       ])
       const toS3 = new Map([
-        ["1/11", yield* insertBlob(1, 11, [randomBytes(150 * KiB, 3)])],
-        ["2/10", yield* insertBlob(2, 10, [randomBytes(60 * KiB, 4), randomBytes(60 * KiB, 5), randomBytes(60 * KiB, 6)])],
-        ["3/7", yield* insertBlob(3, 7, [randomBytes(5 * KiB, 7)])]
+        ["1/11", yield* insertBlobBytes(1, 11, [randomBytes(150 * KiB, 3)])],
+        ["2/10", yield* insertBlobBytes(2, 10, [randomBytes(60 * KiB, 4), randomBytes(60 * KiB, 5), randomBytes(60 * KiB, 6)])],
+        ["3/7", yield* insertBlobBytes(3, 7, [randomBytes(5 * KiB, 7)])]
       ])
       const objectKey = (key: string) => {
         const [zoid, tid] = key.split("/").map(Number)
@@ -342,7 +342,7 @@ describe("deferred uploads with --profile relstorage", () => {
       yield* createBlobChunk("history-free")
       // 200 blobs: every fourth one inline (500 bytes), the others to S3 (6 KiB)
       const blobs = new Map<string, Uint8Array>()
-      for (let z = 1; z <= 200; z++) blobs.set(`${z}/${5000 + z}`, yield* insertBlob(z, 5000 + z, [randomBytes(z % 4 === 0 ? 500 : 6 * KiB, z)]))
+      for (let z = 1; z <= 200; z++) blobs.set(`${z}/${5000 + z}`, yield* insertBlobBytes(z, 5000 + z, [randomBytes(z % 4 === 0 ? 500 : 6 * KiB, z)]))
       const isInline = (key: string) => Number(key.split("/")[0]) % 4 === 0
       const objectKey = (key: string) => {
         const [zoid, tid] = key.split("/").map(Number)

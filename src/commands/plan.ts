@@ -42,12 +42,6 @@ export const planProfile = (input: ProfileInput) =>
     if (shard !== undefined) {
       return yield* new SettingsError({ setting: "--shard", problem: "plan shows the whole table; run it without --shard" })
     }
-    if (profile._tag === "relstorage" && profile.destPgUrl !== undefined) {
-      return yield* new SettingsError({
-        setting: "--dest-pg-url",
-        problem: "plan with blob_state in another database is not built yet; run it without --dest-pg-url"
-      })
-    }
     return profile
   })
 

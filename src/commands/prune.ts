@@ -6,7 +6,7 @@ import { Console, Effect, Exit } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Connections from "../Connections.ts"
 import { VerificationFailed } from "../domain/Errors.ts"
-import { describeBad, describeLevel, type MigratedRow } from "../domain/MigratedObject.ts"
+import { bytesOfOid, describeBad, describeLevel, describeOids, type MigratedRow, oidsOf } from "../domain/MigratedObject.ts"
 import { writeStderr } from "../Output.ts"
 import { defaultPolicy } from "../pipeline/Retry.ts"
 import { Source } from "../source/Source.ts"
@@ -78,7 +78,7 @@ export const prune = Command.make("prune", {
         totals.kept += done.kept.length
         totals.absent += done.absent.length
         for (const row of done.changed) {
-          yield* Console.log(`SKIPPED ${row.key.trim()} (oid ${row.oid}): the row changed after it was verified; left alone`)
+          yield* Console.log(`SKIPPED ${row.key.trim()} (${describeOids(row)}): the row changed after it was verified; left alone`)
         }
         for (const k of done.kept) {
           yield* Console.log(`KEPT large object ${k.oid}: still referenced by ${k.referencedBy.join(", ")}`)
@@ -87,14 +87,14 @@ export const prune = Command.make("prune", {
 
     const simulateBatch = (batch: ReadonlyArray<MigratedRow>) =>
       Effect.gen(function*() {
-        const refs = yield* source.references(batch.flatMap((r) => (r.oid === null ? [] : [r.oid])))
+        const refs = yield* source.references(batch.flatMap(oidsOf))
         const inBatch = new Set(batch.map((r) => r.key))
         totals.released += batch.length
-        for (const oid of new Set(batch.map((r) => r.oid))) {
-          if (oid === null) continue
+        // a row's content may span several large objects (relstorage's chunks)
+        for (const oid of new Set(batch.flatMap(oidsOf))) {
           const referencing = refs.filter((r) => r.oid === oid)
           const others = referencing.filter((r) => !inBatch.has(r.key) && !wouldRelease.has(r.key)).map((r) => r.key.trim())
-          if (referencing.length > 1) for (const r of batch) if (r.oid === oid) wouldRelease.add(r.key)
+          if (referencing.length > 1) for (const r of batch) if (oidsOf(r).includes(oid)) wouldRelease.add(r.key)
           if (!referencing.some((r) => r.present)) {
             totals.absent += 1
           } else if (others.length > 0) {
@@ -102,7 +102,7 @@ export const prune = Command.make("prune", {
             yield* Console.log(`WOULD KEEP large object ${oid}: still referenced by ${others.join(", ")}`)
           } else {
             totals.unlinked += 1
-            totals.freedBytes += (batch.find((r) => r.oid === oid)!.size ?? 0)
+            totals.freedBytes += bytesOfOid(batch.find((r) => oidsOf(r).includes(oid))!, oid)
           }
         }
       })
@@ -112,6 +112,8 @@ export const prune = Command.make("prune", {
       concurrency: parallel,
       retry: defaultPolicy(settings.retries),
       withData: true,
+      // an inline copy has no recorded hash: only the source can prove its bytes
+      inlineAgainstSource: true,
       onBad: (bad) => Console.log(`REFUSED ${describeBad(bad)}; large object kept`),
       onPage: (good) => Effect.forEach(chunks(good, batchSize), apply ? releaseBatch : simulateBatch, { discard: true }),
       progress: { label: "prune", every: `${flags.interval} seconds`, write: writeStderr }
@@ -119,12 +121,12 @@ export const prune = Command.make("prune", {
 
     const unmigrated = yield* source.unmigratedWithData(listedUnmigrated)
     for (const row of unmigrated.examples) {
-      yield* Console.log(`REFUSED ${row.key.trim()} (oid ${row.oid}): not migrated (no sha2); large object kept`)
+      yield* Console.log(`REFUSED ${row.key.trim()} (oid ${row.oid}): not migrated (${source.unmigratedReason ?? "no sha2"}); large object kept`)
     }
     if (unmigrated.count > unmigrated.examples.length) {
       yield* Console.log(`... and ${unmigrated.count - unmigrated.examples.length} more rows not migrated`)
     }
-    return unmigrated.count
+    return { released: source.releaseMeaning ?? "data = NULL", unmigrated: unmigrated.count }
   }).pipe(
     Connections.provide(settings.pgUrl, Connections.databaseAndStore(settings, parallel)),
     Effect.onExit((exit) =>
@@ -136,7 +138,7 @@ export const prune = Command.make("prune", {
         : Effect.void
     )
   )
-  const unmigrated = yield* work
+  const { released, unmigrated } = yield* work
   const verb = apply ? { release: "released", unlink: "unlinked", free: "freed", keep: "kept" } : {
     release: "would release",
     unlink: "would unlink",
@@ -145,7 +147,7 @@ export const prune = Command.make("prune", {
   }
   yield* Console.log(
     `${apply ? "pruned" : "dry run (nothing changed; add --yes to prune)"}: checked ${progress.checked} migrated row(s) ` +
-      `with a large object in ${Verification.durationSeconds(progress)} s; ${verb.release} ${totals.released} row(s) (data = NULL), ` +
+      `with a large object in ${Verification.durationSeconds(progress)} s; ${verb.release} ${totals.released} row(s) (${released}), ` +
       `${verb.unlink} ${totals.unlinked} large object(s), ${verb.free} ${Verification.bytesText(totals.freedBytes)}; ` +
       `${verb.keep} ${totals.kept} large object(s) still referenced by other rows` +
       `${totals.absent > 0 ? `; ${totals.absent} oid(s) named no large object` : ""}` +

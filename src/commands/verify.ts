@@ -39,6 +39,8 @@ export const reportJson = (p: Verification.Progress, extra: Readonly<Record<stri
       badObjects: p.bad.map((b) => ({
         key: b.row.key.trim(),
         oid: b.row.oid,
+        // content made of several large objects (relstorage's chunks): all of them, in order
+        ...(b.row.oids !== undefined && b.row.oids.length > 1 ? { oids: b.row.oids } : {}),
         size: b.row.size ?? null,
         sha2: b.row.sha256 ?? null,
         objectKey: b.objectKey,

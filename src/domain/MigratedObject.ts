@@ -14,6 +14,29 @@ export interface MigratedRow {
   readonly sha256: string | undefined
   /** the store key, when the profile does not key objects by their SHA-256 (`--key-template`) */
   readonly objectKey?: string | undefined
+  /**
+   * every large object the content is made of, in order, when there are several (relstorage: a blob's
+   * chunks, concatenated in chunk_num order); absent: just `oid`
+   */
+  readonly oids?: ReadonlyArray<number> | undefined
+  /** the length of each of `oids` (prune's freed bytes); absent: `size` for the single oid */
+  readonly oidSizes?: ReadonlyArray<number> | undefined
+  /**
+   * the copy is stored in the database itself, not in the object store (relstorage's inline blobs in
+   * `blob_state.data`): its length, and its SHA-256 as computed by PostgreSQL; length null: no data
+   */
+  readonly inline?: { readonly length: number | null; readonly sha256: string | null } | undefined
+}
+
+/** The large objects a row's content is made of, in order (none once pruned). */
+export const oidsOf = (row: MigratedRow): ReadonlyArray<number> => row.oids ?? (row.oid === null ? [] : [row.oid])
+
+/** The bytes large object `oid` holds for `row` (its part of the content). */
+export const bytesOfOid = (row: MigratedRow, oid: number): number => {
+  const oids = oidsOf(row)
+  if (oids.length <= 1) return row.size ?? 0
+  const i = oids.indexOf(oid)
+  return i < 0 ? 0 : row.oidSizes?.[i] ?? 0
 }
 
 /** How thoroughly an object is checked. */
@@ -56,8 +79,14 @@ export const isSha256Hex = (s: string): boolean => /^[0-9a-fA-F]{64}$/.test(s)
 /** The store key of a migrated row (lowercase hex SHA-256, as the migration writes it). */
 export const objectKeyOf = (row: MigratedRow): string => row.objectKey ?? (row.sha256 ?? "").trim().toLowerCase()
 
+/** "oid 123", or "oids 1,2,3" for content made of several large objects */
+export const describeOids = (row: MigratedRow): string => {
+  const oids = oidsOf(row)
+  return oids.length > 1 ? `oids ${oids.join(",")}` : `oid ${row.oid ?? "NULL"}`
+}
+
 export const describeBad = (bad: BadObject): string =>
-  `${bad.row.key.trim()} (oid ${bad.row.oid ?? "NULL"}, object ${bad.objectKey}): ${bad.problem}: ${bad.detail}`
+  `${bad.row.key.trim()} (${describeOids(bad.row)}, object ${bad.objectKey}): ${bad.problem}: ${bad.detail}`
 
 /** What one prune transaction did. */
 export interface Released {

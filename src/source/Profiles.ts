@@ -31,7 +31,7 @@ export type Capability = "plan" | "verify --against-source" | "prune" | "upload-
 const unsupported: Record<Profile["_tag"], ReadonlyArray<Capability>> = {
   nice2: [],
   table: [],
-  relstorage: ["verify --against-source", "prune", "--finalize"]
+  relstorage: []
 }
 
 /** Fails with exit 2 when `profile` cannot do `what`. */

@@ -16,12 +16,11 @@ import { Effect, Layer, Result } from "effect"
 import { SqlClient } from "effect/sql"
 import { PgClient } from "@effect/sql-pg"
 import { Context, Redacted } from "effect"
-import { DatabaseError, DatabaseUnavailable, describeCause, ProfileUnsupported, SchemaMismatch } from "../domain/Errors.ts"
+import { DatabaseError, DatabaseUnavailable, describeCause, SchemaMismatch } from "../domain/Errors.ts"
 import * as Aliases from "../pipeline/Aliases.ts"
 import * as LargeObjects from "./LargeObjects.ts"
 import * as PgTls from "./PgTls.ts"
 import type { Candidate, Stored } from "../domain/LargeObject.ts"
-import type { MigratedRow } from "../domain/MigratedObject.ts"
 import type { RelStorageProfile, Shard } from "../domain/Profile.ts"
 import * as Recorded from "../domain/Recorded.ts"
 import type { RetryPolicy } from "../pipeline/Retry.ts"
@@ -29,13 +28,10 @@ import type { Stats } from "../pipeline/Stats.ts"
 import { recordedByKey } from "./KeyLookup.ts"
 import { lockNamespace } from "./RunLock.ts"
 import { transaction } from "./Transaction.ts"
-import { describeUrl, type Inventory, type ListedRow, Source, runner } from "./Source.ts"
+import { describeUrl, type ListedRow, Source, runner } from "./Source.ts"
+import * as RelStorageLifecycle from "./RelStorageLifecycle.ts"
 
 const invRead = 0x40000
-/** plan reads each chunk's length; above this many chunks it says "sizes unknown" */
-const sizeReadLimit = 100_000
-/** examples shown per problem */
-const exampleCount = 10
 const hex16 = (n: bigint) => n.toString(16).padStart(16, "0")
 
 /** `zoid/tid` in decimal: the key a blob travels under. */
@@ -312,175 +308,9 @@ export const layer = (
           return { vanished: missing.filter((s) => !there.has(s.candidate.key)) }
         })
 
-      // verify: the blobs in S3 (inline ones have no object to check), in key order, by keyset pages
-      const migratedPage = (after: string | undefined, limit: number) =>
-        Effect.gen(function*() {
-          const [exists] = yield* destQuery("look for blob_state", "SELECT to_regclass('blob_state') IS NOT NULL AS present", [])
-          if (exists?.present !== true) return []
-          const a = after === undefined
-            ? { text: "", params: [] as ReadonlyArray<unknown> }
-            : { text: " AND (c.zoid, c.tid) > ($1::bigint, $2::bigint)", params: splitKey(after) }
-          const s = shardFilter(a.params.length + 1)
-          const rows = yield* destQuery(
-            "list migrated blobs",
-            `SELECT c.zoid::text AS zoid, c.tid::text AS tid, c.blob_size::text AS size, c.s3_key
-             FROM blob_state c
-             WHERE c.s3_key IS NOT NULL${a.text}${s.text}
-             ORDER BY c.zoid, c.tid LIMIT $${a.params.length + s.params.length + 1}`,
-            [...a.params, ...s.params, limit]
-          )
-          return rows.map((r): MigratedRow => ({
-            key: blobKey(String(r.zoid), String(r.tid)),
-            oid: null,
-            size: Number(r.size),
-            sha256: undefined,
-            objectKey: String(r.s3_key)
-          }))
-        })
+      // plan, verify, prune, finalize: RelStorageLifecycle.ts
+      const lifecycle = RelStorageLifecycle.make({ profile, shard, sameDatabase, sql, run, query, destQuery, blobChunk, shardFilter })
 
-      // plan (same database only: --dest-pg-url is refused by the command). One scan groups the chunks
-      // into blobs; a blob's size is blob_state.blob_size once migrated, else the sum of its large
-      // objects' lengths (lo_lseek64, one lo_open per chunk), read only up to `sizeReadLimit` chunks
-      const inventory = (sizeBounds: ReadonlyArray<number>) =>
-        Effect.gen(function*() {
-          yield* blobChunk
-          const [state] = yield* query("look for blob_state", "SELECT to_regclass('blob_state') IS NOT NULL AS present", [])
-          const hasState = state?.present === true
-          const migratedSize = hasState
-            ? "(SELECT s.blob_size FROM blob_state s WHERE s.zoid = c.zoid AND s.tid = c.tid)"
-            : "NULL::bigint"
-          const [chunks] = yield* query("count chunks", "SELECT count(*) AS n FROM blob_chunk", [])
-          const sizesKnown = Number(chunks?.n ?? 0) <= sizeReadLimit
-          const present = "EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = c.chunk)"
-          const read = sizesKnown ? `lo_lseek64(lo_open(c.chunk, ${invRead}), 0, 2)` : "NULL::bigint"
-          const groups = yield* query(
-            "count blobs and bytes",
-            `WITH b AS MATERIALIZED (
-               SELECT c.zoid, c.tid, bool_and(c.chunk IS NOT NULL AND ${present}) AS whole,
-                 ${migratedSize} AS done_size
-               FROM blob_chunk c GROUP BY c.zoid, c.tid),
-             r AS MATERIALIZED (
-               SELECT b.done_size IS NULL AS todo,
-                 coalesce(b.done_size, CASE WHEN b.whole THEN
-                   (SELECT sum(${read})::bigint FROM blob_chunk c WHERE c.zoid = b.zoid AND c.tid = b.tid) END) AS size
-               FROM b)
-             SELECT r.todo, width_bucket(r.size, $1::int8[]) AS bucket, r.size >= $2::bigint AS s3,
-               count(*) AS n, coalesce(sum(r.size), 0)::text AS bytes
-             FROM r GROUP BY 1, 2, 3`,
-            [sizeBounds.map((b) => b + 1), profile.blobThreshold]
-          )
-          const sum = (rows: ReadonlyArray<Raw>) =>
-            rows.reduce<{ n: number; bytes: bigint }>((acc, r) => ({ n: acc.n + Number(r.n), bytes: acc.bytes + BigInt(String(r.bytes)) }), {
-              n: 0,
-              bytes: 0n
-            })
-          const all = sum(groups)
-          const todo = groups.filter((r) => r.todo === true)
-          const done = sum(groups.filter((r) => r.todo !== true))
-          const histogram = [...sizeBounds, undefined].map((upTo, i) => {
-            const b = sum(todo.filter((r) => r.bucket !== null && Number(r.bucket) === i))
-            return { upTo, objects: b.n, bytes: b.bytes }
-          })
-          const toS3 = sum(todo.filter((r) => r.s3 === true))
-          const inline = sum(todo.filter((r) => r.s3 === false))
-          const unknownSize = sum(todo.filter((r) => r.bucket === null)).n
-          const notDone = hasState ? "NOT EXISTS (SELECT 1 FROM blob_state s WHERE s.zoid = c.zoid AND s.tid = c.tid)" : "true"
-          const problem = (operation: string, where: string) =>
-            Effect.gen(function*() {
-              const [n] = yield* query(
-                `count ${operation}`,
-                `SELECT count(DISTINCT (c.zoid, c.tid)) AS n FROM blob_chunk c WHERE ${notDone} AND ${where}`,
-                []
-              )
-              const rows = yield* query(
-                `list ${operation}`,
-                `SELECT c.zoid::text AS zoid, c.tid::text AS tid, min(c.chunk::bigint) AS oid FROM blob_chunk c
-                 WHERE ${notDone} AND ${where} GROUP BY c.zoid, c.tid ORDER BY c.zoid, c.tid LIMIT ${exampleCount}`,
-                []
-              )
-              return { count: Number(n?.n ?? 0), rows }
-            })
-          const nullChunks = yield* problem("NULL chunks", "c.chunk IS NULL")
-          const dangling = yield* problem("dangling chunks", `c.chunk IS NOT NULL AND NOT ${present}`)
-          const [shared] = yield* query(
-            "count shared oids",
-            `SELECT count(*) AS oids, coalesce(sum(s.n), 0)::text AS rows
-             FROM (SELECT count(*) AS n FROM blob_chunk c WHERE c.chunk IS NOT NULL GROUP BY c.chunk HAVING count(*) > 1) s`,
-            []
-          )
-          const sharedExamples = yield* query(
-            "list shared oids",
-            `SELECT c.chunk::bigint AS oid, string_agg(c.zoid || '/' || c.tid, ',' ORDER BY c.zoid, c.tid) AS keys
-             FROM blob_chunk c WHERE c.chunk IS NOT NULL
-             GROUP BY c.chunk HAVING count(*) > 1 ORDER BY c.chunk LIMIT ${exampleCount}`,
-            []
-          )
-          const key = (r: Raw) => blobKey(String(r.zoid), String(r.tid))
-          const notes: Array<string> = []
-          if (!hasState) notes.push("table blob_state does not exist yet: every blob counts as not migrated; migrate creates it")
-          notes.push(
-            sizesKnown
-              ? `at --blob-threshold ${profile.blobThreshold}: ${toS3.n} blob(s), ${toS3.bytes} bytes to S3; ` +
-                `${inline.n} blob(s), ${inline.bytes} bytes inline into blob_state.data (no S3 request)`
-              : `sizes unknown: blob_chunk has ${chunks?.n} chunks, more than the ${sizeReadLimit} whose lengths plan reads ` +
-                `one by one (lo_lseek64), so neither the bytes nor the split between S3 and inline at --blob-threshold is known`
-          )
-          if (sizesKnown) notes.push("sizes of blobs to migrate read from their large objects (lo_lseek64); migrated ones from blob_state.blob_size")
-          const result: Inventory = {
-            total: all.n,
-            migrated: done.n,
-            remaining: all.n - done.n,
-            totalBytes: all.bytes,
-            migratedBytes: done.bytes,
-            remainingBytes: all.bytes - done.bytes,
-            histogram,
-            unknownSize,
-            sizesUnknown: !sizesKnown,
-            nullData: { count: nullChunks.count, examples: nullChunks.rows.map(key) },
-            dangling: { count: dangling.count, examples: dangling.rows.map((r) => ({ key: key(r), oid: Number(r.oid) })) },
-            malformedKeys: { count: 0, examples: [] },
-            sharedOids: {
-              oids: Number(shared?.oids ?? 0),
-              rows: Number(shared?.rows ?? 0),
-              examples: sharedExamples.map((r) => ({ oid: Number(r.oid), keys: String(r.keys).split(",") }))
-            },
-            notes
-          }
-          return result
-        })
-
-      // blobs to migrate in random order; plan reads their first chunk
-      const sample = (limit: number) =>
-        Effect.gen(function*() {
-          yield* blobChunk
-          const [state] = yield* query("look for blob_state", "SELECT to_regclass('blob_state') IS NOT NULL AS present", [])
-          const notDone = state?.present === true
-            ? "NOT EXISTS (SELECT 1 FROM blob_state s WHERE s.zoid = b.zoid AND s.tid = b.tid)"
-            : "true"
-          // the length is read only for the blobs picked: the random sort happens in the subquery
-          const rows = yield* query(
-            "sample blobs",
-            `SELECT p.zoid::text AS zoid, p.tid::text AS tid, p.oid::bigint AS oid,
-               CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = p.oid)
-                 THEN lo_lseek64(lo_open(p.oid, ${invRead}), 0, 2) END AS size
-             FROM (SELECT b.zoid, b.tid,
-                     (SELECT c.chunk FROM blob_chunk c WHERE c.zoid = b.zoid AND c.tid = b.tid ORDER BY c.chunk_num LIMIT 1) AS oid
-                   FROM (SELECT DISTINCT zoid, tid FROM blob_chunk) b
-                   WHERE ${notDone} ORDER BY random() LIMIT $1) p
-             WHERE p.oid IS NOT NULL`,
-            [limit]
-          )
-          return rows.map((r): Candidate => ({
-            key: key(r),
-            oid: Number(r.oid),
-            size: Number(r.size ?? 0),
-            contentType: "application/octet-stream",
-            expectedSha1: undefined
-          }))
-        })
-      const key = (r: Raw) => blobKey(String(r.zoid), String(r.tid))
-
-      const unsupported = (what: string) => Effect.die(new ProfileUnsupported({ profile: "relstorage", what }))
 
       // upload-blobs: what relstorage records is the S3 key (NULL for an inline blob) in blob_state; a
       // blob without a blob_state row is not migrated while its chunks exist, and gone once they do not
@@ -529,13 +359,7 @@ export const layer = (
         page,
         commit,
         recorded,
-        finalize: unsupported("--finalize"),
-        inventory,
-        sample,
-        migratedPage,
-        unmigratedWithData: () => unsupported("prune"),
-        references: () => unsupported("prune"),
-        release: () => unsupported("prune")
+        ...lifecycle
       })
     })
   )

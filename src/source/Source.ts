@@ -120,6 +120,10 @@ export class Source extends Context.Service<Source, {
     limit: number,
     options: { readonly withData: boolean }
   ) => Effect.Effect<ReadonlyArray<MigratedRow>, SchemaMismatch | DatabaseError>
+  /** what `release` does to a row, as prune names it; default "data = NULL" */
+  readonly releaseMeaning?: string | undefined
+  /** what a row not migrated lacks, as prune names it; default "no sha2" */
+  readonly unmigratedReason?: string | undefined
   /** rows not migrated that still reference a large object (prune leaves them alone), with examples */
   readonly unmigratedWithData: (
     limit: number
