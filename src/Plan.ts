@@ -102,9 +102,7 @@ const measure = (options: PlanOptions, inventory: Inventory) =>
       seconds: samples.reduce((s, x) => s + x.seconds, 0),
       perObject,
       perByte,
-      // sizes unknown: the sample's mean size stands for every object
-      estimatedSeconds: (perObject * inventory.remaining +
-        perByte * (inventory.sizesUnknown === true ? (bytes / samples.length) * inventory.remaining : Number(inventory.remainingBytes))) /
+      estimatedSeconds: (perObject * inventory.remaining + perByte * Number(inventory.remainingBytes)) /
         Math.max(1, options.receiverThreads)
     }
     return estimate
@@ -137,12 +135,11 @@ export const format = (plan: Plan, extraNotes: ReadonlyArray<string> = []): stri
   const inv = plan.inventory
   const lines: Array<string> = []
   const width = Math.max(String(inv.total).length, 1)
-  const exact = (n: bigint) => (inv.sizesUnknown === true ? "sizes unknown" : exactBytes(n))
   lines.push(`plan for ${plan.table} (read only: nothing was written to PostgreSQL or S3)`, "")
   lines.push("objects")
-  lines.push(`  to migrate:       ${String(inv.remaining).padStart(width)}  ${exact(inv.remainingBytes)}`)
-  lines.push(`  already migrated: ${String(inv.migrated).padStart(width)}  ${exact(inv.migratedBytes)}`)
-  lines.push(`  total:            ${String(inv.total).padStart(width)}  ${exact(inv.totalBytes)}`)
+  lines.push(`  to migrate:       ${String(inv.remaining).padStart(width)}  ${exactBytes(inv.remainingBytes)}`)
+  lines.push(`  already migrated: ${String(inv.migrated).padStart(width)}  ${exactBytes(inv.migratedBytes)}`)
+  lines.push(`  total:            ${String(inv.total).padStart(width)}  ${exactBytes(inv.totalBytes)}`)
   lines.push("", "sizes of the objects to migrate")
   const most = Math.max(1, ...inv.histogram.map((b) => b.objects))
   inv.histogram.forEach((b, i) => {
@@ -150,7 +147,7 @@ export const format = (plan: Plan, extraNotes: ReadonlyArray<string> = []): stri
     const bar = "#".repeat(b.objects === 0 ? 0 : Math.max(1, Math.round((b.objects / most) * 30)))
     lines.push(`  ${label} ${String(b.objects).padStart(width)}  ${`${b.bytes} bytes`.padEnd(22)} ${bar}`)
   })
-  if (inv.unknownSize > 0) lines.push(`  ${(inv.sizesUnknown === true ? "size unknown" : "size NULL").padEnd(13)} ${String(inv.unknownSize).padStart(width)}`)
+  if (inv.unknownSize > 0) lines.push(`  ${"size NULL".padEnd(13)} ${String(inv.unknownSize).padStart(width)}`)
   lines.push("", "problems in the rows to migrate (migrate skips and names these rows)")
   lines.push(`  NULL data:      ${inv.nullData.count}${examples(inv.nullData.examples, inv.nullData.count)}`)
   lines.push(
@@ -178,7 +175,7 @@ export const format = (plan: Plan, extraNotes: ReadonlyArray<string> = []): stri
   } else {
     lines.push(
       `  about ${formatDuration(e.estimatedSeconds)} (${e.estimatedSeconds.toFixed(1)} s) to read ${inv.remaining} object(s), ` +
-        `${inv.sizesUnknown === true ? "sizes unknown, taken as the sample's mean" : formatBytes(Number(inv.remainingBytes))}, with ${plan.options.receiverThreads} parallel reader(s) (--receiver-threads)`
+        `${formatBytes(Number(inv.remainingBytes))}, with ${plan.options.receiverThreads} parallel reader(s) (--receiver-threads)`
     )
     lines.push(
       `  based on: ${e.objects} sampled object(s), ${e.bytes} bytes, read and hashed in ${e.seconds.toFixed(3)} s ` +

@@ -7,7 +7,6 @@ import { SqlClient } from "effect/sql"
 import { runCli } from "./support/Cli.ts"
 import { TestDatabase } from "./support/Postgres.ts"
 import { TestS3 } from "./support/S3.ts"
-import * as Plan from "../src/Plan.ts"
 
 const env = Layer.mergeAll(TestDatabase.layerClient, TestS3.layer)
 
@@ -88,32 +87,4 @@ describe("lo-migrate plan --profile table", () => {
       assert.match(after.stdout, /already migrated: +5  2022 bytes/)
       assert.match(after.stdout, /total: +7  2022 bytes/)
     }).pipe(Effect.scoped, Effect.provide(env)), 120_000)
-
-  it("says sizes unknown, never 0 bytes, when they were not read", () => {
-    const inventory = {
-      total: 3,
-      migrated: 0,
-      remaining: 3,
-      totalBytes: 0n,
-      migratedBytes: 0n,
-      remainingBytes: 0n,
-      histogram: Plan.sizeBounds.map((upTo) => ({ upTo, objects: 0, bytes: 0n })),
-      unknownSize: 3,
-      sizesUnknown: true,
-      nullData: { count: 0, examples: [] },
-      dangling: { count: 0, examples: [] },
-      malformedKeys: { count: 0, examples: [] },
-      sharedOids: { oids: 0, rows: 0, examples: [] },
-      notes: []
-    }
-    const text = Plan.format({
-      table: "t",
-      inventory,
-      estimate: { objects: 1, bytes: 10, seconds: 1, perObject: 0, perByte: 0.1, estimatedSeconds: 3 },
-      options: { sample: 1, sampleBytes: 100, receiverThreads: 1 }
-    })
-    assert.match(text, /to migrate: +3  sizes unknown/)
-    assert.match(text, /\n  size unknown +3/)
-    assert.include(text, "sizes unknown, taken as the sample's mean")
-  })
 })

@@ -14,13 +14,11 @@ import { type DatabaseError, SchemaMismatch } from "../domain/Errors.ts"
 import type { Candidate } from "../domain/LargeObject.ts"
 import { bytesOfOid, type MigratedRow, oidsOf, type Released } from "../domain/MigratedObject.ts"
 import type { RelStorageProfile, Shard } from "../domain/Profile.ts"
-import { oidArray } from "./LargeObjects.ts"
+import * as LargeObjects from "./LargeObjects.ts"
+import { invRead, oidArray } from "./LargeObjects.ts"
 import type { Examples, Inventory, Source } from "./Source.ts"
 import { transaction } from "./Transaction.ts"
 
-const invRead = 0x40000
-/** plan reads each chunk's length; above this many chunks it says "sizes unknown" */
-const sizeReadLimit = 100_000
 /** examples shown per problem */
 const exampleCount = 10
 /** keys per page when two databases are matched */
@@ -348,15 +346,13 @@ export const make = (ctx: Context): Lifecycle => {
   })
 
   // plan. One scan groups the chunks into blobs; a blob's size is blob_state.blob_size once migrated,
-  // else the sum of its large objects' lengths (lo_lseek64, one lo_open per chunk), read only up to
-  // `sizeReadLimit` chunks. Migrated blobs whose chunks were pruned count as migrated.
+  // else the sum of its large objects' lengths (LargeObjects.lengthJoin: each descriptor closed at once,
+  // so linear in the chunks). Migrated blobs whose chunks were pruned count as migrated.
   const inventory = (sizeBounds: ReadonlyArray<number>) =>
     Effect.gen(function*() {
       yield* ctx.blobChunk
       const hasState = yield* stateExists(destQuery)
-      const [chunks] = yield* query("count chunks", "SELECT count(*) AS n FROM blob_chunk", [])
-      const sizesKnown = Number(chunks?.n ?? 0) <= sizeReadLimit
-      const tally = sameDatabase ? yield* tallySame(sizeBounds, hasState, sizesKnown) : yield* tallyAcross(sizeBounds, hasState, sizesKnown)
+      const tally = sameDatabase ? yield* tallySame(sizeBounds, hasState) : yield* tallyAcross(sizeBounds, hasState)
       const [shared] = yield* query(
         "count shared oids",
         `SELECT count(*) AS oids, coalesce(sum(s.n), 0)::text AS rows
@@ -374,13 +370,10 @@ export const make = (ctx: Context): Lifecycle => {
       if (!sameDatabase) notes.push("blob_state is in another database (--dest-pg-url): its blobs matched with blob_chunk's by key")
       if (!hasState) notes.push("table blob_state does not exist yet: every blob counts as not migrated; migrate creates it")
       notes.push(
-        sizesKnown
-          ? `at --blob-threshold ${profile.blobThreshold}: ${tally.toS3.n} blob(s), ${tally.toS3.bytes} bytes to S3; ` +
-            `${tally.inline.n} blob(s), ${tally.inline.bytes} bytes inline into blob_state.data (no S3 request)`
-          : `sizes unknown: blob_chunk has ${chunks?.n} chunks, more than the ${sizeReadLimit} whose lengths plan reads ` +
-            `one by one (lo_lseek64), so neither the bytes nor the split between S3 and inline at --blob-threshold is known`
+        `at --blob-threshold ${profile.blobThreshold}: ${tally.toS3.n} blob(s), ${tally.toS3.bytes} bytes to S3; ` +
+          `${tally.inline.n} blob(s), ${tally.inline.bytes} bytes inline into blob_state.data (no S3 request)`
       )
-      if (sizesKnown) notes.push("sizes of blobs to migrate read from their large objects (lo_lseek64); migrated ones from blob_state.blob_size")
+      notes.push("sizes of blobs to migrate read from their large objects (lo_lseek64); migrated ones from blob_state.blob_size")
       if (tally.pruned > 0) notes.push(`${tally.pruned} migrated blob(s) have no chunks left in blob_chunk (pruned)`)
       const result: Inventory = {
         total: tally.todo.n + tally.done.n,
@@ -391,7 +384,6 @@ export const make = (ctx: Context): Lifecycle => {
         remainingBytes: tally.todo.bytes,
         histogram: tally.histogram,
         unknownSize: tally.unknownSize,
-        sizesUnknown: !sizesKnown,
         nullData: tally.nullChunks,
         dangling: tally.dangling,
         malformedKeys: { count: 0, examples: [] },
@@ -421,12 +413,11 @@ export const make = (ctx: Context): Lifecycle => {
     readonly dangling: Examples<{ readonly key: string; readonly oid: number }>
   }
 
-  const tallySame = (sizeBounds: ReadonlyArray<number>, hasState: boolean, sizesKnown: boolean) =>
+  const tallySame = (sizeBounds: ReadonlyArray<number>, hasState: boolean) =>
     Effect.gen(function*() {
       const migratedSize = hasState
         ? "(SELECT s.blob_size FROM blob_state s WHERE s.zoid = c.zoid AND s.tid = c.tid)"
         : "NULL::bigint"
-      const read = sizesKnown ? `lo_lseek64(lo_open(c.chunk, ${invRead}), 0, 2)` : "NULL::bigint"
       const groups = yield* query(
         "count blobs and bytes",
         `WITH b AS MATERIALIZED (
@@ -436,7 +427,8 @@ export const make = (ctx: Context): Lifecycle => {
          r AS MATERIALIZED (
            SELECT b.done_size IS NULL AS todo,
              coalesce(b.done_size, CASE WHEN b.whole THEN
-               (SELECT sum(${read})::bigint FROM blob_chunk c WHERE c.zoid = b.zoid AND c.tid = b.tid) END) AS size
+               (SELECT sum(len.size)::bigint FROM blob_chunk c ${LargeObjects.lengthJoin("c.chunk", "len")}
+                WHERE c.zoid = b.zoid AND c.tid = b.tid) END) AS size
            FROM b)
          SELECT r.todo, width_bucket(r.size, $1::int8[]) AS bucket, r.size >= $2::bigint AS s3,
            count(*) AS n, coalesce(sum(r.size), 0)::text AS bytes
@@ -493,7 +485,7 @@ export const make = (ctx: Context): Lifecycle => {
     })
 
   // --dest-pg-url: blob_chunk's blobs and blob_state's rows, each paged in key order, merged
-  const tallyAcross = (sizeBounds: ReadonlyArray<number>, hasState: boolean, sizesKnown: boolean) =>
+  const tallyAcross = (sizeBounds: ReadonlyArray<number>, hasState: boolean) =>
     Effect.gen(function*() {
       const todo: Sum = { n: 0, bytes: 0n }
       const done: Sum = { n: 0, bytes: 0n }
@@ -531,7 +523,8 @@ export const make = (ctx: Context): Lifecycle => {
         stateAt += 1
       }
 
-      const read = sizesKnown ? `CASE WHEN ${present("c.chunk")} THEN lo_lseek64(lo_open(c.chunk, ${invRead}), 0, 2) END` : "NULL::bigint"
+      // pages of `mergePage` blobs: the descriptors a page opens end with its statement
+      const read = `CASE WHEN ${present("c.chunk")} THEN lo_lseek64(lo_open(c.chunk, ${invRead}), 0, 2) END`
       let position: string | undefined
       while (true) {
         const a = after(position, 1)

@@ -31,7 +31,6 @@ import { transaction } from "./Transaction.ts"
 import { describeUrl, type ListedRow, Source, runner } from "./Source.ts"
 import * as RelStorageLifecycle from "./RelStorageLifecycle.ts"
 
-const invRead = 0x40000
 const hex16 = (n: bigint) => n.toString(16).padStart(16, "0")
 
 /** `zoid/tid` in decimal: the key a blob travels under. */
@@ -238,7 +237,7 @@ export const layer = (
             `SELECT c.zoid::text AS zoid, c.tid::text AS tid,
                array_agg(c.chunk::bigint ORDER BY c.chunk_num) AS oids,
                sum(CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = c.chunk)
-                   THEN lo_lseek64(lo_open(c.chunk, ${invRead}), 0, 2) END)::bigint AS size
+                   THEN lo_lseek64(lo_open(c.chunk, ${LargeObjects.invRead}), 0, 2) END)::bigint AS size
              FROM blob_chunk c
              WHERE ${notMigrated}${a.text}${s.text}
              GROUP BY c.zoid, c.tid

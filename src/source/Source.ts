@@ -58,8 +58,6 @@ export interface Inventory {
   readonly histogram: ReadonlyArray<SizeBucket>
   /** rows to migrate whose size is NULL */
   readonly unknownSize: number
-  /** no size was read at all (too many objects to measure one by one): the byte counts are not known */
-  readonly sizesUnknown?: boolean
   /** rows to migrate without a large object */
   readonly nullData: Examples<string>
   /** rows to migrate whose oid names no large object */
