@@ -12,15 +12,11 @@ import { createNice2Schema, insertObject, randomBytes } from "./support/Nice2Fix
 import { TestDatabase } from "./support/Postgres.ts"
 import { TestS3 } from "./support/S3.ts"
 import { assertNothingMarked, freshTempDir } from "./support/Verify.ts"
+import { targetVia } from "./support/Target.ts"
 
 const env = FaultProxy.layer.pipe(Layer.provideMerge(Layer.mergeAll(TestDatabase.layerClient, TestS3.layer)))
 
-const target = (endpoint?: string) =>
-  Effect.gen(function*() {
-    const db = yield* TestDatabase
-    const s3 = yield* TestS3
-    return ["--pg-url", db.url, "--s3-url", endpoint ?? s3.endpoint, "--access-key", s3.accessKey, "--secret-key", s3.secretKey, "--bucket", s3.bucket]
-  })
+const target = targetVia
 
 describe("bad rows", () => {
   it.live("blank mime types become application/octet-stream; --failures FILE lists every failed row as JSON lines", () =>

@@ -10,6 +10,7 @@ import { runCli } from "./support/Cli.ts"
 import { createNice2Schema, insertObject, type InsertedObject, randomBytes, readRows, setJobActive } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
 import { TestS3 } from "./support/S3.ts"
+import { target } from "./support/Target.ts"
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -17,11 +18,6 @@ const MiB = 1024 * KiB
 const env = Layer.mergeAll(TestDatabase.layerClient, TestS3.layer)
 
 /** The flags that point the CLI at this test's database and bucket. */
-const target = Effect.gen(function*() {
-  const db = yield* TestDatabase
-  const s3 = yield* TestS3
-  return ["--pg-url", db.url, "--s3-url", s3.endpoint, "--access-key", s3.accessKey, "--secret-key", s3.secretKey, "--bucket", s3.bucket]
-})
 
 const freshTempDir = Effect.acquireRelease(
   Effect.sync(() => NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "lo-migrate-test-tmp-"))),

@@ -12,15 +12,11 @@ import { createNice2Schema, insertObject, type InsertedObject, randomBytes, read
 import { TestDatabase } from "./support/Postgres.ts"
 import { TestS3 } from "./support/S3.ts"
 import { scopedTempDir } from "./support/TempDir.ts"
+import { target } from "./support/Target.ts"
 
 const KiB = 1024
 const env = Layer.mergeAll(TestDatabase.layerClient, TestS3.layer)
 
-const target = Effect.gen(function*() {
-  const db = yield* TestDatabase
-  const s3 = yield* TestS3
-  return ["--pg-url", db.url, "--s3-url", s3.endpoint, "--access-key", s3.accessKey, "--secret-key", s3.secretKey, "--bucket", s3.bucket]
-})
 
 const insertMany = (n: number, seed: number, size = 2 * KiB) =>
   Effect.gen(function*() {

@@ -11,18 +11,11 @@ import { FaultProxy } from "./support/FaultProxy.ts"
 import { createNice2Schema, insertObject, randomBytes, readRows } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
 import { TestS3 } from "./support/S3.ts"
+import { targetVia } from "./support/Target.ts"
 
 const env = FaultProxy.layer.pipe(Layer.provideMerge(Layer.mergeAll(TestDatabase.layerClient, TestS3.layer)))
 
-const target = (endpoint?: string) =>
-  Effect.gen(function*() {
-    const db = yield* TestDatabase
-    const s3 = yield* TestS3
-    return [
-      "--pg-url", db.url, "--s3-url", endpoint ?? s3.endpoint, "--access-key", s3.accessKey, "--secret-key", s3.secretKey,
-      "--bucket", s3.bucket
-    ]
-  })
+const target = targetVia
 
 const tableArgs = ["--profile", "table", "--table", "public.attachments", "--oid-column", "content", "--key-column", "id", "--key-template", "att/{sha256}"]
 

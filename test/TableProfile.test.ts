@@ -8,14 +8,10 @@ import { createHash } from "node:crypto"
 import { runCli } from "./support/Cli.ts"
 import { TestDatabase } from "./support/Postgres.ts"
 import { TestS3 } from "./support/S3.ts"
+import { target } from "./support/Target.ts"
 
 const env = Layer.mergeAll(TestDatabase.layerClient, TestS3.layer)
 
-const target = Effect.gen(function*() {
-  const db = yield* TestDatabase
-  const s3 = yield* TestS3
-  return ["--pg-url", db.url, "--s3-url", s3.endpoint, "--access-key", s3.accessKey, "--secret-key", s3.secretKey, "--bucket", s3.bucket]
-})
 
 const sha256 = (text: string) => createHash("sha256").update(text).digest("hex")
 
