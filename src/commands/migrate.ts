@@ -13,7 +13,6 @@ import { StopRequest } from "../StopRequest.ts"
 import { connectionFlags, described, int, optionalInt } from "./Flags.ts"
 import { modeFlags, modeOf } from "./MigrateModes.ts"
 import { planFlags, planProfile, printPlan } from "./plan.ts"
-import * as Profiles from "../source/Profiles.ts"
 import { profileFlags, profileInput, type ProfileFlagValues } from "./ProfileFlags.ts"
 
 export { connectionFlags }
@@ -144,12 +143,10 @@ export const migrate = Command.make("migrate", {
     return yield* printPlan({ ...flags, pgUrl: settings.pgUrl, receiverThreads: settings.receiverThreads, s3: settings, profile })
   }
   if (settings.finalize) {
-    yield* Profiles.require(settings.profile, "--finalize")
     if (settings.shard !== undefined) {
       return yield* new SettingsError({ setting: "--finalize", problem: "finalize covers the whole table: run it once without --shard after every shard has finished" })
     }
   }
-  if (Option.isSome(flags.deferredBlobs)) yield* Profiles.require(settings.profile, "--deferred-blobs")
   const mode = yield* modeOf(flags)
   yield* writeStderr(configurationBlock(settings))
   if (mode.deferred !== undefined) yield* writeStderr(`deferred: objects are staged and listed in ${mode.deferred}; S3 is not contacted\n\n`)

@@ -12,7 +12,6 @@ import { ObjectStore } from "../store/ObjectStore.ts"
 import { settingsOf } from "./Connect.ts"
 import * as Profile from "../domain/Profile.ts"
 import type { ProfileInput } from "../domain/Profile.ts"
-import * as Profiles from "../source/Profiles.ts"
 import { profileFlags, profileInput } from "./ProfileFlags.ts"
 import { connectionFlags, int, retries } from "./Flags.ts"
 
@@ -34,11 +33,10 @@ const s3Note = (settings: Settings) =>
     )
   }).pipe(Effect.provide(Connections.store(settings, 1).pipe(Layer.provide(Stats.layer))))
 
-/** `plan` covers the whole table: a profile without a plan and a shard are refused (exit 2), not half answered. */
+/** `plan` covers the whole table: a shard is refused (exit 2), not half answered. */
 export const planProfile = (input: ProfileInput) =>
   Effect.gen(function*() {
     const { profile, shard } = yield* Profile.validate(input)
-    yield* Profiles.require(profile, "plan")
     if (shard !== undefined) {
       return yield* new SettingsError({ setting: "--shard", problem: "plan shows the whole table; run it without --shard" })
     }

@@ -13,7 +13,6 @@ import { Source } from "../source/Source.ts"
 import { ObjectStore } from "../store/ObjectStore.ts"
 import * as Verification from "../Verification.ts"
 import { atLeast, settingsOf } from "./Connect.ts"
-import * as Profiles from "../source/Profiles.ts"
 import { profileFlags } from "./ProfileFlags.ts"
 import { againstSource, concurrency, connectionFlags, deep, int, interval, retries } from "./Flags.ts"
 import { levelOf } from "./verify.ts"
@@ -48,7 +47,6 @@ export const prune = Command.make("prune", {
   retries
 }, Effect.fn("prune")(function*(flags) {
   const settings = yield* settingsOf(flags)
-  yield* Profiles.require(settings.profile, "prune")
   const parallel = yield* atLeast("--concurrency", flags.concurrency, 1)
   const batchSize = yield* atLeast("--batch-size", flags.batchSize, 1)
   yield* atLeast("--interval", flags.interval, 1)

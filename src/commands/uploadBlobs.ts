@@ -11,7 +11,6 @@ import { formatBytes } from "../pipeline/Monitor.ts"
 import * as UploadBlobs from "../UploadBlobs.ts"
 import { writeStderr } from "../Output.ts"
 import { SettingsError } from "../domain/Errors.ts"
-import * as Profiles from "../source/Profiles.ts"
 import { profileFlags, profileInput, type ProfileFlagValues } from "./ProfileFlags.ts"
 import { connectionFlags, int, interval, retries } from "./Flags.ts"
 
@@ -35,7 +34,6 @@ export const uploadBlobs = Command.make("upload-blobs", {
     pgCa: Option.getOrUndefined(flags.pgCa),
     ...profileInput(flags)
   })
-  yield* Profiles.require(settings.profile, "upload-blobs")
   if (settings.shard !== undefined) {
     return yield* new SettingsError({ setting: "--shard", problem: "upload-blobs uploads the manifest it is given: run one per shard's manifest, without --shard" })
   }

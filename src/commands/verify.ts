@@ -13,7 +13,6 @@ import { Source } from "../source/Source.ts"
 import { ObjectStore } from "../store/ObjectStore.ts"
 import * as Verification from "../Verification.ts"
 import { atLeast, settingsOf } from "./Connect.ts"
-import * as Profiles from "../source/Profiles.ts"
 import { profileFlags } from "./ProfileFlags.ts"
 import { againstSource, concurrency, connectionFlags, deep, interval, retries } from "./Flags.ts"
 
@@ -73,7 +72,6 @@ export const verify = Command.make("verify", {
   retries
 }, Effect.fn("verify")(function*(flags) {
   const settings = yield* settingsOf(flags)
-  if (flags.againstSource) yield* Profiles.require(settings.profile, "verify --against-source")
   const parallel = yield* atLeast("--concurrency", flags.concurrency, 1)
   yield* atLeast("--interval", flags.interval, 1)
   const level = levelOf(flags)

@@ -114,17 +114,6 @@ export class ShardCountConflict extends Data.TaggedError("ShardCountConflict")<{
   }
 }
 
-/** A command or option that the chosen `--profile` cannot carry out: refused before any work. */
-export class ProfileUnsupported extends Data.TaggedError("ProfileUnsupported")<{
-  readonly profile: string
-  readonly what: string
-}> {
-  readonly [Runtime.errorExitCode] = 2
-  override get message() {
-    return `${this.what} is not supported with --profile ${this.profile} (see README, "Profiles")`
-  }
-}
-
 /** An S3 call failed for good: past the retry budget, or with an error that retrying cannot fix. */
 export class StoreError extends Data.TaggedError("StoreError")<{
   readonly operation: string
@@ -203,7 +192,6 @@ export type MigrateError =
   | StoreUnavailable
   | MigrationLocked
   | ShardCountConflict
-  | ProfileUnsupported
   | StoreError
   | DatabaseError
   | PayloadError
