@@ -26,6 +26,7 @@ const receive = (objects: ReadonlyArray<InsertedObject>, budget: MemoryBudget.Me
     const outcomes: Array<Result.Result<Received, RowFailure>> = []
     yield* BatchRead.receiveAll(objects.map(candidateOf), {
       inMemMax,
+      readChunkSize: 2 * 1024 * 1024,
       tempDir: tmpdir(),
       retry: defaultPolicy(2),
       runScope: yield* Effect.scope,

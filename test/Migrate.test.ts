@@ -67,12 +67,15 @@ describe("lo-migrate migrate", () => {
         ...(yield* target),
         "--in-mem-max", "1",
         "--upload-chunk-size", "5120",
+        // 768 KiB reads: the 11 MiB object takes 15 of them, their edges nowhere near the parts'
+        "--read-chunk-size", "768",
         "--commit-chunk", "2",
         "--temp-dir", tmp,
         "--interval", "1"
       ]
       const first = yield* runCli(args)
       assert.strictEqual(first.code, 0, first.stderr)
+      assert.include(first.stderr, "read chunk size:   768 KiB")
       assert.include(first.stdout, "migrated 6 object(s)")
       assert.include(first.stdout, "1 of 7 were already migrated")
       assert.include(first.stdout, "Migration completed")

@@ -91,6 +91,11 @@ export const migrate = Command.make("migrate", {
   commitChunk: int("commit-chunk", "sha2 updates per statement and transaction", defaults.commitChunk),
   inMemMax: int("in-mem-max", "objects up to this size (KiB) stay in memory, larger ones go to a temp file", defaults.inMemMax),
   uploadChunkSize: int("upload-chunk-size", "multipart part size in KiB (at least 5120); larger objects are uploaded in parts", defaults.uploadChunkSize),
+  readChunkSize: int(
+    "read-chunk-size",
+    "KiB read from a large object per statement (64 to 8192): larger reads a little faster, smaller holds less memory",
+    defaults.readChunkSize
+  ),
   interval: int("interval", "seconds between status reports", defaults.interval).pipe(Flag.withAlias("i")),
   memoryBudget: int(
     "memory-budget",
@@ -205,6 +210,7 @@ const configurationBlock = (s: import("../domain/Settings.ts").Settings) =>
     `committer queue:   ${s.committerQueue}`,
     `in-memory max:     ${s.inMemMax / 1024} KiB`,
     `upload part size:  ${s.uploadChunkSize / 1024} KiB`,
+    `read chunk size:   ${s.readChunkSize / 1024} KiB`,
     `commit chunk:      ${s.commitChunk}`,
     `memory budget:     ${s.memoryBudget / 1024 / 1024} MiB`,
     `target:            s3://${s.bucket} at ${s.s3Url ?? `AWS (${s.region})`}`,

@@ -29,6 +29,8 @@ export const defaults = {
   inMemMax: 1024,
   /** KiB; S3 refuses parts under 5 MiB */
   uploadChunkSize: 20480,
+  /** KiB per `lo_get` of a large object (see LargeObjects.readChunkSize) */
+  readChunkSize: 2048,
   /** seconds */
   interval: 10,
   region: "us-east-1",
@@ -67,6 +69,7 @@ export interface SettingsInput extends Profile.ProfileInput {
   readonly commitChunk?: number | undefined
   readonly inMemMax?: number | undefined
   readonly uploadChunkSize?: number | undefined
+  readonly readChunkSize?: number | undefined
   readonly interval?: number | undefined
   readonly finalize?: boolean | undefined
   readonly tempDir?: string | undefined
@@ -100,6 +103,8 @@ export interface Settings {
   readonly inMemMax: number
   /** bytes: the multipart part size; objects above it are uploaded in parts */
   readonly uploadChunkSize: number
+  /** bytes read from a large object per statement */
+  readonly readChunkSize: number
   /** seconds between monitor reports */
   readonly interval: number
   readonly finalize: boolean
@@ -118,7 +123,7 @@ export interface Settings {
 const redact = (v: Redacted.Redacted<string> | string | undefined) =>
   v === undefined ? undefined : Redacted.isRedacted(v) ? v : Redacted.make(v)
 
-const integer = (flag: string, value: number | undefined, fallback: number, min: number) =>
+const integer = (flag: string, value: number | undefined, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER) =>
   Effect.suspend(() => {
     const v = value ?? fallback
     if (!Number.isSafeInteger(v)) {
@@ -127,8 +132,14 @@ const integer = (flag: string, value: number | undefined, fallback: number, min:
     if (v < min) {
       return Effect.fail(new SettingsError({ setting: flag, problem: `${v} is below the minimum of ${min}` }))
     }
+    if (v > max) {
+      return Effect.fail(new SettingsError({ setting: flag, problem: `${v} is above the maximum of ${max}` }))
+    }
     return Effect.succeed(v)
   })
+
+/** KiB: a `lo_get` answer must stay under the driver's 16 MiB message limit, with room to spare */
+const maxReadChunk = 8 * 1024
 
 const required = (flag: string, value: string | undefined) =>
   value === undefined || value.trim() === ""
@@ -214,6 +225,7 @@ export const validate = (input: SettingsInput): Effect.Effect<Settings, Settings
       commitChunk: yield* integer("--commit-chunk", input.commitChunk, defaults.commitChunk, 1),
       inMemMax: (yield* integer("--in-mem-max", input.inMemMax, defaults.inMemMax, 0)) * KiB,
       uploadChunkSize: uploadChunkSize * KiB,
+      readChunkSize: (yield* integer("--read-chunk-size", input.readChunkSize, defaults.readChunkSize, 64, maxReadChunk)) * KiB,
       interval: yield* integer("--interval", input.interval, defaults.interval, 1),
       finalize: input.finalize ?? false,
       tempDir: input.tempDir ?? tmpdir(),

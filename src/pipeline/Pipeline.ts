@@ -38,6 +38,7 @@ export type PipelineSettings = Pick<
   | "committerQueue"
   | "commitChunk"
   | "inMemMax"
+  | "readChunkSize"
   | "tempDir"
   | "retries"
   | "memoryBudget"
@@ -105,6 +106,7 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
         const grouped = Aliases.byKey(candidates)
         return BatchRead.receiveAll(candidates, {
           inMemMax: settings.inMemMax,
+          readChunkSize: settings.readChunkSize,
           tempDir: settings.tempDir,
           retry,
           runScope,

@@ -16,6 +16,8 @@ import type { Stats } from "./Stats.ts"
 
 export interface ReceiverOptions {
   readonly inMemMax: number
+  /** bytes per `lo_get` */
+  readonly readChunkSize: number
   readonly tempDir: string
   readonly retry: RetryPolicy
   /** payloads are children of this scope, so the run's end releases any still open */
@@ -57,7 +59,7 @@ export const receive = (
         )
       // several large objects (RelStorage's chunks) are one object: read in order, streamed
       let size = 0
-      for (const part of candidate.oids ?? [oid]) size += yield* LargeObjects.read(part, onChunk)
+      for (const part of candidate.oids ?? [oid]) size += yield* LargeObjects.read(part, onChunk, options.readChunkSize)
       const payload = yield* writer.seal
       return { payload, size, sha1: sha1.digest("hex"), sha256: sha256.digest("hex"), md5: md5.digest("base64") }
     }).pipe(Effect.onError(() => writer.release))

@@ -8,10 +8,9 @@ import { Effect } from "effect"
 import { SqlClient, SqlError } from "effect/sql"
 
 /**
- * 2 MiB: large enough to make round trips negligible (a few per millisecond on loopback), small enough
- * that the driver's message buffer and `lo_get`'s copy stay small. Measured (BENCHMARKS.md, "Read chunk
- * size"): one 1 GiB object peaked at 249 MiB RSS with 2 MiB chunks against 297 MiB with 8 MiB, at the
- * same CPU time per GiB within the noise.
+ * The default `--read-chunk-size`, 2 MiB: the driver's message buffer and `lo_get`'s copy stay small.
+ * Measured (BENCHMARKS.md, "Defaults chosen"): one 1 GiB object peaked at 248-262 MiB RSS with 2 MiB
+ * chunks against 274-307 MiB with 8 MiB, for about 10 % less throughput on large objects.
  */
 export const readChunkSize = 2 * 1024 * 1024
 
