@@ -1,5 +1,5 @@
 /**
- * The PostgreSQL and S3 settings of `verify` and `prune`, validated as migrate validates them.
+ * The PostgreSQL and S3 settings of every command, validated as migrate validates them.
  */
 import { Effect, Option, type Redacted } from "effect"
 import { SettingsError } from "../domain/Errors.ts"
@@ -18,18 +18,23 @@ export interface ConnectionInput {
   readonly retries: number
 }
 
+/** The connection flags as settings input: the optional ones unwrapped. */
+export const connectionInput = (flags: ConnectionInput) => ({
+  pgUrl: flags.pgUrl,
+  s3Url: Option.getOrUndefined(flags.s3Url),
+  accessKey: Option.getOrUndefined(flags.accessKey),
+  secretKey: Option.getOrUndefined(flags.secretKey),
+  bucket: flags.bucket,
+  region: flags.region,
+  pathStyle: Option.getOrUndefined(flags.pathStyle),
+  pgCa: Option.getOrUndefined(flags.pgCa),
+  retries: flags.retries
+})
+
 export const settingsOf = (flags: ConnectionInput & Partial<ProfileFlagValues>): Effect.Effect<Settings, SettingsError> =>
   validate({
     ...(flags.profile === undefined ? {} : profileInput(flags as ProfileFlagValues)),
-    pgUrl: flags.pgUrl,
-    s3Url: Option.getOrUndefined(flags.s3Url),
-    accessKey: Option.getOrUndefined(flags.accessKey),
-    secretKey: Option.getOrUndefined(flags.secretKey),
-    bucket: flags.bucket,
-    region: flags.region,
-    pathStyle: Option.getOrUndefined(flags.pathStyle),
-    pgCa: Option.getOrUndefined(flags.pgCa),
-    retries: flags.retries
+    ...connectionInput(flags)
   })
 
 export const atLeast = (setting: string, value: number, min: number): Effect.Effect<number, SettingsError> =>

@@ -11,6 +11,7 @@ import { writeStderr } from "../Output.ts"
 import * as ProgressMode from "../pipeline/ProgressMode.ts"
 import { StopRequest } from "../StopRequest.ts"
 import { connectionFlags, described, int, optionalInt } from "./Flags.ts"
+import { connectionInput } from "./Connect.ts"
 import { modeFlags, modeOf } from "./MigrateModes.ts"
 import { planFlags, planProfile, printPlan } from "./plan.ts"
 import { profileFlags, profileInput, type ProfileFlagValues } from "./ProfileFlags.ts"
@@ -131,12 +132,8 @@ export const migrate = Command.make("migrate", {
   const settings = yield* validate({
     // the profile flags are Options here; profileInput below gives them as settings
     ...(settingsFlags as Omit<typeof settingsFlags, keyof ProfileFlagValues>),
-    s3Url: Option.getOrUndefined(flags.s3Url),
-    accessKey: Option.getOrUndefined(flags.accessKey),
-    secretKey: Option.getOrUndefined(flags.secretKey),
-    pathStyle: Option.getOrUndefined(flags.pathStyle),
+    ...connectionInput(flags),
     tempDir: Option.getOrUndefined(flags.tempDir),
-    pgCa: Option.getOrUndefined(flags.pgCa),
     failuresFile: Option.getOrUndefined(flags.failures),
     workers: Option.getOrUndefined(flags.workers),
     receiverThreads: Option.getOrUndefined(flags.receiverThreads),

@@ -2,7 +2,7 @@
  * `lo-migrate upload-blobs MANIFEST`: uploads what `migrate --deferred-blobs MANIFEST` staged, marks
  * each row after its upload, removes each staged file once its row is marked. Safe to kill and rerun.
  */
-import { Console, Effect, Option } from "effect"
+import { Console, Effect } from "effect"
 import { Argument, Command } from "effect/cli"
 import { RowsFailed } from "../domain/Errors.ts"
 import { defaults, validate } from "../domain/Settings.ts"
@@ -13,6 +13,7 @@ import { writeStderr } from "../Output.ts"
 import { SettingsError } from "../domain/Errors.ts"
 import { profileFlags, profileInput, type ProfileFlagValues } from "./ProfileFlags.ts"
 import { connectionFlags, int, interval, retries } from "./Flags.ts"
+import { connectionInput } from "./Connect.ts"
 
 export const uploadBlobs = Command.make("upload-blobs", {
   manifest: Argument.String("manifest").pipe(Argument.withDescription("the manifest written by migrate --deferred-blobs")),
@@ -27,11 +28,7 @@ export const uploadBlobs = Command.make("upload-blobs", {
 }, Effect.fn("upload-blobs")(function*(flags) {
   const settings = yield* validate({
     ...(flags as Omit<typeof flags, keyof ProfileFlagValues>),
-    s3Url: Option.getOrUndefined(flags.s3Url),
-    accessKey: Option.getOrUndefined(flags.accessKey),
-    secretKey: Option.getOrUndefined(flags.secretKey),
-    pathStyle: Option.getOrUndefined(flags.pathStyle),
-    pgCa: Option.getOrUndefined(flags.pgCa),
+    ...connectionInput(flags),
     ...profileInput(flags)
   })
   if (settings.shard !== undefined) {
