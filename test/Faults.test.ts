@@ -9,6 +9,7 @@ import { FaultProxy, type FaultRule, faults } from "./support/FaultProxy.ts"
 import { createNice2Schema, insertObject, type InsertedObject, randomBytes, readRows } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
 import { TestS3 } from "./support/S3.ts"
+import { targetVia } from "./support/Target.ts"
 import { assertAllMigrated, assertMarkedRowsBacked, assertNoStrayKeys, assertNothingMarked } from "./support/Verify.ts"
 
 const KiB = 1024
@@ -17,12 +18,7 @@ const MiB = 1024 * KiB
 const env = FaultProxy.layerWith({ seed: 42 }).pipe(Layer.provideMerge(Layer.mergeAll(TestDatabase.layerClient, TestS3.layer)))
 
 /** The CLI pointed at this test's database, and at S3 through the proxy. */
-const viaProxy = Effect.gen(function*() {
-  const db = yield* TestDatabase
-  const s3 = yield* TestS3
-  const proxy = yield* FaultProxy
-  return ["--pg-url", db.url, "--s3-url", proxy.endpoint, "--access-key", s3.accessKey, "--secret-key", s3.secretKey, "--bucket", s3.bucket]
-})
+const viaProxy = Effect.flatMap(FaultProxy, (proxy) => targetVia(proxy.endpoint))
 
 /** Object keys only (64 hex digits), so the pre-flight probe is not hit. */
 const objects = /\/[0-9a-f]{64}(\?|$)/

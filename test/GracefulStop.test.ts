@@ -9,17 +9,14 @@ import { FaultProxy } from "./support/FaultProxy.ts"
 import { createNice2Schema, insertObject, type InsertedObject, randomBytes, readRows } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
 import { TestS3 } from "./support/S3.ts"
+import { targetVia } from "./support/Target.ts"
 import { assertAllMigrated, assertMarkedRowsBacked, assertNoStrayKeys, freshTempDir } from "./support/Verify.ts"
 
 const MiB = 1024 * 1024
 const env = FaultProxy.layer.pipe(Layer.provideMerge(Layer.mergeAll(TestDatabase.layerClient, TestS3.layer)))
 
-const viaProxy = Effect.gen(function*() {
-  const db = yield* TestDatabase
-  const s3 = yield* TestS3
-  const proxy = yield* FaultProxy
-  return ["--pg-url", db.url, "--s3-url", proxy.endpoint, "--access-key", s3.accessKey, "--secret-key", s3.secretKey, "--bucket", s3.bucket]
-})
+/** The CLI pointed at this test's database, and at S3 through the proxy. */
+const viaProxy = Effect.flatMap(FaultProxy, (proxy) => targetVia(proxy.endpoint))
 
 const objects = /\/[0-9a-f]{64}(\?|$)/
 

@@ -14,6 +14,7 @@ import { binPath } from "./support/Cli.ts"
 import { createNice2Schema, insertObject, randomBytes } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
 import { TestS3 } from "./support/S3.ts"
+import { target } from "./support/Target.ts"
 
 const start = Date.UTC(2026, 0, 1)
 const MiB = 1024 * 1024
@@ -156,13 +157,10 @@ const underPty = (args: ReadonlyArray<string>, extraEnv: Record<string, string>)
 describe.skipIf(!hasScript)("--progress auto on a terminal", () => {
   it.live("draws the live display in place, in color unless NO_COLOR", () =>
     Effect.gen(function*() {
-      const db = yield* TestDatabase
-      const s3 = yield* TestS3
       yield* createNice2Schema()
       for (let i = 0; i < 20; i++) yield* insertObject({ bytes: randomBytes(2000 + i, 500 + i) })
       const bad = yield* insertObject({ bytes: null })
-      const target = ["--pg-url", db.url, "--s3-url", s3.endpoint, "--access-key", s3.accessKey, "--secret-key", s3.secretKey, "--bucket", s3.bucket]
-      const colored = yield* underPty(["migrate", ...target], {})
+      const colored = yield* underPty(["migrate", ...(yield* target)], {})
       assert.strictEqual(colored.code, 1, colored.output)
       // the failure's log line is printed whole (above the display), not overdrawn by it
       assert.match(strip(colored.output), new RegExp(`WARN .*failed ${bad.hash}: null-data: data is NULL`))
@@ -175,7 +173,7 @@ describe.skipIf(!hasScript)("--progress auto on a terminal", () => {
       assert.notInclude(colored.output, "Progress Overview:", "no periodic report on a terminal")
       assert.include(colored.output, "migrated 20 object(s)")
 
-      const plain = yield* underPty(["migrate", ...target], { NO_COLOR: "1" })
+      const plain = yield* underPty(["migrate", ...(yield* target)], { NO_COLOR: "1" })
       assert.strictEqual(plain.code, 1, plain.output)
       assert.notInclude(plain.output, "\x1b[32m")
       assert.notInclude(plain.output, "\x1b[31m")

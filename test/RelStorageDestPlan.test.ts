@@ -5,9 +5,10 @@ import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { runCli } from "./support/Cli.ts"
-import { createLargeObject, randomBytes, unlinkLargeObject } from "./support/Nice2Fixture.ts"
+import { createLargeObject, randomBytes } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
-import { createBlobChunk, insertBlob, onDatabase } from "./support/RelStorageFixture.ts"
+import { createBlobChunk, onDatabase } from "./support/RelStorageFixture.ts"
+import { assertPlanFigures, assertPlanFiguresAfterRun, insertPlanDataSet } from "./support/RelStoragePlanSet.ts"
 import { TestS3 } from "./support/S3.ts"
 import { target } from "./support/Target.ts"
 
@@ -19,33 +20,15 @@ describe("lo-migrate plan --profile relstorage --dest-pg-url", () => {
     Effect.gen(function*() {
       const t = yield* target
       yield* createBlobChunk("history-preserving")
-      // the data set of RelStoragePlan.test.ts
-      yield* insertBlob(1, 10, [new TextEncoder().encode("small one")])
-      yield* insertBlob(1, 11, [randomBytes(2000, 1)])
-      yield* insertBlob(2, 10, [randomBytes(600, 2), randomBytes(600, 3), randomBytes(600, 4)])
-      const dangling = yield* createLargeObject(randomBytes(50, 6))
-      yield* insertBlob(3, 10, [dangling])
-      yield* unlinkLargeObject(dangling)
-      const shared = yield* createLargeObject(randomBytes(100, 7))
-      yield* insertBlob(4, 10, [shared])
-      yield* insertBlob(4, 11, [shared])
+      // the data set of RelStoragePlan.test.ts, and the same figures
+      const oids = yield* insertPlanDataSet
       const other = Context.get(yield* Layer.build(Layer.fresh(TestDatabase.layer)), TestDatabase)
       const args = [...t, ...profile, "--dest-pg-url", other.url]
 
       const plan = yield* runCli(["plan", ...args, "--sample", "4"])
       assert.strictEqual(plan.code, 0, plan.stderr)
-      const out = plan.stdout
-      assert.match(out, /to migrate: +6  4009 bytes \(/)
-      assert.match(out, /already migrated: +0  0 bytes/)
-      assert.match(out, /\n  <= 1\.00 KiB +3  209 bytes/)
-      assert.match(out, /\n  <= 16\.00 KiB +2  3800 bytes/)
-      assert.match(out, /\n  size NULL +1/)
-      assert.include(out, "at --blob-threshold 1024: 2 blob(s), 3800 bytes to S3; 3 blob(s), 209 bytes inline")
-      assert.include(out, `dangling oids:  1 (e.g. 3/10 -> oid ${dangling})`)
-      assert.include(out, `oids shared by several rows (whole table): 1 oid(s) in 2 row(s) (e.g. oid ${shared}: 4/10 4/11)`)
-      assert.include(out, "blob_state does not exist yet")
-      assert.include(out, "blob_state is in another database")
-      assert.match(out, /based on: \d+ sampled object\(s\)/)
+      assertPlanFigures(plan.stdout, oids)
+      assert.include(plan.stdout, "blob_state is in another database")
       const [state] = yield* onDatabase(other.url)(Effect.gen(function*() {
         const dest = yield* SqlClient.SqlClient
         return yield* dest<{ readonly present: boolean }>`SELECT to_regclass('blob_state') IS NOT NULL AS present`
@@ -56,9 +39,7 @@ describe("lo-migrate plan --profile relstorage --dest-pg-url", () => {
       assert.strictEqual(run.code, 1, run.stderr)
       const after = yield* runCli(["migrate", ...args, "--dry-run"])
       assert.strictEqual(after.code, 0, after.stderr)
-      assert.match(after.stdout, /to migrate: +1  0 bytes/)
-      assert.match(after.stdout, /already migrated: +5  4009 bytes/)
-      assert.include(after.stdout, "0 blob(s), 0 bytes to S3; 0 blob(s), 0 bytes inline")
+      assertPlanFiguresAfterRun(after.stdout)
     }).pipe(Effect.scoped, Effect.provide(env)), 120_000)
 
   it.live("merges several pages of keys from both sides, pruned blobs before, between and after", () =>
