@@ -18,6 +18,7 @@ import * as LargeObjects from "./LargeObjects.ts"
 import { invRead, oidArray } from "./LargeObjects.ts"
 import type { Examples, Inventory, Source } from "./Source.ts"
 import { transaction } from "./Transaction.ts"
+import { afterKey, keyArrays, keyOf } from "./BlobKey.ts"
 
 /** examples shown per problem */
 const exampleCount = 10
@@ -44,6 +45,8 @@ export interface Context {
   readonly query: Query
   /** a statement on blob_state's database (the source one without --dest-pg-url) */
   readonly destQuery: Query
+  /** which of `keys` have a blob_state row */
+  readonly recorded: (keys: ReadonlyArray<string>) => Effect.Effect<ReadonlySet<string>, DatabaseError>
   /** blob_chunk's primary key columns; fails when the table is missing */
   readonly blobChunk: Effect.Effect<ReadonlyArray<string>, SchemaMismatch | DatabaseError>
   /** the `--shard` condition on `c.zoid, c.tid`, numbered from `$next` */
@@ -56,22 +59,16 @@ type Lifecycle = Pick<
 >
 
 type Key = readonly [bigint, bigint]
-const keyOf = (r: Raw): string => `${r.zoid}/${r.tid}`
 const parse = (key: string): Key => {
   const [zoid, tid] = key.split("/")
   return [BigInt(zoid!), BigInt(tid!)]
 }
 const compare = (a: Key, b: Key): number => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0)
-const keyArrays = (keys: ReadonlyArray<string>) => [keys.map((k) => k.split("/")[0]!), keys.map((k) => k.split("/")[1]!)]
-const after = (key: string | undefined, first: number) =>
-  key === undefined
-    ? { text: "", params: [] as ReadonlyArray<unknown> }
-    : { text: ` AND (c.zoid, c.tid) > ($${first}::bigint, $${first + 1}::bigint)`, params: key.split("/") }
 const present = (oid: string) => `EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = ${oid})`
 const nums = (v: unknown): ReadonlyArray<number> => ((v ?? []) as ReadonlyArray<string | number | bigint | null>).flatMap((x) => (x === null ? [] : [Number(x)]))
 
 export const make = (ctx: Context): Lifecycle => {
-  const { destQuery, profile, query, run, sameDatabase, shardFilter, sql } = ctx
+  const { destQuery, profile, query, recorded, run, sameDatabase, shardFilter, sql } = ctx
 
   const stateExists = (q: Query) =>
     Effect.map(q("look for blob_state", "SELECT to_regclass('blob_state') IS NOT NULL AS present", []), ([r]) => r?.present === true)
@@ -93,17 +90,6 @@ export const make = (ctx: Context): Lifecycle => {
     )
 
   /** which of `keys` have a blob_state row */
-  const recorded = (keys: ReadonlyArray<string>) =>
-    keys.length === 0 ? Effect.succeed(new Set<string>()) : Effect.map(
-      destQuery(
-        "check blob_state",
-        `SELECT s.zoid::text AS zoid, s.tid::text AS tid FROM blob_state s
-         JOIN unnest($1::bigint[], $2::bigint[]) AS u(zoid, tid) ON s.zoid = u.zoid AND s.tid = u.tid`,
-        keyArrays(keys)
-      ),
-      (rows) => new Set(rows.map(keyOf))
-    )
-
   // verify, prune, finalize: blob_state rows in key order, each with its chunks as they are now. S3 blobs
   // are checked at their s3_key; inline ones by the length and SHA-256 of `data`, computed by PostgreSQL.
   // Pages stay full (Verification ends at a short page): rows without chunks are skipped for prune.
@@ -113,7 +99,7 @@ export const make = (ctx: Context): Lifecycle => {
       const out: Array<MigratedRow> = []
       let position = from
       while (out.length < limit) {
-        const a = after(position, 1)
+        const a = afterKey(position, 1)
         const s = shardFilter(a.params.length + 1)
         const rows = yield* destQuery(
           "list migrated blobs",
@@ -179,7 +165,7 @@ export const make = (ctx: Context): Lifecycle => {
       const examples: Array<{ key: string; oid: number }> = []
       let position: string | undefined
       while (true) {
-        const a = after(position, 1)
+        const a = afterKey(position, 1)
         const sf = sharded ? shardFilter(a.params.length + 1) : { text: "", params: [] as ReadonlyArray<unknown> }
         const rows = yield* query(
           "list blobs",
@@ -505,7 +491,7 @@ export const make = (ctx: Context): Lifecycle => {
       const peekState = Effect.gen(function*() {
         if (stateAt < stateRows.length) return stateRows[stateAt]
         if (stateDone) return undefined
-        const a = after(stateAfter, 1)
+        const a = afterKey(stateAfter, 1)
         stateRows = yield* destQuery(
           "list blob_state",
           `SELECT c.zoid::text AS zoid, c.tid::text AS tid, c.blob_size::text AS size FROM blob_state c
@@ -527,7 +513,7 @@ export const make = (ctx: Context): Lifecycle => {
       const read = `CASE WHEN ${present("c.chunk")} THEN lo_lseek64(lo_open(c.chunk, ${invRead}), 0, 2) END`
       let position: string | undefined
       while (true) {
-        const a = after(position, 1)
+        const a = afterKey(position, 1)
         const blobs = yield* query(
           "list blobs and sizes",
           `SELECT c.zoid::text AS zoid, c.tid::text AS tid,

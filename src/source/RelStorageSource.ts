@@ -30,15 +30,10 @@ import { lockNamespace } from "./RunLock.ts"
 import { transaction } from "./Transaction.ts"
 import { describeUrl, type ListedRow, Source, runner } from "./Source.ts"
 import * as RelStorageLifecycle from "./RelStorageLifecycle.ts"
+import { afterKey, keyArrays, keyOf, splitKey } from "./BlobKey.ts"
 
 const hex16 = (n: bigint) => n.toString(16).padStart(16, "0")
 
-/** `zoid/tid` in decimal: the key a blob travels under. */
-export const blobKey = (zoid: bigint | string, tid: bigint | string) => `${zoid}/${tid}`
-const splitKey = (key: string): readonly [string, string] => {
-  const [zoid, tid] = key.split("/")
-  return [zoid!, tid!]
-}
 
 /** The S3 key of a blob, as zodb-pgjsonb lays them out. */
 export const s3KeyOf = (prefix: string | undefined, zoid: bigint, tid: bigint): string =>
@@ -97,7 +92,6 @@ export const layer = (
           connectDestination.pipe(Effect.mapError((cause) => new DatabaseError({ operation, cause }))),
           (dest) => run(operation, dest.unsafe<Raw>(text, params))
         )
-      const keyArrays = (keys: ReadonlyArray<string>) => [keys.map((k) => splitKey(k)[0]), keys.map((k) => splitKey(k)[1])]
       /** which of `keys` have a blob_state row (in the destination) */
       const recordedKeys = (keys: ReadonlyArray<string>) =>
         keys.length === 0 ? Effect.succeed(new Set<string>()) : destQuery(
@@ -105,7 +99,7 @@ export const layer = (
           `SELECT s.zoid::text AS zoid, s.tid::text AS tid FROM blob_state s
            JOIN unnest($1::bigint[], $2::bigint[]) AS u(zoid, tid) ON s.zoid = u.zoid AND s.tid = u.tid`,
           keyArrays(keys)
-        ).pipe(Effect.map((rows) => new Set(rows.map((r) => blobKey(String(r.zoid), String(r.tid))))))
+        ).pipe(Effect.map((rows) => new Set(rows.map((r) => keyOf(r)))))
 
       const shardFilter = (next: number) =>
         shard === undefined ? { text: "", params: [] as ReadonlyArray<unknown> } : {
@@ -221,16 +215,14 @@ export const layer = (
             [...splitKey(after), LargeObjects.oidArray(first), ...s.params, limit]
           )
           return found.map((r) => ({
-            key: blobKey(String(r.zoid), String(r.tid)),
+            key: keyOf(r),
             oids: (r.oids as ReadonlyArray<string | number>).map(Number)
           }))
         })
 
       function listFrom(after: string | undefined, limit: number) {
         return Effect.gen(function*() {
-          const a = after === undefined
-            ? { text: "", params: [] as ReadonlyArray<unknown> }
-            : { text: " AND (c.zoid, c.tid) > ($1::bigint, $2::bigint)", params: splitKey(after) }
+          const a = afterKey(after, 1)
           const s = shardFilter(a.params.length + 1)
           const rows = yield* query(
             "list blobs",
@@ -245,7 +237,7 @@ export const layer = (
             [...a.params, ...s.params, limit]
           )
           return rows.map((r): ListedRow => {
-            const key = blobKey(String(r.zoid), String(r.tid))
+            const key = keyOf(r)
             const oids = (r.oids as ReadonlyArray<string | number>).map(Number)
             return {
               key,
@@ -262,22 +254,26 @@ export const layer = (
         })
       }
 
+      /** which of `keys` still have chunks in blob_chunk */
+      const withChunks = (keys: ReadonlyArray<string>) =>
+        Effect.map(
+          query(
+            "check blob_chunk",
+            `SELECT DISTINCT c.zoid::text AS zoid, c.tid::text AS tid FROM blob_chunk c
+             JOIN unnest($1::bigint[], $2::bigint[]) AS u(zoid, tid) ON c.zoid = u.zoid AND c.tid = u.tid`,
+            keyArrays(keys)
+          ),
+          (rows) => new Set(rows.map(keyOf))
+        )
+
       // inline blobs carry their bytes; both kinds are inserted by one statement per chunk, only while
       // the blob's chunks still exist (a blob deleted by a pack during the run is reported, not recorded)
       const commit = (chunk: ReadonlyArray<Stored>) =>
         Effect.gen(function*() {
           // another database cannot see blob_chunk: the blobs still there are looked up first
           const live = sameDatabase ? chunk : yield* Effect.map(
-            query(
-              "check blob_chunk",
-              `SELECT DISTINCT c.zoid::text AS zoid, c.tid::text AS tid FROM blob_chunk c
-               JOIN unnest($1::bigint[], $2::bigint[]) AS u(zoid, tid) ON c.zoid = u.zoid AND c.tid = u.tid`,
-              keyArrays(chunk.map((s) => s.candidate.key))
-            ),
-            (rows) => {
-              const there = new Set(rows.map((r) => blobKey(String(r.zoid), String(r.tid))))
-              return chunk.filter((s) => there.has(s.candidate.key))
-            }
+            withChunks(chunk.map((s) => s.candidate.key)),
+            (there) => chunk.filter((s) => there.has(s.candidate.key))
           )
           const keys = live.map((s) => splitKey(s.candidate.key))
           const rows = live.length === 0 ? [] : yield* destQuery(
@@ -299,7 +295,7 @@ export const layer = (
               live.map((s) => s.inline !== undefined)
             ]
           )
-          const inserted = new Set(rows.map((r) => blobKey(String(r.zoid), String(r.tid))))
+          const inserted = new Set(rows.map((r) => keyOf(r)))
           // a row that already existed (another run got there first) is migrated too, not vanished
           const missing = chunk.filter((s) => !inserted.has(s.candidate.key))
           if (missing.length === 0) return { vanished: [] }
@@ -308,8 +304,9 @@ export const layer = (
         })
 
       // plan, verify, prune, finalize: RelStorageLifecycle.ts
-      const lifecycle = RelStorageLifecycle.make({ profile, shard, sameDatabase, sql, run, query, destQuery, blobChunk, shardFilter })
-
+      const lifecycle = RelStorageLifecycle.make({
+        profile, shard, sameDatabase, sql, run, query, destQuery, recorded: recordedKeys, blobChunk, shardFilter
+      })
 
       // upload-blobs: what relstorage records is the S3 key (NULL for an inline blob) in blob_state; a
       // blob without a blob_state row is not migrated while its chunks exist, and gone once they do not
@@ -322,17 +319,11 @@ export const layer = (
             keyArrays(wanted)
           )
           const out = new Map<string, Recorded.Recorded>(
-            state.map((r) => [blobKey(String(r.zoid), String(r.tid)), Recorded.objectKey(r.s3_key === null ? null : String(r.s3_key))])
+            state.map((r) => [keyOf(r), Recorded.objectKey(r.s3_key === null ? null : String(r.s3_key))])
           )
           const open = wanted.filter((k) => !out.has(k))
           if (open.length === 0) return out
-          const chunks = yield* query(
-            "check blob_chunk",
-            `SELECT DISTINCT c.zoid::text AS zoid, c.tid::text AS tid FROM blob_chunk c
-             JOIN unnest($1::bigint[], $2::bigint[]) AS u(zoid, tid) ON c.zoid = u.zoid AND c.tid = u.tid`,
-            keyArrays(open)
-          )
-          for (const r of chunks) out.set(blobKey(String(r.zoid), String(r.tid)), Recorded.notMigrated)
+          for (const key of yield* withChunks(open)) out.set(key, Recorded.notMigrated)
           return out
         })
       const recorded = (wanted: ReadonlyArray<string>) => {
