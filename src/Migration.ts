@@ -4,12 +4,13 @@
  * Order matters for the exit codes: everything that can be refused (settings, connection, schema,
  * batch job, bucket) is checked before any object is read, and fails with exit code 2.
  */
-import { Cause, Context, Duration, Effect, Exit, Layer, Option, PubSub, Redacted, Ref, Stream } from "effect"
+import { Cause, Context, Deferred, Duration, Effect, Exit, Layer, Option, PubSub, Redacted, Ref, Stream } from "effect"
 import {
   DatabaseUnavailable,
   describeCause,
   type MigrateError,
   RowsFailed,
+  type RunLockLost,
   SettingsError
 } from "./domain/Errors.ts"
 import type { RowFailure } from "./domain/LargeObject.ts"
@@ -182,8 +183,15 @@ export const run = (settings: Settings, options: RunOptions) =>
     yield* checkConnection(describeUrl(Redacted.value(settings.pgUrl)))
     // one run at a time per table; losing the lock to another run stops this one gracefully
     const lockLost = yield* Ref.make(false)
+    // the lock's session gone for good: the run must not go on without it
+    const lockFailed = yield* Deferred.make<never, RunLockLost>()
     if (options.runLock !== false) {
-      yield* RunLock.acquire(source.lockName, { onLost: Ref.set(lockLost, true), shard: source.shard })
+      yield* RunLock.acquire(source.lockName, {
+        onLost: Ref.set(lockLost, true),
+        onFailed: (error) => Deferred.fail(lockFailed, error).pipe(Effect.asVoid),
+        retry: defaultPolicy(settings.retries),
+        shard: source.shard
+      })
     }
     const askedToStop = options.stopping ?? Effect.succeed(false)
     const stopping = Effect.zipWith(askedToStop, Ref.get(lockLost), (a, b) => a || b)
@@ -235,16 +243,17 @@ export const run = (settings: Settings, options: RunOptions) =>
     }
     const monitor = Display.all(displays)
     const pipeline = Pipeline.run({ ...settings, limit: options.limit, start, progress: tracker }, stopping)
+    // the watermark is written every second; a write that still fails after its retries ends the run,
+    // as any other statement would (going on would silently lose the resume position)
+    const flushing = Option.isSome(table) ? Effect.forever(Effect.andThen(Effect.sleep(watermarkFlushEvery), flush)) : Effect.never
     yield* Effect.scoped(Effect.gen(function*() {
       yield* Effect.forkScoped(monitor.loop)
-      if (Option.isSome(table)) {
-        yield* Effect.forkScoped(Effect.repeat(Effect.delay(flush, watermarkFlushEvery), { while: () => true }).pipe(
-          Effect.catch((error) => Effect.logWarning(`cannot record the watermark: ${error.message}`))
-        ))
-      }
-      yield* Option.isSome(staging)
+      const flow = Option.isSome(staging)
         ? Effect.provideService(pipeline, Source, stagingView(source, staging.value.isStaged, countInline))
         : pipeline
+      // whichever ends first ends the others: the pipeline (done or failed), a failed watermark write,
+      // a run lock that could not be kept
+      yield* Effect.raceAllFirst([flow, flushing, Deferred.await(lockFailed)])
     })).pipe(
       // the last position is kept even when the run fails or is interrupted (never on SIGKILL: then the
       // one written up to a second before serves, which is only lower, never wrong)

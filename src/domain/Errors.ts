@@ -99,6 +99,22 @@ export class MigrationLocked extends Data.TaggedError("MigrationLocked")<{
   }
 }
 
+/**
+ * The run lock's session was lost and the lock could not be taken again within the retry budget (the
+ * server refuses new sessions, or stopped answering): going on without it would let a second run work
+ * alongside this one, so the run ends (exit 1). What was committed stays; a rerun continues.
+ */
+export class RunLockLost extends Data.TaggedError("RunLockLost")<{
+  readonly table: string
+  readonly problem: string
+}> {
+  readonly [Runtime.errorExitCode] = 1
+  override get message() {
+    return `lost the run lock of ${this.table} and could not take it again: ${this.problem}; ` +
+      `what was committed stays, run lo-migrate again once PostgreSQL accepts sessions`
+  }
+}
+
 /** `--shard i/n` while shards of the same table run with another `n`: they would overlap. */
 export class ShardCountConflict extends Data.TaggedError("ShardCountConflict")<{
   readonly table: string
@@ -199,6 +215,7 @@ export type MigrateError =
   | VerificationFailed
   | RunStopped
   | ManifestError
+  | RunLockLost
 
 /**
  * A short, secret-free description of an underlying error: SQL errors carry the server's text in

@@ -6,7 +6,8 @@
  * Each group is a Stage (a fiber pool over a bounded queue). The invariant: a row is marked only by a
  * committer, and a committer sees only objects that S3 has accepted with verified bytes.
  */
-import { Effect, Exit, Queue, Result } from "effect"
+import { Effect, Queue, Result } from "effect"
+import type { SqlClient } from "effect/sql"
 import type { DatabaseError, PayloadError, StoreError } from "../domain/Errors.ts"
 import type { Candidate, Received, Stored } from "../domain/LargeObject.ts"
 import type { Settings } from "../domain/Settings.ts"
@@ -166,7 +167,7 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
         })
     }).pipe(
       // stopped storers give no bytes back: let waiting receivers through to their failing hand-over
-      Effect.onExit((exit) => (Exit.isFailure(exit) ? budget.lift : Effect.void))
+      Effect.ensuring(budget.lift)
     )
 
     const committers = Stage.run({
@@ -183,14 +184,13 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
         })
     })
 
-    // Every stage runs to its end even when another fails, so what was stored still gets committed;
-    // then the first failure (in pipeline order) is the run's.
-    const exits = yield* Effect.all(
-      [Effect.exit(observer), Effect.exit(receivers), Effect.exit(storers), Effect.exit(committers)],
-      { concurrency: "unbounded" }
-    )
-    const failed = (exits as ReadonlyArray<Exit.Exit<void, DatabaseError | PayloadError | StoreError>>).find(Exit.isFailure)
-    if (failed !== undefined) return yield* failed
+    // A failing stage stops the stages above it at once; the ones below still commit what was stored.
+    yield* Stage.pipeline<DatabaseError | PayloadError | StoreError, SqlClient.SqlClient | Stats | Source | Failures>([
+      observer,
+      receivers,
+      storers,
+      committers
+    ])
   })
 
 /**

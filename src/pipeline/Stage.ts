@@ -6,10 +6,13 @@
  * Shutdown follows the original's close-and-drain design:
  * - when the input is done, the workers finish and the stage ends its output queue, so the next stage
  *   drains what is buffered and ends in turn;
- * - when the stage fails, it still ends its output (downstream commits what it already holds) and shuts
- *   its input down (upstream offers return false and upstream workers stop quietly).
+ * - when the stage ends, for whatever reason, it shuts its input down: upstream offers return false and
+ *   upstream workers stop, so a stage that can no longer take anything never leaves the stages above it
+ *   waiting on a full queue;
+ * - `pipeline` runs the stages of one flow together: a stage that fails interrupts every stage upstream
+ *   of it (nothing they produce could be used any more), while downstream drains what it already holds.
  */
-import { Cause, Duration, Effect, Option, Queue } from "effect"
+import { Cause, Duration, Effect, Exit, Fiber, Option, Queue } from "effect"
 
 export type Channel<A> = Queue.Queue<A, Cause.Done>
 
@@ -66,8 +69,33 @@ export const run = <A, E, R>(options: StageOptions<A, E, R>): Effect.Effect<void
     discard: true
   })
   return workers.pipe(
-    Effect.onError(() => (options.input === undefined ? Effect.void : Effect.asVoid(Queue.shutdown(options.input)))),
+    // after a normal end the input is done and drained, so this discards nothing; after a failure, or
+    // when the output was shut down under the workers, it tells upstream to stop
+    Effect.ensuring(options.input === undefined ? Effect.void : Effect.asVoid(Queue.shutdown(options.input))),
     Effect.ensuring(options.output === undefined ? Effect.void : Effect.asVoid(Queue.end(options.output))),
     Effect.withLogSpan(options.name)
   )
 }
+
+/**
+ * Runs the stages of one flow (listed upstream first) side by side. When a stage fails for good, every
+ * stage above it is interrupted at once: their work could never be committed, and waiting for them to
+ * notice (a full queue, a memory budget nobody gives back, a slow read) could take for ever. Stages
+ * below it run to their end, so what was already stored is still committed. The flow's error is the
+ * first real failure in flow order (an interruption only if there is nothing else).
+ */
+export const pipeline = <E, R>(stages: ReadonlyArray<Effect.Effect<void, E, R>>): Effect.Effect<void, E, R> =>
+  Effect.gen(function*() {
+    const fibers: Array<Fiber.Fiber<void, E>> = []
+    for (const [i, stage] of stages.entries()) {
+      const above = fibers.slice(0, i)
+      fibers.push(yield* Effect.forkChild(stage.pipe(
+        // interrupting in the background: this stage's failure is reported without waiting for theirs
+        Effect.onError(() => Effect.forEach(above, (f) => Effect.forkDetach(Fiber.interrupt(f)), { discard: true }))
+      )))
+    }
+    const exits = yield* Effect.forEach(fibers, Fiber.await)
+    const failed = exits.find((exit) => Exit.isFailure(exit) && !Cause.hasInterruptsOnly(exit.cause)) ??
+      exits.find(Exit.isFailure)
+    if (failed !== undefined) return yield* failed
+  })

@@ -20,10 +20,11 @@
  * takes the lock again on a fresh connection; if another run got it in between, this one stops
  * gracefully (what it stored is committed) rather than work alongside it.
  */
-import { Effect, Exit, Ref, Schedule, Scope } from "effect"
+import { Effect, Exit, Ref, Scope } from "effect"
 import { SqlClient } from "effect/sql"
-import { DatabaseUnavailable, describeCause, MigrationLocked, ShardCountConflict } from "../domain/Errors.ts"
+import { DatabaseUnavailable, describeCause, MigrationLocked, RunLockLost, ShardCountConflict } from "../domain/Errors.ts"
 import { type Shard, shardSuffix } from "../domain/Profile.ts"
+import { backoff, defaultPolicy, type RetryPolicy } from "../pipeline/Retry.ts"
 
 export const lockNamespace = "lo-migrate"
 
@@ -102,6 +103,13 @@ export const acquire = (
   table: string,
   options: {
     readonly onLost: Effect.Effect<void>
+    /**
+     * runs when the session was lost and the lock could not be taken again within the retry budget
+     * (no other run has it, but PostgreSQL refuses or does not answer): the caller should end the run
+     */
+    readonly onFailed?: ((error: RunLockLost) => Effect.Effect<void>) | undefined
+    /** how taking the lock again is retried; default: the statements' default policy */
+    readonly retry?: RetryPolicy | undefined
     readonly checkEvery?: `${number} seconds`
     /** the run's shard: the table's lock is then shared, the shard's exclusive */
     readonly shard?: Shard | undefined
@@ -134,7 +142,7 @@ export const acquire = (
       yield* Scope.close(held.scope, Exit.void)
       const scope = yield* Scope.fork(outer)
       const again = yield* tryAcquire(table, options.shard, scope).pipe(
-        Effect.retry(Schedule.spaced("1 second").pipe(Schedule.upTo({ times: 30 })))
+        Effect.retry(backoff(options.retry ?? defaultPolicy(6)))
       )
       yield* Ref.set(current, { connection: again.connection, scope })
       if (again.outcome._tag === "Locked") {
@@ -145,7 +153,15 @@ export const acquire = (
       yield* options.onLost
       return false
     }).pipe(
-      Effect.catch((error) => Effect.as(Effect.logWarning(`run lock check failed: ${describeCause(error)}`), true))
+      // the lock could not be taken again: without it a second run could start beside this one
+      Effect.catch((error) =>
+        Effect.gen(function*() {
+          const lost = new RunLockLost({ table: shown, problem: describeCause(error) })
+          yield* Effect.logError(lost.message)
+          yield* options.onFailed === undefined ? options.onLost : options.onFailed(lost)
+          return false
+        })
+      )
     )
     const loop: Effect.Effect<void, never, SqlClient.SqlClient> = Effect.sleep(every).pipe(
       Effect.andThen(check),
