@@ -255,6 +255,14 @@ export const run = (settings: Settings, options: RunOptions) =>
       // a run lock that could not be kept
       yield* Effect.raceAllFirst([flow, flushing, Deferred.await(lockFailed)])
     })).pipe(
+      // a failed run says where it stopped: what is recorded is proven in S3, the rest is done again
+      Effect.tapCause((cause) =>
+        Cause.hasInterruptsOnly(cause) ? Effect.void : Effect.flatMap(stats.snapshot, (s) =>
+          Effect.logError(
+            `the run failed: ${s.processed.committer} row(s) recorded by this run, each with its object proven in ${store.target}; ` +
+              `${Math.max(0, s.processed.storer - s.processed.committer)} object(s) stored but not recorded (harmless: a rerun records them)`
+          ))
+      ),
       // the last position is kept even when the run fails or is interrupted (never on SIGKILL: then the
       // one written up to a second before serves, which is only lower, never wrong)
       Effect.ensuring(flush.pipe(Effect.catch((error) => Effect.logWarning(`cannot record the watermark: ${error.message}`)))),

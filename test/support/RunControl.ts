@@ -60,7 +60,7 @@ export const endsWithin = (bound: Duration.Input, cli: Effect.Effect<CliResult>)
     const result = yield* cli.pipe(
       Effect.timeoutOrElse({
         duration: bound,
-        onTimeout: () => Effect.die(new Error(`the run had not ended after ${Duration.format(Duration.fromInputUnsafe(bound))}`))
+        orElse: () => Effect.die(new Error(`the run had not ended after ${Duration.format(Duration.fromInputUnsafe(bound))}`))
       })
     )
     return { ...result, elapsedMs: Date.now() - started }
