@@ -11,8 +11,13 @@ export interface Candidate {
   readonly oid: number | null
   /** Several large objects whose bytes, concatenated in this order, are the object (RelStorage's chunks). */
   readonly oids?: ReadonlyArray<number> | undefined
-  /** The size the row claims, in bytes. */
+  /** The size the row claims, in bytes (0 when `sizeUnknown`). */
   readonly size: number
+  /**
+   * The row gives no size (NULL): unknown, never taken as 0. Such an object is read into a temp file
+   * (no claim bounds the memory it would need) and its real length is its size.
+   */
+  readonly sizeUnknown?: boolean | undefined
   readonly contentType: string
   /** The SHA-1 the bytes must have, lowercase hex; undefined when the profile has none to check. */
   readonly expectedSha1: string | undefined
@@ -56,6 +61,7 @@ export type FailureReason =
   | "sha1-mismatch"
   | "row-vanished"
   | "permission-denied"
+  | "unreadable"
   | "staged-file-missing"
   | "staged-file-corrupt"
   | "manifest-line-malformed"

@@ -3,8 +3,9 @@
  * read many per statement (`LargeObjects.readMany`): one round trip and one retry wrapper for up to
  * `batchCount` objects instead of one each, which is most of a receiver's cost on small objects.
  * Everything else goes through the one-object path (`Receiver.receive`), and so does any object the
- * batch cannot settle: a batch that fails with SQLSTATE 42704 (some oid names no large object) is
- * read again one by one, so each missing object is reported on its own and the others go on; an object
+ * batch cannot settle: a batch that fails on one object's problem (SQLSTATE 42704: some oid names no
+ * large object; 42501: the role may not read one; a corrupt one) is read again one by one, so each such
+ * object is reported on its own and the others go on; an object
  * whose length differs from the row's claim is read again alone, so its failure states the real size.
  */
 import { Effect, Result } from "effect"
@@ -49,7 +50,7 @@ export const receiveAll = <E, R>(
     const one = (candidate: Candidate) => Effect.flatMap(Receiver.receive(candidate, options), deliver)
     for (const candidate of candidates) {
       // a blob made of several large objects (RelStorage chunks) is read chunk by chunk, on its own
-      if (candidate.oid === null || candidate.size > smallMax || (candidate.oids?.length ?? 1) > 1) {
+      if (candidate.oid === null || candidate.sizeUnknown === true || candidate.size > smallMax || (candidate.oids?.length ?? 1) > 1) {
         yield* one(candidate)
         continue
       }
@@ -92,14 +93,16 @@ const readBatch = <E, R>(
       { policy: options.retry, isRetryable: isRetryableSql, what: `read ${batch.length} large objects` }
     ).pipe(
       Effect.map((chunks) => (chunks.length === batch.length ? chunks : undefined)),
+      // one object's problem (missing, not readable by this role, corrupt) fails the whole statement:
+      // read the batch one by one, so that row alone fails and the others go on
       Effect.catchTag("SqlError", (error) =>
-        LargeObjects.sqlState(error) === LargeObjects.undefinedObject
+        LargeObjects.isPerObject(error)
           ? Effect.succeed(undefined)
           : Effect.fail(new DatabaseError({ operation: `read ${batch.length} large objects`, cause: error }))),
       Effect.onError(() => giveBackRest)
     )
     if (read === undefined) {
-      // some object is missing: find out which, one by one
+      // some object cannot be read: find out which, one by one
       yield* giveBackRest
       for (const candidate of batch) yield* one(candidate)
       return

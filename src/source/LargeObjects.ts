@@ -46,24 +46,51 @@ export const sqlState = (error: SqlError.SqlError): string | undefined => {
 
 /**
  * Streams the large object `oid` to `onChunk`, `chunkSize` bytes at a time, and returns its length.
- * Reading stops at the first short chunk, so the object's real length decides, not the row's claim.
+ * Reading stops at the first short chunk, so the object's real length decides, not the row's claim;
+ * and at `cap` bytes, so a row that understates its size (10 bytes claimed, 300 MiB stored) costs at
+ * most the claim plus one byte before it is found out: `cap` is then the length returned.
  */
 export const read = <E, R>(
   oid: number,
   onChunk: (chunk: Uint8Array) => Effect.Effect<void, E, R>,
-  chunkSize: number = readChunkSize
+  chunkSize: number = readChunkSize,
+  cap: number = Number.POSITIVE_INFINITY
 ): Effect.Effect<number, E | SqlError.SqlError, R | SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     let offset = 0
-    while (true) {
-      const rows = yield* sql<{ readonly chunk: Uint8Array }>`SELECT lo_get(${oid}, ${offset}, ${chunkSize}) AS chunk`
+    while (offset < cap) {
+      const want = Math.min(chunkSize, cap - offset)
+      const rows = yield* sql<{ readonly chunk: Uint8Array }>`SELECT lo_get(${oid}, ${offset}, ${want}) AS chunk`
       const chunk = rows[0]?.chunk ?? new Uint8Array(0)
       if (chunk.length > 0) yield* onChunk(chunk)
       offset += chunk.length
-      if (chunk.length < chunkSize) return offset
+      if (chunk.length < want) return offset
     }
+    return offset
   })
+
+/** The length of the large object `oid` (the descriptor ends with the statement's own transaction). */
+export const length = (oid: number): Effect.Effect<number, SqlError.SqlError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql<{ readonly size: bigint | number | string }>`
+      SELECT lo_lseek64(lo_open(${oid}, ${invRead}), 0, 2) AS size`
+    return Number(rows[0]?.size ?? 0)
+  })
+
+/**
+ * Whether a failed read is this object's problem, not the run's: it names no large object (42704), the
+ * role may not read it (42501), its bytes are bad data (class 22) or corrupt on disk (XX001, XX002).
+ * Such a row fails on its own; anything else (a lost connection, the server out of resources, a
+ * statement timeout) concerns every read and is retried, then ends the run.
+ */
+export const isPerObject = (error: SqlError.SqlError): boolean => {
+  const state = sqlState(error)
+  if (state === undefined) return false
+  return state === undefinedObject || state === insufficientPrivilege || state.startsWith("22") ||
+    state === "XX001" || state === "XX002"
+}
 
 /**
  * An `oid[]` parameter. Large object oids are unsigned 32-bit: as plain numbers, an array that mixes

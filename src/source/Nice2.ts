@@ -43,13 +43,14 @@ const toListed = (row: Row): ListedRow => {
   })
   if (!isSha1Hex(key)) return fail("malformed-key", `hash ${JSON.stringify(key)} is not 40 hex digits (a SHA-1)`)
   if (row.data === null) return fail("null-data", "data is NULL: the row has no large object")
-  const size = Number(row.size ?? 0)
   return {
     key,
     row: Result.succeed({
       key,
       oid: row.data,
-      size,
+      // a NULL size (the schema says NOT NULL, but databases drift) is unknown, never 0
+      size: row.size === null ? 0 : Number(row.size),
+      ...(row.size === null ? { sizeUnknown: true } : {}),
       contentType: row.mime_type === null || row.mime_type.trim() === "" ? fallbackContentType : row.mime_type,
       expectedSha1: key.toLowerCase()
     })

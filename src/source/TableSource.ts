@@ -138,7 +138,15 @@ export const layer = (
         const type = typeof row.mime === "string" && row.mime.trim() !== "" ? row.mime : fallbackContentType
         return {
           key,
-          row: Result.succeed<Candidate>({ key, oid: rowOid, size: Number(row.size ?? 0), contentType: type, expectedSha1: undefined })
+          row: Result.succeed<Candidate>({
+            key,
+            oid: rowOid,
+            // a NULL --size-column is unknown, never 0 (without it the size is the object's own length)
+            size: row.size === null ? 0 : Number(row.size),
+            ...(row.size === null ? { sizeUnknown: true } : {}),
+            contentType: type,
+            expectedSha1: undefined
+          })
         }
       }
 
