@@ -54,7 +54,8 @@ export const store = (settings: Settings, concurrency: number, partConcurrency =
     partSize: settings.uploadChunkSize,
     partConcurrency,
     connections: concurrency,
-    retry: defaultPolicy(settings.retries)
+    retry: defaultPolicy(settings.retries),
+    timeoutMs: settings.s3Timeout * 1000
   })
 
 /** PostgreSQL and S3 (verify, prune), for `concurrency` checks at once. */

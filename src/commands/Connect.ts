@@ -16,6 +16,8 @@ export interface ConnectionInput {
   readonly pathStyle: Option.Option<boolean>
   readonly pgCa: Option.Option<string>
   readonly retries: number
+  readonly s3Timeout: number
+  readonly pgTimeout: number
 }
 
 /** The connection flags as settings input: the optional ones unwrapped. */
@@ -28,7 +30,9 @@ export const connectionInput = (flags: ConnectionInput) => ({
   region: flags.region,
   pathStyle: Option.getOrUndefined(flags.pathStyle),
   pgCa: Option.getOrUndefined(flags.pgCa),
-  retries: flags.retries
+  retries: flags.retries,
+  s3Timeout: flags.s3Timeout,
+  pgTimeout: flags.pgTimeout
 })
 
 export const settingsOf = (flags: ConnectionInput & Partial<ProfileFlagValues>): Effect.Effect<Settings, SettingsError> =>

@@ -62,6 +62,22 @@ export const connectionFlags = {
     ),
     Flag.optional
   ),
+  s3Timeout: Flag.Int("s3-timeout").pipe(
+    Flag.withDescription(described(
+      "seconds an S3 request may go without a byte either way (connecting: at most 10; a whole request: twice this plus 1 s per MiB); then it is aborted and retried",
+      { default: defaults.s3Timeout, env: "LO_MIGRATE_S3_TIMEOUT" }
+    )),
+    Flag.withFallbackConfig(Config.Int("LO_MIGRATE_S3_TIMEOUT")),
+    Flag.withDefault(defaults.s3Timeout)
+  ),
+  pgTimeout: Flag.Int("pg-timeout").pipe(
+    Flag.withDescription(described(
+      "seconds a PostgreSQL statement may run (statement_timeout) and a session may owe an answer; then the session is dropped and the statement retried on a fresh one",
+      { default: defaults.pgTimeout, env: "LO_MIGRATE_PG_TIMEOUT" }
+    )),
+    Flag.withFallbackConfig(Config.Int("LO_MIGRATE_PG_TIMEOUT")),
+    Flag.withDefault(defaults.pgTimeout)
+  ),
   pgCa: Flag.File("pg-ca").pipe(
     Flag.withDescription(
       "PEM file of the CA that signs the PostgreSQL server's certificate: turns on TLS with certificate and host verification"

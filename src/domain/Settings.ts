@@ -37,7 +37,11 @@ export const defaults = {
   /** attempts per S3 / PostgreSQL call before the failure counts */
   retries: 6,
   /** MiB of object bytes held in memory between receivers and storers (see MemoryBudget.ts) */
-  memoryBudget: 256
+  memoryBudget: 256,
+  /** seconds an S3 request may go without a byte either way (see S3Store.requestDeadline) */
+  s3Timeout: 60,
+  /** seconds a PostgreSQL statement may run, and a session may owe an answer (see PgSession.ts) */
+  pgTimeout: 300
 } as const
 
 /**
@@ -82,6 +86,10 @@ export interface SettingsInput extends Profile.ProfileInput {
   readonly workers?: number | undefined
   /** MiB */
   readonly memoryBudget?: number | undefined
+  /** seconds */
+  readonly s3Timeout?: number | undefined
+  /** seconds */
+  readonly pgTimeout?: number | undefined
 }
 
 export interface Settings {
@@ -114,6 +122,10 @@ export interface Settings {
   readonly pgCa: string | undefined
   /** bytes of in-memory payloads in flight at most */
   readonly memoryBudget: number
+  /** seconds an S3 request may go without a byte either way; the other S3 bounds derive from it */
+  readonly s3Timeout: number
+  /** seconds a statement may run (server side) and a session may owe an answer (client side) */
+  readonly pgTimeout: number
   /** the source (`--profile` and its flags); default nice2 */
   readonly profile: Profile.Profile
   /** `--shard i/n`: this process's slice of the rows; undefined: all of them */
@@ -233,6 +245,8 @@ export const validate = (input: SettingsInput): Effect.Effect<Settings, Settings
       failuresFile: input.failuresFile?.trim() || undefined,
       pgCa: yield* readableFile("--pg-ca", input.pgCa?.trim() || undefined),
       memoryBudget: (yield* integer("--memory-budget", input.memoryBudget, defaults.memoryBudget, 1)) * MiB,
+      s3Timeout: yield* integer("--s3-timeout", input.s3Timeout, defaults.s3Timeout, 1, 3600),
+      pgTimeout: yield* integer("--pg-timeout", input.pgTimeout, defaults.pgTimeout, 1, 86400),
       profile,
       shard
     }

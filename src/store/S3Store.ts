@@ -44,6 +44,40 @@ export interface S3StoreOptions {
   /** concurrent requests expected (sizes the connection pool) */
   readonly connections: number
   readonly retry: RetryPolicy
+  /**
+   * `--s3-timeout`, in ms: the longest a request may go without a byte either way (which bounds the
+   * wait for the first byte of an answer too); connecting gets at most 10 s of it, and a whole request
+   * `requestDeadline` (twice this, plus a second per MiB of body). Default 60 s.
+   */
+  readonly timeoutMs?: number | undefined
+}
+
+/** `--s3-timeout`'s default, in seconds. */
+export const defaultTimeoutSeconds = 60
+
+/** The floor rate a request body is given: at 1 MiB/s a request never counts as stalled. */
+const floorBytesPerMs = (1024 * 1024) / 1000
+
+/**
+ * How long one request may take in all: twice the idle bound, plus the time its body needs at 1 MiB/s
+ * (a 20 MiB part gets 140 s with the default). The SDK's own socket timeout only sees silence; this
+ * also ends an answer that trickles in a byte at a time.
+ */
+export const requestDeadline = (timeoutMs: number, bodyBytes: number): number =>
+  2 * timeoutMs + Math.ceil(bodyBytes / floorBytesPerMs)
+
+/** A request that did not finish within its deadline: aborted, and retried like any broken connection. */
+class RequestDeadline extends Error {
+  override readonly name = "TimeoutError"
+}
+
+/**
+ * The server answered success, but the object is not there as sent (no object, another size, an ETag
+ * that shows other bytes): the request is done again, as after any transient failure. A
+ * CompleteMultipartUpload may answer 200 with an error in its body, which the SDK does not always see.
+ */
+class NotConfirmed extends Error {
+  override readonly name = "NotConfirmed"
 }
 
 const transientNames = new Set([
@@ -59,7 +93,8 @@ const transientNames = new Set([
   "XAmzContentSHA256Mismatch",
   "TimeoutError",
   "NetworkingError",
-  "ETagMismatch"
+  "ETagMismatch",
+  "NotConfirmed"
 ])
 const transientCodes = new Set([
   "ECONNRESET",
@@ -131,17 +166,19 @@ class ETagMismatch extends Error {
 }
 
 /** Fails (transiently) when the server's ETag shows it stored other bytes than were sent. */
-const confirm = (
+const rejectMismatch = (
   key: string,
   answer: Parameters<typeof etagVerdict>[0],
   expected: Parameters<typeof etagVerdict>[1]
-): Promise<void> =>
-  etagVerdict(answer, expected) === "mismatch"
-    ? Promise.reject(new ETagMismatch(`the server stored ${key} with ETag ${answer.ETag}, not the MD5 of the bytes read`))
-    : Promise.resolve()
+): "match" | "unknown" => {
+  const verdict = etagVerdict(answer, expected)
+  if (verdict === "mismatch") throw new ETagMismatch(`the server stored ${key} with ETag ${answer.ETag}, not the MD5 of the bytes read`)
+  return verdict
+}
 
 export const makeClient = (options: S3StoreOptions): S3Client => {
   const agentOptions = { keepAlive: true, maxSockets: Math.max(8, options.connections) }
+  const timeoutMs = options.timeoutMs ?? defaultTimeoutSeconds * 1000
   return new S3Client({
     region: options.region,
     ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
@@ -158,8 +195,10 @@ export const makeClient = (options: S3StoreOptions): S3Client => {
     requestHandler: {
       httpAgent: new Http.Agent(agentOptions),
       httpsAgent: new Https.Agent(agentOptions),
-      connectionTimeout: 10_000,
-      requestTimeout: 120_000
+      // both end the request with a TimeoutError (retried); the SDK's requestTimeout would only warn,
+      // so the whole-request bound is ours (requestDeadline, in `send`)
+      connectionTimeout: Math.min(10_000, timeoutMs),
+      socketTimeout: timeoutMs
     }
   })
 }
@@ -210,8 +249,19 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
             : Effect.logDebug(`S3 request limit raised to ${n}`)
       })
 
-      const send = <A>(operation: string, key: string, f: (signal: AbortSignal) => Promise<A>, policy = options.retry) =>
-        retrying(limit.withPermit(Effect.tryPromise({ try: f, catch: (cause) => cause })).pipe(
+      const timeoutMs = options.timeoutMs ?? defaultTimeoutSeconds * 1000
+      /**
+       * One request, retried when it fails transiently; `bodyBytes` (what the request sends, or what the
+       * server must assemble) sets its deadline. Interrupting the attempt aborts the request.
+       */
+      const send = <A>(operation: string, key: string, f: (signal: AbortSignal) => Promise<A>, policy = options.retry, bodyBytes = 0) =>
+        retrying(limit.withPermit(Effect.tryPromise({ try: f, catch: (cause) => cause }).pipe(
+          Effect.timeoutOrElse({
+            duration: requestDeadline(timeoutMs, bodyBytes),
+            orElse: () =>
+              Effect.fail(new RequestDeadline(`no complete answer within ${requestDeadline(timeoutMs, bodyBytes) / 1000} s (--s3-timeout ${timeoutMs / 1000})`))
+          })
+        )).pipe(
           Effect.tapError((cause) => (AdaptiveLimit.isSlowDown(cause) ? limit.slowDown : Effect.void))
         ), {
           policy,
@@ -221,6 +271,31 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
           Effect.provideService(Stats, stats),
           Effect.mapError((cause) => new StoreError({ operation, key, cause }))
         )
+
+      /**
+       * Proof that S3 holds the object as sent, for answers that do not prove it themselves: it exists,
+       * has the size, and an ETag of the object's (or its parts') MD5 form agrees. Throws NotConfirmed
+       * (retried) otherwise; a failing HEAD is a failed attempt like any other.
+       */
+      const confirmStored = async (
+        key: string,
+        size: number,
+        expected: Parameters<typeof etagVerdict>[1],
+        abortSignal: AbortSignal
+      ): Promise<void> => {
+        const head = await client.send(new HeadObjectCommand({ Bucket, Key: key }), { abortSignal }).catch((error: unknown) => {
+          if ((error as AwsLikeError).$metadata?.httpStatusCode === 404) {
+            throw new NotConfirmed(`the server answered success, but has no object ${key}`)
+          }
+          throw error
+        })
+        if (head.ContentLength !== size) {
+          throw new NotConfirmed(`the server answered success, but ${key} has ${head.ContentLength} bytes, not ${size}`)
+        }
+        if (etagVerdict(head, expected) === "mismatch") {
+          throw new NotConfirmed(`the server answered success, but ${key} has ETag ${head.ETag}, not that of the bytes sent`)
+        }
+      }
 
       const putSingle = (request: PutRequest) =>
         Effect.gen(function*() {
@@ -246,7 +321,13 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
                 Metadata: { ...request.metadata }
               }),
               { abortSignal }
-            ).then((answer) => confirm(request.key, answer, { md5: request.md5 })))
+            ).then((answer) =>
+              // an ETag that is the MD5 proves the bytes; an answer without one (or an SSE-KMS ETag) is
+              // checked by a HEAD before the row may be marked
+              rejectMismatch(request.key, answer, { md5: request.md5 }) === "match"
+                ? undefined
+                : confirmStored(request.key, size, { md5: request.md5 }, abortSignal)
+            ), options.retry, size)
         })
 
       const putMultipart = (request: PutRequest) =>
@@ -310,7 +391,7 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
                       ContentMD5
                     }),
                     { abortSignal }
-                  ))
+                  ), options.retry, length)
                 return { PartNumber: i + 1, ETag: answer.ETag, md5: ContentMD5 }
               }),
             { concurrency: options.partConcurrency }
@@ -325,7 +406,13 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
                 MultipartUpload: { Parts: parts.map(({ ETag, PartNumber }) => ({ ETag, PartNumber })) }
               }),
               { abortSignal }
-            ).then((answer) => confirm(Key, answer, { md5: request.md5, partMd5s: parts.map((p) => p.md5) }))).pipe(
+            ).then((answer) => {
+              // every completion is confirmed by a HEAD: a 200 can carry an error in its body, and an
+              // answer without an ETag proves nothing
+              const expected = { md5: request.md5, partMd5s: parts.map((p) => p.md5) }
+              rejectMismatch(Key, answer, expected)
+              return confirmStored(Key, size, expected, abortSignal)
+            }), options.retry, size).pipe(
               // A Complete that failed for the client may have succeeded on the server (its answer lost
               // after the object was assembled): a retried Complete then finds the upload gone, and some
               // servers answer it with an error. Whatever the error, the object counts as stored only if

@@ -9,7 +9,16 @@
 // - `reset`: destroy the connection without an answer, before forwarding (`before`) or after s3rver has
 //   processed the request (`after`: the object may be stored, the client does not know);
 // - `slow`: forward, but hold the answer back for `delayMs`;
-// - `truncate`: forward, then send the answer's headers and half of its body and cut the connection.
+// - `truncate`: forward, then send the answer's headers and half of its body and cut the connection;
+// - `answer`: do not forward; answer with this status, body and headers (e.g. the 200 with an <Error>
+//   body that CompleteMultipartUpload may give, or a 200 without an ETag): a server that says yes and
+//   did nothing;
+// - `stripEtag`: forward, but drop the ETag header from the answer (the object is stored; the answer
+//   proves nothing);
+// - `stall`: read the request, never answer (the connection stays open); `stallUpload`: never even read
+//   the request body (the client's writes back up);
+// - `drip`: forward, then send the answer a byte every `intervalMs`, with `padding` spaces after its
+//   body (counted in its Content-Length): never idle, done only after a long while.
 // A rule with `count` fires at most that many times; `probability` (default 1) draws per request with a
 // seeded generator, so a run is reproducible.
 import { Context, Effect, Layer } from "effect"
@@ -23,6 +32,11 @@ export type Fault =
   | { readonly kind: "reset"; readonly when: "before" | "after" }
   | { readonly kind: "slow"; readonly delayMs: number }
   | { readonly kind: "truncate" }
+  | { readonly kind: "answer"; readonly status: number; readonly body: string; readonly headers?: Readonly<Record<string, string>> }
+  | { readonly kind: "stripEtag" }
+  | { readonly kind: "stall" }
+  | { readonly kind: "stallUpload" }
+  | { readonly kind: "drip"; readonly intervalMs: number; readonly padding: number }
 
 export interface FaultRule {
   readonly name?: string
@@ -141,6 +155,7 @@ export const make = (options: FaultProxyOptions) =>
       req.pipe(out)
     }
 
+    const timers = new Set<ReturnType<typeof setInterval>>()
     const handler = (req: Http.IncomingMessage, res: Http.ServerResponse) => {
       const rule = pick(req)
       log.push({ method: req.method ?? "", path: req.url ?? "", fault: rule === undefined ? undefined : rule.name ?? rule.fault.kind })
@@ -183,6 +198,43 @@ export const make = (options: FaultProxyOptions) =>
             res.write(body.subarray(0, Math.floor(body.length / 2)))
             setTimeout(() => res.destroy(), 10)
           }, fail)
+        case "answer": {
+          req.resume()
+          req.on("end", () => {
+            res.writeHead(fault.status, { "content-length": String(Buffer.byteLength(fault.body)), ...fault.headers })
+            res.end(fault.body)
+          })
+          return
+        }
+        case "stripEtag":
+          return forward(req, (up, body) => {
+            const { etag: _etag, ...headers } = up.headers
+            res.writeHead(up.statusCode ?? 502, headers)
+            res.end(body)
+          }, fail)
+        case "stall":
+          req.resume()
+          return
+        case "stallUpload":
+          req.pause()
+          return
+        case "drip":
+          return forward(req, (up, upBody) => {
+            const body = Buffer.concat([upBody, Buffer.alloc(fault.padding, " ")])
+            res.writeHead(up.statusCode ?? 502, { ...up.headers, "content-length": String(body.length) })
+            let sent = 0
+            const timer = setInterval(() => {
+              if (sent >= body.length || res.destroyed) {
+                clearInterval(timer)
+                timers.delete(timer)
+                if (!res.destroyed) res.end()
+                return
+              }
+              res.write(body.subarray(sent, sent + 1))
+              sent++
+            }, fault.intervalMs)
+            timers.add(timer)
+          }, fail)
       }
     }
 
@@ -195,6 +247,7 @@ export const make = (options: FaultProxyOptions) =>
       }),
       () =>
         Effect.callback<void>((resume) => {
+          for (const timer of timers) clearInterval(timer)
           agent.destroy()
           server.closeAllConnections()
           server.close(() => resume(Effect.void))
