@@ -112,6 +112,145 @@ const tokensFor = (file: string, flag: FlagInfo, value: unknown): Effect.Effect<
     : Effect.map(one(value), (t) => [t])
 }
 
+/** Where a JSON text first breaks the grammar (RFC 8259): an offset, and what was expected there. */
+export interface JsonSyntaxError {
+  readonly offset: number
+  /** what the grammar allows at `offset`, in words; never any of the text */
+  readonly expected: string
+}
+
+/**
+ * Finds the first syntax error of `text`, or undefined when it is valid JSON. JSON.parse decides
+ * whether a file is valid; this only says where it is not, because V8's messages give no position for
+ * some errors and quote the text around it for others. Iterative, so deep nesting cannot overflow.
+ */
+export const syntaxError = (text: string): JsonSyntaxError | undefined => {
+  const n = text.length
+  const stack: Array<"{" | "["> = []
+  type State = "value" | "value-or-]" | "key" | "key-or-}" | "colon" | "after"
+  let state = "value" as State
+  let i = 0
+  const error = (offset: number, expected: string): JsonSyntaxError => ({ offset, expected })
+  const isDigit = (c: string | undefined) => c !== undefined && c >= "0" && c <= "9"
+  const digits = (from: number): number => {
+    let j = from
+    while (isDigit(text[j])) j++
+    return j
+  }
+  // returns the offset after the string, or the error inside it
+  const string = (from: number): number | JsonSyntaxError => {
+    let j = from + 1
+    while (true) {
+      if (j >= n) return error(j, "'\"' to close the string")
+      const c = text.charCodeAt(j)
+      if (c === 0x22) return j + 1
+      if (c === 0x0a || c === 0x0d) return error(j, "'\"' to close the string before the end of the line")
+      if (c < 0x20) return error(j, "an escape (e.g. \\t) instead of a control character inside a string")
+      if (c === 0x5c) {
+        const e = text[j + 1]
+        if (e !== undefined && "\"\\/bfnrt".includes(e)) j += 2
+        else if (e === "u") {
+          for (let k = 0; k < 4; k++) {
+            if (!/[0-9a-fA-F]/.test(text[j + 2 + k] ?? "")) return error(j + 2 + k, "4 hex digits after \\u")
+          }
+          j += 6
+        } else return error(j + 1, "one of \" \\ / b f n r t u after a backslash")
+      } else j++
+    }
+  }
+  const number = (from: number): number | JsonSyntaxError => {
+    let j = from
+    if (text[j] === "-") j++
+    if (text[j] === "0") j++
+    else if (isDigit(text[j])) j = digits(j)
+    else return error(j, "a digit")
+    if (text[j] === ".") {
+      if (!isDigit(text[j + 1])) return error(j + 1, "a digit after the decimal point")
+      j = digits(j + 1)
+    }
+    if (text[j] === "e" || text[j] === "E") {
+      j++
+      if (text[j] === "+" || text[j] === "-") j++
+      if (!isDigit(text[j])) return error(j, "a digit in the exponent")
+      j = digits(j)
+    }
+    return j
+  }
+  while (true) {
+    while (i < n && (text[i] === " " || text[i] === "\t" || text[i] === "\n" || text[i] === "\r")) i++
+    const c = text[i]
+    const top = stack[stack.length - 1]
+    if (state === "after") {
+      if (top === undefined) return i >= n ? undefined : error(i, "the end of the file after the value")
+      if (c === ",") {
+        i++
+        state = top === "{" ? "key" : "value"
+      } else if (c === (top === "{" ? "}" : "]")) {
+        stack.pop()
+        i++
+      } else return error(i, top === "{" ? "',' or '}'" : "',' or ']'")
+    } else if (state === "colon") {
+      if (c !== ":") return error(i, "':' after the property name")
+      i++
+      state = "value"
+    } else if (state === "key" || state === "key-or-}") {
+      if (state === "key-or-}" && c === "}") {
+        stack.pop()
+        i++
+        state = "after"
+      } else if (c === "\"") {
+        const end = string(i)
+        if (typeof end !== "number") return end
+        i = end
+        state = "colon"
+      } else return error(i, state === "key" ? "a property name in double quotes" : "a property name in double quotes or '}'")
+    } else if (state === "value-or-]" && c === "]") {
+      stack.pop()
+      i++
+      state = "after"
+    } else if (c === "{" || c === "[") {
+      stack.push(c)
+      i++
+      state = c === "{" ? "key-or-}" : "value-or-]"
+    } else if (c === "\"" || c === "-" || isDigit(c)) {
+      const end = c === "\"" ? string(i) : number(i)
+      if (typeof end !== "number") return end
+      i = end
+      state = "after"
+    } else {
+      const literal = ["true", "false", "null"].find((l) => l[0] === c)
+      if (literal === undefined) return error(i, "a value (a string, number, object, array, true, false or null)")
+      for (let k = 0; k < literal.length; k++) if (text[i + k] !== literal[k]) return error(i + k, literal)
+      i += literal.length
+      state = "after"
+    }
+  }
+}
+
+/** 1-based line and column (in characters) of `offset`; CRLF, LF and a lone CR each end a line. */
+export const lineAndColumn = (text: string, offset: number): { readonly line: number; readonly column: number } => {
+  let line = 1
+  let start = 0
+  for (let i = 0; i < offset && i < text.length; i++) {
+    const c = text[i]
+    if (c === "\n" || (c === "\r" && text[i + 1] !== "\n")) {
+      line++
+      start = i + 1
+    }
+  }
+  // code points, so a character outside the BMP (an emoji) counts once, as editors show it
+  return { line, column: [...text.slice(start, offset)].length + 1 }
+}
+
+/** Why `text` is not JSON, by line and column: never quoting it (a config file may hold secrets). */
+const describeSyntaxError = (text: string): string => {
+  const found = syntaxError(text)
+  if (found === undefined) return "is not valid JSON"
+  const { line, column } = lineAndColumn(text, found.offset)
+  const end = found.offset >= text.length ? "the file ends; " : ""
+  return `is not valid JSON at line ${line}, column ${column} (${end}expected ${found.expected})`
+}
+
 /** Reads and parses the file: a JSON object, or a ConfigFileError that names the file. */
 export const read = (file: string): Effect.Effect<Readonly<Record<string, unknown>>, ConfigFileError> =>
   Effect.gen(function*() {
@@ -120,11 +259,14 @@ export const read = (file: string): Effect.Effect<Readonly<Record<string, unknow
       catch: (cause) =>
         new ConfigFileError({ file, problem: `cannot be read (${(cause as { code?: string }).code ?? String(cause)})` })
     })
+    // a leading byte order mark (some Windows editors write one) is not part of the JSON
+    const json = text.startsWith("\uFEFF") ? text.slice(1) : text
     let parsed: unknown
     try {
-      parsed = JSON.parse(text)
-    } catch (cause) {
-      return yield* fail(file, `is not valid JSON: ${(cause as Error).message}`)
+      parsed = JSON.parse(json)
+    } catch {
+      // never the parser's message: it quotes the text around the error, which may be a secret
+      return yield* fail(file, describeSyntaxError(json))
     }
     if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
       return yield* fail(file, "must hold a JSON object whose keys are long flag names")

@@ -14,6 +14,7 @@ import { Effect, Queue, Redacted, Result } from "effect"
 import type { Exit } from "effect"
 import { createHash } from "node:crypto"
 import * as NodeFs from "node:fs/promises"
+import * as ContentType from "./domain/ContentType.ts"
 import type { DatabaseError, ManifestError, PayloadError, StoreError } from "./domain/Errors.ts"
 import { describeCause, PayloadError as PayloadFailure } from "./domain/Errors.ts"
 import type { Candidate, RowFailure, Stored } from "./domain/LargeObject.ts"
@@ -67,7 +68,8 @@ const candidateOf = (entry: Manifest.Entry): Candidate => ({
   key: entry.rowKey,
   oid: entry.oid,
   size: entry.size,
-  contentType: entry.contentType,
+  // a manifest written by an older version may hold a content type no HTTP stack sends
+  contentType: ContentType.headerSafe(entry.contentType).value,
   expectedSha1: entry.sha1 === "" ? undefined : entry.sha1
 })
 
@@ -212,11 +214,13 @@ export const run = (settings: Settings, manifest: string, options: UploadOptions
           }
           // the handle is closed by this scope, not by the payload
           const payload = Payload.fromFile({ path, handle: file, size, release: Effect.void })
+          const type = ContentType.forRow(p.entry.rowKey, p.entry.contentType)
+          if (type.warning !== undefined) yield* Effect.logWarning(`manifest line ${p.line}: ${type.warning}`)
           yield* store.put({
             key: p.entry.s3Key,
             rowKey: p.entry.rowKey,
             payload,
-            contentType: p.entry.contentType,
+            contentType: type.contentType,
             md5: md5.digest("base64"),
             sha256: digest,
             metadata: {

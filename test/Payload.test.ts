@@ -3,6 +3,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
 import * as NodeFs from "node:fs"
+import * as NodeFsP from "node:fs/promises"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import * as Payload from "../src/pipeline/Payload.ts"
@@ -71,6 +72,33 @@ describe("Payload", () => {
       assert.strictEqual(NodeFs.readdirSync(dir).length, 5)
       yield* Scope.close(run, Exit.interrupt(0))
       assert.deepStrictEqual(NodeFs.readdirSync(dir), [])
+    }))
+
+  it.effect("an empty file payload (a 0-byte staged object) gives an empty body; zero-length ranges stream nothing", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const file = (name: string, data: Uint8Array) =>
+        Effect.acquireRelease(
+          Effect.promise(() => {
+            NodeFs.writeFileSync(NodePath.join(dir, name), data)
+            return NodeFsP.open(NodePath.join(dir, name), "r")
+          }),
+          (h) => Effect.promise(() => h.close())
+        )
+      // what a storer sends: a fresh stream when the payload offers one, else the bytes
+      const body = (payload: Payload.Payload, offset: number, length: number) =>
+        payload.stream !== undefined
+          ? Effect.promise(async () => {
+            const chunks: Array<Buffer> = []
+            for await (const chunk of payload.stream!(offset, length)) chunks.push(chunk as Buffer)
+            return Buffer.concat(chunks)
+          })
+          : payload.read(offset, length)
+      const empty = Payload.fromFile({ path: "empty", handle: yield* file("empty", new Uint8Array(0)), size: 0, release: Effect.void })
+      assert.strictEqual((yield* body(empty, 0, 0)).length, 0)
+      const ten = Payload.fromFile({ path: "ten", handle: yield* file("ten", bytes(10)), size: 10, release: Effect.void })
+      assert.strictEqual((yield* body(ten, 10, 0)).length, 0)
+      assert.deepStrictEqual(Buffer.from(yield* body(ten, 4, 100)), Buffer.from(bytes(10).subarray(4)))
     }))
 
   it.effect("a temp directory that does not exist is a PayloadError naming the path", () =>

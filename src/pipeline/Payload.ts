@@ -8,7 +8,7 @@
 import { Effect, Exit, Scope } from "effect"
 import { randomBytes } from "node:crypto"
 import * as NodeFs from "node:fs/promises"
-import type { Readable } from "node:stream"
+import { Readable } from "node:stream"
 import * as NodePath from "node:path"
 import { PayloadError } from "../domain/Errors.ts"
 import type { MemoryBudget } from "./MemoryBudget.ts"
@@ -199,12 +199,13 @@ export const fromFile = (options: {
         },
         catch: (cause) => new PayloadError({ path, cause })
       }),
-    stream: (offset, length) => {
-      const stream = handle.createReadStream({
-        start: offset,
-        end: offset + Math.max(0, Math.min(length, size - offset)) - 1,
-        autoClose: false
-      })
+    // An empty file has no byte range a file stream could cover (its `end` would be -1): it offers no
+    // stream, so storers send its (empty) bytes as they do for memory payloads.
+    stream: size === 0 ? undefined : (offset, length) => {
+      const want = Math.max(0, Math.min(length, size - offset))
+      // likewise a zero-length range: `createReadStream` has no way to say "no bytes"
+      if (want === 0) return Readable.from([])
+      const stream = handle.createReadStream({ start: offset, end: offset + want - 1, autoClose: false })
       // a stream left behind by an aborted attempt must not crash the process when it fails later;
       // its consumer (hash or request) still sees the failure
       stream.on("error", () => undefined)

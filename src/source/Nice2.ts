@@ -11,22 +11,20 @@ import {
   describeCause,
   SchemaMismatch
 } from "../domain/Errors.ts"
+import * as ContentType from "../domain/ContentType.ts"
 import { isSha1Hex, objectKey, type RowFailure, type Stored } from "../domain/LargeObject.ts"
 import type { Shard } from "../domain/Profile.ts"
 import * as Recorded from "../domain/Recorded.ts"
 import type { RetryPolicy } from "../pipeline/Retry.ts"
 import type { Stats } from "../pipeline/Stats.ts"
 import * as Nice2Lifecycle from "./Nice2Lifecycle.ts"
-import { type ListedRow, Source, runner } from "./Source.ts"
+import { type ListedWithWarning, logWarnings, Source, runner } from "./Source.ts"
 import { transaction } from "./Transaction.ts"
 
 export const table = "_nice_binary"
 export const batchJobTable = "nice_batch_job"
 export const deleteJob = "nice2.dms.DeleteUnreferencedBinariesBatchJob"
 const requiredColumns = ["hash", "size", "mime_type", "data"] as const
-
-/** Content type for rows whose mime_type is NULL or empty: S3's own default for unknown data. */
-export const fallbackContentType = "application/octet-stream"
 
 interface Row {
   readonly hash: string
@@ -35,15 +33,17 @@ interface Row {
   readonly mime_type: string | null
 }
 
-const toListed = (row: Row): ListedRow => {
+const toListed = (row: Row): ListedWithWarning => {
   const key = row.hash
-  const fail = (reason: RowFailure["reason"], detail: string): ListedRow => ({
+  const fail = (reason: RowFailure["reason"], detail: string): ListedWithWarning => [{
     key,
     row: Result.fail({ key, oid: row.data, reason, detail })
-  })
+  }, undefined]
   if (!isSha1Hex(key)) return fail("malformed-key", `hash ${JSON.stringify(key)} is not 40 hex digits (a SHA-1)`)
   if (row.data === null) return fail("null-data", "data is NULL: the row has no large object")
-  return {
+  // a mime_type that cannot be sent as a header is that row's (warned) change, never the run's end
+  const { contentType, warning } = ContentType.forRow(key, row.mime_type)
+  return [{
     key,
     row: Result.succeed({
       key,
@@ -51,10 +51,10 @@ const toListed = (row: Row): ListedRow => {
       // a NULL size (the schema says NOT NULL, but databases drift) is unknown, never 0
       size: row.size === null ? 0 : Number(row.size),
       ...(row.size === null ? { sizeUnknown: true } : {}),
-      contentType: row.mime_type === null || row.mime_type.trim() === "" ? fallbackContentType : row.mime_type,
+      contentType,
       expectedSha1: key.toLowerCase()
     })
-  }
+  }, warning]
 }
 
 export const layer = (policy: RetryPolicy, shard?: Shard | undefined): Layer.Layer<Source, never, SqlClient.SqlClient | Stats> =>
@@ -131,7 +131,7 @@ export const layer = (policy: RetryPolicy, shard?: Shard | undefined): Layer.Lay
             : sql<Row>`
                 SELECT hash, data, size, mime_type FROM _nice_binary
                 WHERE sha2 IS NULL AND ${inShard} AND hash > ${after}::bpchar ORDER BY hash LIMIT ${limit}`
-        ).pipe(Effect.map((rows) => rows.map(toListed)))
+        ).pipe(Effect.flatMap((rows) => logWarnings(rows.map(toListed))))
 
       // One statement per chunk: the row's own key value is matched, so keys in upper case work too.
       const commit = (chunk: ReadonlyArray<Stored>) =>

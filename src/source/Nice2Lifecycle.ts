@@ -5,6 +5,7 @@
  */
 import { Effect } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
+import * as ContentType from "../domain/ContentType.ts"
 import { type DatabaseError, SchemaMismatch } from "../domain/Errors.ts"
 import type { Candidate } from "../domain/LargeObject.ts"
 import type { MigratedRow, Released } from "../domain/MigratedObject.ts"
@@ -16,7 +17,6 @@ import { transaction } from "./Transaction.ts"
 const table = "_nice_binary"
 const batchJobTable = "nice_batch_job"
 const deleteJob = "nice2.dms.DeleteUnreferencedBinariesBatchJob"
-const fallbackContentType = "application/octet-stream"
 /** examples shown per problem */
 const exampleCount = 10
 
@@ -206,7 +206,8 @@ export const make = (sql: SqlClient.SqlClient, run: Run, shard?: Shard | undefin
         key: r.hash,
         oid: r.data,
         size: num(r.size),
-        contentType: r.mime_type === null || r.mime_type.trim() === "" ? fallbackContentType : r.mime_type,
+        // plan only reads the sample (no PUT, no warning), but a candidate is always header-safe
+        contentType: ContentType.headerSafe(r.mime_type).value,
         expectedSha1: r.hash.toLowerCase()
       }))
     })

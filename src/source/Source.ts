@@ -26,6 +26,16 @@ export interface ListedRow {
   readonly row: Result.Result<Candidate, RowFailure>
 }
 
+/** A listed row and the warning found while listing it (e.g. its content type had to be made header-safe). */
+export type ListedWithWarning = readonly [ListedRow, string | undefined]
+
+/** Logs a page's warnings, one per row that has one, and returns its rows. */
+export const logWarnings = (rows: ReadonlyArray<ListedWithWarning>): Effect.Effect<ReadonlyArray<ListedRow>> =>
+  Effect.as(
+    Effect.forEach(rows, ([, warning]) => (warning === undefined ? Effect.void : Effect.logWarning(warning)), { discard: true }),
+    rows.map(([row]) => row)
+  )
+
 export interface CommitResult {
   /** objects whose row no longer exists: reported, never counted as migrated */
   readonly vanished: ReadonlyArray<Stored>

@@ -12,6 +12,7 @@
  */
 import { Effect, Layer, Result } from "effect"
 import { SqlClient } from "effect/sql"
+import * as ContentType from "../domain/ContentType.ts"
 import { DatabaseUnavailable, describeCause, SchemaMismatch } from "../domain/Errors.ts"
 import type { Candidate, RowFailure, Stored } from "../domain/LargeObject.ts"
 import type { MigratedRow, Released } from "../domain/MigratedObject.ts"
@@ -23,9 +24,8 @@ import { quote, quoteQualified } from "./Identifier.ts"
 import * as Aliases from "../pipeline/Aliases.ts"
 import { recordedByKey } from "./KeyLookup.ts"
 import * as LargeObjects from "./LargeObjects.ts"
-import { type Inventory, type ListedRow, Source, runner } from "./Source.ts"
+import { type Inventory, type ListedWithWarning, logWarnings, Source, runner } from "./Source.ts"
 
-const fallbackContentType = "application/octet-stream"
 /** examples shown per problem */
 const exampleCount = 10
 
@@ -129,14 +129,15 @@ export const layer = (
           params: decode(after)
         }
 
-      const toListed = (row: Raw): ListedRow => {
+      const toListed = (row: Raw): ListedWithWarning => {
         const key = keyOf(row)
         const rowOid = row.oid === null ? null : Number(row.oid)
         if (rowOid === null) {
-          return { key, row: Result.fail<RowFailure>({ key, oid: null, reason: "null-data", detail: `${profile.oidColumn} is NULL: the row has no large object` }) }
+          return [{ key, row: Result.fail<RowFailure>({ key, oid: null, reason: "null-data", detail: `${profile.oidColumn} is NULL: the row has no large object` }) }, undefined]
         }
-        const type = typeof row.mime === "string" && row.mime.trim() !== "" ? row.mime : fallbackContentType
-        return {
+        // a value that cannot be sent as a header is that row's (warned) change, never the run's end
+        const { contentType, warning } = ContentType.forRow(key, typeof row.mime === "string" ? row.mime : null)
+        return [{
           key,
           row: Result.succeed<Candidate>({
             key,
@@ -144,10 +145,10 @@ export const layer = (
             // a NULL --size-column is unknown, never 0 (without it the size is the object's own length)
             size: row.size === null ? 0 : Number(row.size),
             ...(row.size === null ? { sizeUnknown: true } : {}),
-            contentType: type,
+            contentType,
             expectedSha1: undefined
           })
-        }
+        }, warning]
       }
 
       // rows sharing a large object (and claiming the same size) within a page are read once, each
@@ -167,7 +168,7 @@ export const layer = (
              ORDER BY ${keyOrder} LIMIT $${a.params.length + s.params.length + 1}`,
             [...a.params, ...s.params, limit]
           )
-          return rows.map(toListed)
+          return yield* logWarnings(rows.map(toListed))
         })
 
       // One statement per chunk; a row is marked only if it still references the object that was read.
@@ -450,7 +451,8 @@ export const layer = (
              ORDER BY ${keyCols.map((c) => `t.${c}`).join(", ")}`,
             [limit]
           )
-          return rows.map(toListed).flatMap((l) => Result.isSuccess(l.row) ? [l.row.success] : [])
+          // plan only reads the sample: no warning
+          return rows.map(toListed).flatMap(([l]) => Result.isSuccess(l.row) ? [l.row.success] : [])
         })
 
       // NOT NULL only: equal contents in a generic table are legitimate duplicates (two rows may hold the
