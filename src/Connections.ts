@@ -13,19 +13,13 @@ import { defaultPolicy } from "./pipeline/Retry.ts"
 import { Stats } from "./pipeline/Stats.ts"
 import * as Nice2 from "./source/Nice2.ts"
 import * as Profiles from "./source/Profiles.ts"
-import * as PgTls from "./source/PgTls.ts"
+import * as PgSession from "./source/PgSession.ts"
 import { checkConnection, describeUrl } from "./source/Source.ts"
 import * as S3Store from "./store/S3Store.ts"
 
-/** The PostgreSQL pool: `connections` at most, TLS per the URL's sslmode or `--pg-ca`. */
-export const pg = (pgUrl: Redacted.Redacted<string>, connections: number, pgCa: string | undefined) =>
-  PgClient.layer({
-    url: pgUrl,
-    maxConnections: connections,
-    connectTimeout: "10 seconds",
-    applicationName: "lo-migrate",
-    ...PgTls.options(pgCa)
-  })
+/** The PostgreSQL pool: `connections` at most, TLS per the URL's sslmode or `--pg-ca`, bounded by `--pg-timeout`. */
+export const pg = (pgUrl: Redacted.Redacted<string>, connections: number, pgCa: string | undefined, pgTimeout?: number | undefined) =>
+  PgClient.layer(PgSession.poolConfig(pgUrl, { maxConnections: connections, pgCa, timeoutSeconds: pgTimeout }))
 
 /** PostgreSQL only (plan): the Source, its client, Stats. */
 export const database = (options: {
@@ -34,11 +28,16 @@ export const database = (options: {
   readonly retries: number
   readonly connections: number
   readonly profile?: Profile | undefined
+  readonly pgTimeout?: number | undefined
 }) =>
   (options.profile === undefined
     ? Nice2.layer(defaultPolicy(options.retries))
-    : Profiles.layer(options.profile, undefined, defaultPolicy(options.retries), { pgCa: options.pgCa, connections: options.connections })).pipe(
-    Layer.provideMerge(pg(options.pgUrl, options.connections, options.pgCa)),
+    : Profiles.layer(options.profile, undefined, defaultPolicy(options.retries), {
+      pgCa: options.pgCa,
+      connections: options.connections,
+      pgTimeout: options.pgTimeout
+    })).pipe(
+    Layer.provideMerge(pg(options.pgUrl, options.connections, options.pgCa, options.pgTimeout)),
     Layer.provideMerge(Stats.layer)
   )
 
@@ -60,9 +59,16 @@ export const store = (settings: Settings, concurrency: number, partConcurrency =
 
 /** PostgreSQL and S3 (verify, prune), for `concurrency` checks at once. */
 export const databaseAndStore = (settings: Settings, concurrency: number) =>
-  Layer.mergeAll(Profiles.layer(settings.profile, settings.shard, defaultPolicy(settings.retries), { pgCa: settings.pgCa, connections: 2 }), store(settings, concurrency)).pipe(
+  Layer.mergeAll(
+    Profiles.layer(settings.profile, settings.shard, defaultPolicy(settings.retries), {
+      pgCa: settings.pgCa,
+      connections: 2,
+      pgTimeout: settings.pgTimeout
+    }),
+    store(settings, concurrency)
+  ).pipe(
     // one connection pages the rows, the others re-read large objects (--against-source)
-    Layer.provideMerge(pg(settings.pgUrl, concurrency + 1, settings.pgCa)),
+    Layer.provideMerge(pg(settings.pgUrl, concurrency + 1, settings.pgCa, settings.pgTimeout)),
     Layer.provideMerge(Stats.layer)
   )
 

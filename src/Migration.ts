@@ -33,6 +33,7 @@ import * as Profiles from "./source/Profiles.ts"
 import * as RunLock from "./source/RunLock.ts"
 import { checkConnection, describeUrl, Source } from "./source/Source.ts"
 import { ObjectStore } from "./store/ObjectStore.ts"
+import { StopRequest } from "./StopRequest.ts"
 import * as Verification from "./Verification.ts"
 
 /** Parts of one multipart upload in flight at once. */
@@ -121,12 +122,14 @@ export const layer = <E = never>(settings: Settings, options: ServiceOptions<E> 
   const pg = Connections.pg(
     settings.pgUrl,
     options.maxConnections ?? settings.receiverThreads + settings.committerThreads + 3,
-    settings.pgCa
+    settings.pgCa,
+    settings.pgTimeout
   )
   const store = Connections.store(settings, settings.storerThreads * partConcurrency, partConcurrency)
   return Layer.mergeAll(Profiles.layer(settings.profile, settings.shard, retry, {
     pgCa: settings.pgCa,
-    connections: settings.committerThreads + 2
+    connections: settings.committerThreads + 2,
+    pgTimeout: settings.pgTimeout
   }), options.store ?? store, Failures.layerTo(settings.failuresFile)).pipe(
     Layer.provideMerge(pg),
     Layer.provideMerge(Stats.layer)
@@ -197,6 +200,9 @@ export const run = (settings: Settings, options: RunOptions) =>
     const stopping = Effect.zipWith(askedToStop, Ref.get(lockLost), (a, b) => a || b)
     yield* source.prepare
     yield* store.probe
+    // ended at once (a second signal while a server does not answer), the process removes its temp files itself
+    const stopRequest = yield* Effect.serviceOption(StopRequest)
+    if (Option.isSome(stopRequest)) yield* stopRequest.value.atHardStop(() => Payload.removeOwnSync(settings.tempDir))
     const swept = yield* Payload.sweepOrphans(settings.tempDir)
     if (swept > 0) yield* Effect.logInfo(`removed ${swept} temp file(s) left in ${settings.tempDir} by killed runs`)
 

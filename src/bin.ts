@@ -10,7 +10,7 @@ import { CliError } from "effect/cli"
 import { run, version } from "./Cli.ts"
 import * as FailureReport from "./FailureReport.ts"
 import * as Tracing from "./observability/Tracing.ts"
-import { StopRequest } from "./StopRequest.ts"
+import { type StopCell, StopRequest } from "./StopRequest.ts"
 
 /** LOG_LEVEL (any case) sets the level; the CLI's --log-level, applied inside, wins over it. */
 const logging = Layer.unwrap(Effect.gen(function*() {
@@ -67,11 +67,34 @@ const exitFlushed = (code: number) => {
 }
 
 /**
- * Like NodeRuntime.runMain (@effect/platform-node), but the first SIGINT/SIGTERM asks a command that supports it (migrate) to
- * stop gracefully; the second one, or any signal while no such command runs, interrupts at once.
+ * After the signal that interrupts, the interruption's clean-up (aborting uploads, unlocking, closing
+ * pools) gets this long; a server that does not answer cannot hold the process past it.
  */
-const stop = { requested: false, enabled: false }
+const hardStopAfterMs = 1500
+
+/** Ends the process now: the local clean-ups, a line saying so, exit 130. */
+const hardStop = (cell: StopCell) => {
+  for (const cleanUp of cell.atHardStop) {
+    try {
+      cleanUp()
+    } catch {
+      // best effort: the next run sweeps what is left
+    }
+  }
+  process.stderr.write(`lo-migrate: stopped at once: clean-up did not finish within ${hardStopAfterMs / 1000} s\n`)
+  exitFlushed(130)
+  // a reader that takes nothing cannot hold the exit either
+  setTimeout(() => process.exit(130), 300).unref()
+}
+
+/**
+ * Like NodeRuntime.runMain (@effect/platform-node), but the first SIGINT/SIGTERM asks a command that supports it (migrate) to
+ * stop gracefully; the second one, or any signal while no such command runs, interrupts at once, and the
+ * process ends within `hardStopAfterMs` whatever is in flight.
+ */
+const stop: StopCell = { requested: false, enabled: false, atHardStop: new Set() }
 const runMain = Runtime.makeRunMain(({ fiber, teardown }) => {
+  let interrupting = false
   const onSignal = (signal: NodeJS.Signals) => {
     if (stop.enabled && !stop.requested) {
       stop.requested = true
@@ -81,6 +104,9 @@ const runMain = Runtime.makeRunMain(({ fiber, teardown }) => {
       )
       return
     }
+    if (interrupting) return hardStop(stop)
+    interrupting = true
+    setTimeout(() => hardStop(stop), hardStopAfterMs).unref()
     fiber.interruptUnsafe(fiber.id)
   }
   fiber.addObserver((exit) => {

@@ -51,6 +51,7 @@ export const printPlan = (input: {
   readonly sampleMib: number
   readonly receiverThreads: number
   readonly retries: number
+  readonly pgTimeout: number
   readonly s3: Settings | undefined
   readonly profile?: Profile.Profile | undefined
 }) =>
@@ -66,7 +67,14 @@ export const printPlan = (input: {
       sample: input.sample,
       sampleBytes: input.sampleMib * MiB,
       receiverThreads: input.receiverThreads
-    }).pipe(Connections.provide(pgUrl, Connections.database({ pgUrl, pgCa, retries: input.retries, connections: 2, profile: input.profile })))
+    }).pipe(Connections.provide(pgUrl, Connections.database({
+      pgUrl,
+      pgCa,
+      retries: input.retries,
+      connections: 2,
+      profile: input.profile,
+      pgTimeout: input.pgTimeout
+    })))
     const notes = input.s3 === undefined
       ? ["S3 not checked (no --bucket given)"]
       : [yield* s3Note(input.s3)]

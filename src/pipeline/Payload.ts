@@ -7,6 +7,7 @@
  */
 import { Effect, Exit, Scope } from "effect"
 import { randomBytes } from "node:crypto"
+import * as NodeFsSync from "node:fs"
 import * as NodeFs from "node:fs/promises"
 import { Readable } from "node:stream"
 import * as NodePath from "node:path"
@@ -135,6 +136,23 @@ export const sweepOrphans = (tempDir: string): Effect.Effect<number> =>
     }
     return removed
   })
+
+/**
+ * Removes this process's own temp files from `tempDir`, synchronously: for a process that must end at
+ * once (the second signal, with a server that does not answer), when scopes cannot close in time.
+ */
+export const removeOwnSync = (tempDir: string): void => {
+  const mine = `${tempFilePrefix}${process.pid}.`
+  let names: Array<string> = []
+  try {
+    names = NodeFsSync.readdirSync(tempDir)
+  } catch {
+    return
+  }
+  for (const name of names) {
+    if (name.startsWith(mine)) NodeFsSync.rmSync(NodePath.join(tempDir, name), { force: true })
+  }
+}
 
 const fileWriter = (tempDir: string, scope: Scope.Scope, release: Effect.Effect<void>) =>
   Effect.gen(function*() {

@@ -19,7 +19,7 @@ import { Context, Redacted } from "effect"
 import { DatabaseError, DatabaseUnavailable, describeCause, SchemaMismatch } from "../domain/Errors.ts"
 import * as Aliases from "../pipeline/Aliases.ts"
 import * as LargeObjects from "./LargeObjects.ts"
-import * as PgTls from "./PgTls.ts"
+import * as PgSession from "./PgSession.ts"
 import type { Candidate, Stored } from "../domain/LargeObject.ts"
 import type { RelStorageProfile, Shard } from "../domain/Profile.ts"
 import * as Recorded from "../domain/Recorded.ts"
@@ -46,6 +46,8 @@ export interface DestinationOptions {
   readonly pgCa?: string | undefined
   /** pool size of the blob_state database's client */
   readonly connections?: number | undefined
+  /** `--pg-timeout` also bounds the blob_state database's sessions */
+  readonly pgTimeout?: number | undefined
 }
 
 export const layer = (
@@ -69,13 +71,11 @@ export const layer = (
       const sameDatabase = destUrl === undefined
       const connectDestination = destUrl === undefined ? Effect.succeed(sql) : yield* Effect.cached(
         Layer.buildWithScope(
-          PgClient.layer({
-            url: destUrl,
+          PgClient.layer(PgSession.poolConfig(destUrl, {
             maxConnections: options.connections ?? 4,
-            connectTimeout: "10 seconds",
-            applicationName: "lo-migrate",
-            ...PgTls.options(options.pgCa)
-          }),
+            pgCa: options.pgCa,
+            timeoutSeconds: options.pgTimeout
+          })),
           scope
         ).pipe(
           Effect.map((context) => Context.get(context, SqlClient.SqlClient)),
