@@ -190,11 +190,16 @@ describe("deferred uploads with --profile table", () => {
       assert.strictEqual(otherTemplate.code, 1, otherTemplate.stderr)
       assert.strictEqual(failedLines(otherTemplate.stderr, "manifest-mismatch"), 4, otherTemplate.stderr)
       assert.include(otherTemplate.stderr, `its S3 key ${docObjectKey(docs[0]!)} is not the one these settings give (${docs[0]!.sha256})`)
-      // another key: a composite key's text is no integer; each line fails alone, not the run
+      // another key: part of the primary key is not unique, refused before any line is read
       const otherKey = yield* runCli([...upload, "--profile", "table", "--table", "docs", "--oid-column", "content", "--key-column", "tenant"])
-      assert.strictEqual(otherKey.code, 1, otherKey.stderr)
-      assert.strictEqual(failedLines(otherKey.stderr, "manifest-mismatch"), 4, otherKey.stderr)
-      assert.include(otherKey.stderr, "invalid input syntax for type integer")
+      assert.strictEqual(otherKey.code, 2, otherKey.stderr)
+      assert.include(otherKey.stderr, `no primary key or unique index makes ("tenant") unique`)
+      // a table keyed by an integer: a composite key's text is no integer; each line fails alone, not the run
+      yield* sql`CREATE TABLE numbered (id integer PRIMARY KEY, content oid)`
+      const integerKey = yield* runCli([...upload, "--profile", "table", "--table", "numbered", "--oid-column", "content", "--key-column", "id"])
+      assert.strictEqual(integerKey.code, 1, integerKey.stderr)
+      assert.strictEqual(failedLines(integerKey.stderr, "manifest-mismatch"), 4, integerKey.stderr)
+      assert.include(integerKey.stderr, "invalid input syntax for type integer")
 
       // the run lock is migrate's (the quoted table name): held elsewhere, upload-blobs is refused
       yield* Effect.scoped(Effect.gen(function*() {

@@ -86,6 +86,46 @@ export const layer = (
         }
         return cols
       })
+      /**
+       * The name of an index that makes the key unique, or undefined. Keyset paging and the commit match
+       * rows by key: with duplicates, a page boundary between two equal keys skips the second row, and a
+       * commit that found one of them would count a vanished other as marked (and move the watermark past
+       * it). Sound here: a valid (not a half-built one that may hold duplicates), non-partial (a partial
+       * index is unique only among the rows of its predicate) unique index or primary key whose key
+       * columns are all among the key columns, with their collations (a column collation that sees more
+       * values as equal than the index's would let keyset order see duplicates). NOT NULL is not needed:
+       * rows with a NULL key column are never listed (`listable`), and among the others equal keys would
+       * be equal, non-NULL index values. Columns of an INCLUDE clause do not count; expression indexes are
+       * not considered.
+       */
+      const uniqueIndex = yield* Effect.cached(
+        query(
+          "look for a unique index on the key",
+          `SELECT i.indexrelid::regclass::text AS name FROM pg_catalog.pg_index i
+           WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
+             AND i.indnkeyatts = (
+               SELECT count(*) FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+               WHERE k.ord <= i.indnkeyatts AND a.attname = ANY($2::text[]) AND a.attcollation = i.indcollation[(k.ord - 1)::int])
+           ORDER BY i.indisprimary DESC, i.indnkeyatts LIMIT 1`,
+          [table, profile.keyColumns]
+        ).pipe(Effect.map(([r]) => (r === undefined ? undefined : String(r.name))))
+      )
+      const keyColumnList = profile.keyColumns.map(quote).join(", ")
+      const notUnique = () =>
+        new SchemaMismatch({
+          table: shown,
+          problem: `no primary key or unique index makes (${keyColumnList}) unique: rows with equal keys would be ` +
+            `skipped or counted as migrated when they are not. If the key is unique, add an index (CREATE UNIQUE INDEX ON ` +
+            `${table} (${keyColumnList})); otherwise choose --key-column(s) that are unique (e.g. the primary key)`
+        })
+      /** `checked`, and the key unique: what everything that pages or marks by key needs */
+      const keyed = Effect.gen(function*() {
+        const cols = yield* checked
+        if ((yield* uniqueIndex) === undefined) return yield* notUnique()
+        return cols
+      })
+
       // key column types, to cast bound key values back (catalog output, valid SQL type names)
       const keyTypes = yield* Effect.cached(
         Effect.map(checked, (cols) => profile.keyColumns.map((c) => cols.get(c)!))
@@ -98,7 +138,7 @@ export const layer = (
         }
 
       const prepare = Effect.gen(function*() {
-        const cols = yield* checked
+        const cols = yield* keyed
         if (!cols.has(profile.sha256Column)) {
           yield* sql.unsafe(`ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS ${quote(profile.sha256Column)} character(64)`).pipe(
             Effect.mapError((error) =>
@@ -222,7 +262,7 @@ export const layer = (
 
       const migratedPage = (after: string | undefined, limit: number, options: { readonly withData: boolean }) =>
         Effect.gen(function*() {
-          const cols = yield* checked
+          const cols = yield* keyed
           if (!cols.has(profile.sha256Column)) return []
           const types = profile.keyColumns.map((c) => cols.get(c)!)
           const a = afterFilter(after, types)
@@ -400,6 +440,7 @@ export const layer = (
           if (profile.sizeColumn === undefined) {
             notes.push("sizes read from the large objects themselves (lo_lseek64); dangling and NULL oids have no size")
           }
+          if ((yield* uniqueIndex) === undefined) notes.push(`migrate would refuse: ${notUnique().problem}`)
           const result: Inventory = {
             total: all.n,
             migrated: done.n,
