@@ -7,6 +7,7 @@ import { Effect, Layer, Result } from "effect"
 import { SqlClient } from "effect/sql"
 import {
   BatchJobActive,
+  DatabaseError,
   DatabaseUnavailable,
   describeCause,
   SchemaMismatch
@@ -16,6 +17,7 @@ import type { Shard } from "../domain/Profile.ts"
 import * as Recorded from "../domain/Recorded.ts"
 import type { RetryPolicy } from "../pipeline/Retry.ts"
 import type { Stats } from "../pipeline/Stats.ts"
+import * as Ddl from "./Ddl.ts"
 import * as Nice2Lifecycle from "./Nice2Lifecycle.ts"
 import { type ListedRow, Source, runner } from "./Source.ts"
 import { transaction } from "./Transaction.ts"
@@ -82,13 +84,20 @@ export const layer = (policy: RetryPolicy, shard?: Shard | undefined): Layer.Lay
           return yield* new SchemaMismatch({ table, problem: `lacks column(s) ${missing.join(", ")}` })
         }
         if (!columns.has("sha2")) {
-          yield* sql`ALTER TABLE _nice_binary ADD COLUMN IF NOT EXISTS sha2 character(64)`.pipe(
-            Effect.mapError((error) =>
-              new DatabaseUnavailable({
-                problem: `cannot add column sha2 to ${table}: ${describeCause(error)}`,
-                hint: `run ALTER TABLE ${table} ADD COLUMN sha2 character(64) as the table's owner`
-              })
-            )
+          // a bounded wait for the table's lock: the application's queries queue behind a waiting ALTER
+          yield* Ddl.alter(sql, {
+            relation: table,
+            shown: table,
+            what: "add column sha2",
+            statements: [`ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS sha2 character(64)`]
+          }).pipe(
+            Effect.catchTag("SqlError", (error) =>
+              Effect.fail(
+                new DatabaseUnavailable({
+                  problem: `cannot add column sha2 to ${table}: ${describeCause(error)}`,
+                  hint: `run ALTER TABLE ${table} ADD COLUMN sha2 character(64) as the table's owner`
+                })
+              ))
           )
           yield* Effect.logInfo(`added column sha2 character(64) to ${table}`)
         }
@@ -183,12 +192,16 @@ export const layer = (policy: RetryPolicy, shard?: Shard | undefined): Layer.Lay
               "resolve the duplicate rows before finalizing"
           })
         }
-        yield* run(
-          "add NOT NULL and the unique index",
-          transaction(sql, Effect.gen(function*() {
-            yield* sql`ALTER TABLE _nice_binary ALTER COLUMN sha2 SET NOT NULL`
-            yield* sql`CREATE UNIQUE INDEX IF NOT EXISTS _nice_binary_sha2_key ON _nice_binary (sha2)`
-          }))
+        yield* Ddl.alter(sql, {
+          relation: table,
+          shown: table,
+          what: "add NOT NULL and the unique index to sha2",
+          statements: [
+            `ALTER TABLE ${table} ALTER COLUMN sha2 SET NOT NULL`,
+            `CREATE UNIQUE INDEX IF NOT EXISTS _nice_binary_sha2_key ON ${table} (sha2)`
+          ]
+        }).pipe(
+          Effect.catchTag("SqlError", (cause) => Effect.fail(new DatabaseError({ operation: "add NOT NULL and the unique index", cause })))
         )
       })
 

@@ -10,7 +10,8 @@ import {
   DatabaseError,
   DatabaseUnavailable,
   describeCause,
-  type SchemaMismatch
+  type SchemaMismatch,
+  type TableBusy
 } from "../domain/Errors.ts"
 import type { Candidate, RowFailure, Stored } from "../domain/LargeObject.ts"
 import type { Recorded } from "../domain/Recorded.ts"
@@ -86,7 +87,7 @@ export class Source extends Context.Service<Source, {
   /** true: the object skips the store and its bytes go to `commit` (`Stored.inline`); default: never */
   readonly inline?: ((candidate: Candidate, size: number) => boolean) | undefined
   /** checks the schema and what the profile requires, and adds the result column when missing */
-  readonly prepare: Effect.Effect<void, SchemaMismatch | BatchJobActive | DatabaseUnavailable | DatabaseError>
+  readonly prepare: Effect.Effect<void, SchemaMismatch | BatchJobActive | DatabaseUnavailable | DatabaseError | TableBusy>
   /** rows still to migrate, and all rows */
   readonly count: Effect.Effect<{ readonly remaining: number; readonly total: number }, DatabaseError>
   /** up to `limit` unmigrated rows with a key above `after`, in key order; one short statement each */
@@ -100,7 +101,7 @@ export class Source extends Context.Service<Source, {
    */
   readonly recorded: (keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, Recorded>, DatabaseError>
   /** after a clean run: makes the result column NOT NULL and unique */
-  readonly finalize: Effect.Effect<void, DatabaseError | SchemaMismatch>
+  readonly finalize: Effect.Effect<void, DatabaseError | SchemaMismatch | TableBusy>
 
   // After the copy (plan, verify, prune): everything below reads only, except `release`.
 

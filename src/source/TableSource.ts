@@ -12,13 +12,14 @@
  */
 import { Effect, Layer, Result } from "effect"
 import { SqlClient } from "effect/sql"
-import { DatabaseUnavailable, describeCause, SchemaMismatch } from "../domain/Errors.ts"
+import { DatabaseError, DatabaseUnavailable, describeCause, SchemaMismatch } from "../domain/Errors.ts"
 import type { Candidate, RowFailure, Stored } from "../domain/LargeObject.ts"
 import type { MigratedRow, Released } from "../domain/MigratedObject.ts"
 import { fillTemplate, type Shard, type TableProfile } from "../domain/Profile.ts"
 import * as Recorded from "../domain/Recorded.ts"
 import type { RetryPolicy } from "../pipeline/Retry.ts"
 import type { Stats } from "../pipeline/Stats.ts"
+import * as Ddl from "./Ddl.ts"
 import { quote, quoteQualified } from "./Identifier.ts"
 import * as Aliases from "../pipeline/Aliases.ts"
 import { recordedByKey } from "./KeyLookup.ts"
@@ -140,13 +141,20 @@ export const layer = (
       const prepare = Effect.gen(function*() {
         const cols = yield* keyed
         if (!cols.has(profile.sha256Column)) {
-          yield* sql.unsafe(`ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS ${quote(profile.sha256Column)} character(64)`).pipe(
-            Effect.mapError((error) =>
-              new DatabaseUnavailable({
-                problem: `cannot add column ${quote(profile.sha256Column)} to ${shown}: ${describeCause(error)}`,
-                hint: `run ALTER TABLE ${table} ADD COLUMN ${quote(profile.sha256Column)} character(64) as the table's owner`
-              })
-            )
+          // a bounded wait for the table's lock: the application's queries queue behind a waiting ALTER
+          yield* Ddl.alter(sql, {
+            relation: table,
+            shown,
+            what: `add column ${quote(profile.sha256Column)}`,
+            statements: [`ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS ${quote(profile.sha256Column)} character(64)`]
+          }).pipe(
+            Effect.catchTag("SqlError", (error) =>
+              Effect.fail(
+                new DatabaseUnavailable({
+                  problem: `cannot add column ${quote(profile.sha256Column)} to ${shown}: ${describeCause(error)}`,
+                  hint: `run ALTER TABLE ${table} ADD COLUMN ${quote(profile.sha256Column)} character(64) as the table's owner`
+                })
+              ))
           )
           yield* Effect.logInfo(`added column ${quote(profile.sha256Column)} character(64) to ${shown}`)
         }
@@ -510,7 +518,12 @@ export const layer = (
               "cannot add NOT NULL (rerun the migration; rows with a NULL key column are never migrated: fill or delete them)"
           })
         }
-        yield* run("add NOT NULL", sql.unsafe(`ALTER TABLE ${table} ALTER COLUMN ${quote(profile.sha256Column)} SET NOT NULL`))
+        yield* Ddl.alter(sql, {
+          relation: table,
+          shown,
+          what: `add NOT NULL to ${quote(profile.sha256Column)}`,
+          statements: [`ALTER TABLE ${table} ALTER COLUMN ${quote(profile.sha256Column)} SET NOT NULL`]
+        }).pipe(Effect.catchTag("SqlError", (cause) => Effect.fail(new DatabaseError({ operation: "add NOT NULL", cause }))))
         yield* Effect.logInfo(`${shown}: ${quote(profile.sha256Column)} is NOT NULL now (no unique index: rows may share a content)`)
       })
 
