@@ -182,8 +182,9 @@ export const run = (settings: Settings, options: RunOptions) =>
     yield* checkConnection(describeUrl(Redacted.value(settings.pgUrl)))
     // one run at a time per table; losing the lock to another run stops this one gracefully
     const lockLost = yield* Ref.make(false)
+    const runKey = yield* source.runKey
     if (options.runLock !== false) {
-      yield* RunLock.acquire(source.lockName, { onLost: Ref.set(lockLost, true), shard: source.shard })
+      yield* RunLock.acquire(runKey.lock, { onLost: Ref.set(lockLost, true), shard: source.shard, shown: source.table })
     }
     const askedToStop = options.stopping ?? Effect.succeed(false)
     const stopping = Effect.zipWith(askedToStop, Ref.get(lockLost), (a, b) => a || b)
@@ -202,7 +203,7 @@ export const run = (settings: Settings, options: RunOptions) =>
     // records its own every second and at its end; a run that lists everything clears it.
     const retry = defaultPolicy(settings.retries)
     const table = Option.isNone(staging) && options.watermark !== false
-      ? yield* WatermarkTable.open(`${source.lockName}${shardSuffix(source.shard)}`, retry)
+      ? yield* WatermarkTable.open(runKey, source.shard, retry)
       : Option.none()
     const start = Option.isSome(table) ? Option.getOrUndefined(yield* table.value.read) : undefined
     if (start !== undefined) {

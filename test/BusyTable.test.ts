@@ -10,17 +10,10 @@ import { runCli } from "./support/Cli.ts"
 import { createNice2Schema, insertObject, randomBytes, readRows } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
 import { TestS3 } from "./support/S3.ts"
-import { lockWaiters, openTransactionOn } from "./support/Sessions.ts"
+import { lockWaiters, openTransactionOn, waitUntil } from "./support/Sessions.ts"
 import { target } from "./support/Target.ts"
 
 const env = Layer.mergeAll(TestDatabase.layerClient, TestS3.layer)
-
-/** Polls `check` every 50 ms until it holds, for at most `ms`. */
-const waitUntil = (check: Effect.Effect<boolean, unknown, SqlClient.SqlClient>, ms: number) =>
-  Effect.gen(function*() {
-    const until = Date.now() + ms
-    while (!(yield* check) && Date.now() < until) yield* Effect.sleep("50 millis")
-  })
 
 describe("a busy table", () => {
   it.live("ADD COLUMN gives up after the lock timeout with exit 2, naming the holder; the application's query is not blocked meanwhile", () =>

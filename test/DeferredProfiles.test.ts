@@ -201,15 +201,15 @@ describe("deferred uploads with --profile table", () => {
       assert.strictEqual(failedLines(integerKey.stderr, "manifest-mismatch"), 4, integerKey.stderr)
       assert.include(integerKey.stderr, "invalid input syntax for type integer")
 
-      // the run lock is migrate's (the quoted table name): held elsewhere, upload-blobs is refused
+      // the run lock is migrate's (the table as the catalog names it): held elsewhere, upload-blobs is refused
       yield* Effect.scoped(Effect.gen(function*() {
         const session = yield* sql.reserve
-        const lock = [`lo-migrate`, `"docs"`]
+        const lock = [`lo-migrate`, `public.docs`]
         yield* session.execute("SELECT pg_advisory_lock(hashtext($1), hashtext($2))", lock, undefined)
         const locked = yield* runCli([...upload, ...docsArgs])
         yield* session.execute("SELECT pg_advisory_unlock(hashtext($1), hashtext($2))", lock, undefined)
         assert.strictEqual(locked.code, 2, locked.stderr)
-        assert.include(locked.stderr, `another lo-migrate run is working on "docs"`)
+        assert.include(locked.stderr, `another lo-migrate run is working on docs`)
       }))
 
       assert.deepStrictEqual(yield* s3.listKeys(), [], "nothing uploaded")

@@ -19,6 +19,7 @@ import type { RetryPolicy } from "../pipeline/Retry.ts"
 import type { Stats } from "../pipeline/Stats.ts"
 import * as Ddl from "./Ddl.ts"
 import * as Nice2Lifecycle from "./Nice2Lifecycle.ts"
+import * as RunKey from "./RunKey.ts"
 import { type ListedRow, Source, runner } from "./Source.ts"
 import { transaction } from "./Transaction.ts"
 
@@ -207,7 +208,8 @@ export const layer = (policy: RetryPolicy, shard?: Shard | undefined): Layer.Lay
 
       return Source.of({
         table,
-        lockName: table,
+        // the key columns are the profile's own: an earlier version's watermark (the table's name) fits
+        runKey: RunKey.resolve(sql, run, { relation: table, keyColumns: ["hash"], result: "sha2", legacy: { name: table, adopt: true } }),
         shard,
         objectKey: (_, sha256) => objectKey(sha256),
         prepare,

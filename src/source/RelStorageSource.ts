@@ -30,6 +30,7 @@ import { lockNamespace } from "./RunLock.ts"
 import { transaction } from "./Transaction.ts"
 import { describeUrl, type ListedRow, Source, runner } from "./Source.ts"
 import * as RelStorageLifecycle from "./RelStorageLifecycle.ts"
+import * as RunKey from "./RunKey.ts"
 import { afterKey, keyArrays, keyOf, splitKey } from "./BlobKey.ts"
 
 const hex16 = (n: bigint) => n.toString(16).padStart(16, "0")
@@ -337,7 +338,15 @@ export const layer = (
 
       return Source.of({
         table: "blob_chunk",
-        lockName: "blob_chunk",
+        // the lock and the watermark stay in the source database; a blob_state elsewhere is named in the
+        // watermark (its rows say what is done), and only a same-database watermark of an earlier version fits
+        runKey: RunKey.resolve(sql, run, {
+          relation: "blob_chunk",
+          keyColumns: ["zoid", "tid"],
+          result: "blob_state",
+          resultWhere: destUrl === undefined ? undefined : `at ${describeUrl(Redacted.value(destUrl))}`,
+          legacy: { name: "blob_chunk", adopt: sameDatabase }
+        }),
         shard,
         objectKey: (candidate) => {
           const [zoid, tid] = splitKey(candidate.key)

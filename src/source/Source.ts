@@ -18,6 +18,7 @@ import type { Recorded } from "../domain/Recorded.ts"
 import type { Shard } from "../domain/Profile.ts"
 import type { MigratedRow, Released } from "../domain/MigratedObject.ts"
 import { retrying, type RetryPolicy } from "../pipeline/Retry.ts"
+import type { RunKey } from "./RunKey.ts"
 import { Stats } from "../pipeline/Stats.ts"
 
 /** One listed row: a candidate to migrate, or a failure found by looking at the row alone. */
@@ -78,8 +79,8 @@ export interface Inventory {
 export class Source extends Context.Service<Source, {
   /** the table, as shown to users */
   readonly table: string
-  /** what the run lock and the watermark are keyed by (the quoted table name of a profile) */
-  readonly lockName: string
+  /** what the run lock and the watermark are keyed by: the table, its key columns, the result (RunKey.ts) */
+  readonly runKey: Effect.Effect<RunKey, DatabaseError>
   /** the slice of the rows this source lists, counts and verifies (`--shard i/n`); undefined: all */
   readonly shard: Shard | undefined
   /** the S3 key of a candidate's object, given its SHA-256 hex */

@@ -24,6 +24,7 @@ import { quote, quoteQualified } from "./Identifier.ts"
 import * as Aliases from "../pipeline/Aliases.ts"
 import { recordedByKey } from "./KeyLookup.ts"
 import * as LargeObjects from "./LargeObjects.ts"
+import * as RunKey from "./RunKey.ts"
 import { type Inventory, type ListedRow, Source, runner } from "./Source.ts"
 
 const fallbackContentType = "application/octet-stream"
@@ -529,7 +530,13 @@ export const layer = (
 
       return Source.of({
         table: shown,
-        lockName: table,
+        // an earlier version's watermark (the quoted table name) does not say which key columns it is of
+        runKey: RunKey.resolve(sql, run, {
+          relation: table,
+          keyColumns: profile.keyColumns,
+          result: profile.sha256Column,
+          legacy: { name: table, adopt: false }
+        }),
         shard,
         objectKey: (candidate, sha256) => fillTemplate(profile.keyTemplate, { sha256, key: decode(candidate.key), oid: candidate.oid }),
         prepare,

@@ -41,3 +41,20 @@ export const lockWaiters = (table: string): Effect.Effect<number, SqlError.SqlEr
       SELECT count(*)::int AS n FROM pg_catalog.pg_locks WHERE relation = to_regclass(${table}) AND NOT granted`
     return row?.n ?? 0
   })
+
+/** Polls `check` every 50 ms until it holds, for at most `ms` (a failing check counts as false). */
+export const waitUntil = <R>(check: Effect.Effect<boolean, unknown, R>, ms: number): Effect.Effect<void, never, R> =>
+  Effect.gen(function*() {
+    const until = Date.now() + ms
+    while (!(yield* check.pipe(Effect.catch(() => Effect.succeed(false)))) && Date.now() < until) yield* Effect.sleep("50 millis")
+  })
+
+/** How many lo-migrate run locks (advisory locks) are held on the current database. */
+export const runLocksHeld: Effect.Effect<number, SqlError.SqlError, SqlClient.SqlClient> = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const [row] = yield* sql<{ readonly n: number }>`
+    SELECT count(*)::int AS n FROM pg_catalog.pg_locks
+    WHERE locktype = 'advisory' AND granted AND classid::int = hashtext('lo-migrate')
+      AND database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())`
+  return row?.n ?? 0
+})
