@@ -18,6 +18,7 @@ import * as Recorded from "../domain/Recorded.ts"
 import type { RetryPolicy } from "../pipeline/Retry.ts"
 import type { Stats } from "../pipeline/Stats.ts"
 import * as Ddl from "./Ddl.ts"
+import { oidArray } from "./LargeObjects.ts"
 import * as Nice2Lifecycle from "./Nice2Lifecycle.ts"
 import * as RunKey from "./RunKey.ts"
 import { type ListedRow, Source, runner } from "./Source.ts"
@@ -142,24 +143,44 @@ export const layer = (policy: RetryPolicy, shard?: Shard | undefined): Layer.Lay
                 WHERE sha2 IS NULL AND ${inShard} AND hash > ${after}::bpchar ORDER BY hash LIMIT ${limit}`
         ).pipe(Effect.map((rows) => rows.map(toListed)))
 
-      // One statement per chunk: the row's own key value is matched, so keys in upper case work too.
+      // One statement per chunk, matching the row's own key value (keys in upper case work too), the large
+      // object that was read (a row pointed at another one since must not get the old content's sha2:
+      // prune would then unlink the new one) and no other result (recording the same sha2 again, as a
+      // second manifest line of the row does, is harmless; a different one is left alone).
       const commit = (chunk: ReadonlyArray<Stored>) =>
-        run(
-          "record sha2",
-          transaction(sql, 
-            sql<{ readonly hash: string }>`
-              UPDATE _nice_binary AS t SET sha2 = u.sha2
-              FROM unnest(${chunk.map((s) => s.candidate.key)}::bpchar[], ${chunk.map((s) => s.sha256)}::bpchar[])
-                AS u(hash, sha2)
-              WHERE t.hash = u.hash
-              RETURNING t.hash`
+        Effect.gen(function*() {
+          const rows = yield* run(
+            "record sha2",
+            transaction(sql, 
+              sql<{ readonly hash: string }>`
+                UPDATE _nice_binary AS t SET sha2 = u.sha2
+                FROM unnest(${chunk.map((s) => s.candidate.key)}::bpchar[], ${oidArray(chunk.map((s) => s.candidate.oid ?? 0))},
+                  ${chunk.map((s) => s.sha256)}::bpchar[]) AS u(hash, oid, sha2)
+                WHERE t.hash = u.hash AND t.data = u.oid AND (t.sha2 IS NULL OR t.sha2 = u.sha2)
+                RETURNING t.hash`
+            )
           )
-        ).pipe(
-          Effect.map((rows) => {
-            const marked = new Set(rows.map((r) => r.hash))
-            return { vanished: chunk.filter((s) => !marked.has(s.candidate.key)) }
+          const marked = new Set(rows.map((r) => r.hash))
+          const unmarked = chunk.filter((s) => !marked.has(s.candidate.key))
+          if (unmarked.length === 0) return { vanished: [] }
+          // why not: gone, or holding something else now (only a report: read after the commit)
+          const now = yield* run(
+            "look at rows not marked",
+            sql<{ readonly hash: string; readonly data: number | null; readonly sha2: string | null }>`
+              SELECT hash, data, sha2 FROM _nice_binary WHERE hash = ANY(${unmarked.map((s) => s.candidate.key)}::bpchar[])`
+          )
+          const byKey = new Map(now.map((r) => [r.hash, r]))
+          const changed = unmarked.flatMap((s) => {
+            const row = byKey.get(s.candidate.key)
+            if (row === undefined) return []
+            const detail = row.data !== s.candidate.oid
+              ? `data is now oid ${row.data ?? "NULL"}, not ${s.candidate.oid} as read: not marked (its object ${s.key} ` +
+                "is in S3; the next run reads the row again)"
+              : `sha2 is already ${row.sha2?.trim()}, not ${s.sha256}: left as it is`
+            return [{ stored: s, detail }]
           })
-        )
+          return { vanished: unmarked.filter((s) => !byKey.has(s.candidate.key)), changed }
+        })
 
       const recorded = (keys: ReadonlyArray<string>) =>
         run(

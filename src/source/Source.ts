@@ -31,6 +31,11 @@ export interface ListedRow {
 export interface CommitResult {
   /** objects whose row no longer exists: reported, never counted as migrated */
   readonly vanished: ReadonlyArray<Stored>
+  /**
+   * objects whose row still exists but no longer holds what was read (another large object, another
+   * result already recorded): not marked, reported as `row-changed` with `detail` (naming both oids)
+   */
+  readonly changed?: ReadonlyArray<{ readonly stored: Stored; readonly detail: string }> | undefined
 }
 
 /** Up to a few examples of a problem, and how many rows have it. */

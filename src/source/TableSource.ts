@@ -211,7 +211,8 @@ export const layer = (
           return rows.map(toListed)
         })
 
-      // One statement per chunk; a row is marked only if it still references the object that was read.
+      // One statement per chunk; a row is marked only if it still references the object that was read
+      // (marked with the old content's SHA-256, prune would unlink the new object) and holds no other result.
       const commit = (chunk: ReadonlyArray<Stored>) =>
         Effect.gen(function*() {
           const types = yield* keyTypes.pipe(Effect.orDie)
@@ -222,12 +223,33 @@ export const layer = (
             `UPDATE ${table} AS t SET ${quote(profile.sha256Column)} = u.sha
              FROM unnest(${types.map((ty, i) => `$${i + 1}::${ty}[]`).join(", ")}, $${n + 1}::oid[], $${n + 2}::text[])
                AS u(${keys.map((_, i) => `k${i}`).join(", ")}, oid, sha)
-             WHERE ${keys.map((k, i) => `${k} = u.k${i}`).join(" AND ")} AND ${oid} = u.oid
+             WHERE ${keys.map((k, i) => `${k} = u.k${i}`).join(" AND ")} AND ${oid} = u.oid AND (${sha} IS NULL OR ${sha}::text = u.sha)
              RETURNING ${keySelect}`,
             [...keys.map((_, i) => parts.map((p) => p[i])), chunk.map((s) => s.candidate.oid), chunk.map((s) => s.sha256)]
           )
           const marked = new Set(rows.map(keyOf))
-          return { vanished: chunk.filter((s) => !marked.has(s.candidate.key)) }
+          const unmarked = chunk.filter((s) => !marked.has(s.candidate.key))
+          if (unmarked.length === 0) return { vanished: [] }
+          // why not: gone, or holding something else now (only a report: read after the commit)
+          const now = yield* query(
+            "look at rows not marked",
+            `SELECT ${keySelect}, ${oid}::oid AS oid, ${sha}::text AS sha FROM ${table} AS t
+             JOIN unnest(${types.map((ty, i) => `$${i + 1}::${ty}[]`).join(", ")}) AS u(${keys.map((_, i) => `k${i}`).join(", ")})
+               ON ${keys.map((k, i) => `${k} = u.k${i}`).join(" AND ")}`,
+            keys.map((_, i) => unmarked.map((s) => decode(s.candidate.key)[i]))
+          )
+          const byKey = new Map(now.map((r) => [keyOf(r), r]))
+          const changed = unmarked.flatMap((s) => {
+            const row = byKey.get(s.candidate.key)
+            if (row === undefined) return []
+            const rowOid = row.oid === null ? null : Number(row.oid)
+            const detail = rowOid !== s.candidate.oid
+              ? `${quote(profile.oidColumn)} is now oid ${rowOid ?? "NULL"}, not ${s.candidate.oid} as read: not marked ` +
+                `(its object ${s.key} is in S3; the next run reads the row again)`
+              : `${quote(profile.sha256Column)} is already ${String(row.sha).trim()}, not ${s.sha256}: left as it is`
+            return [{ stored: s, detail }]
+          })
+          return { vanished: unmarked.filter((s) => !byKey.has(s.candidate.key)), changed }
         })
 
       // a manifest's row key may come from another table's staging run: one that is not this table's key
