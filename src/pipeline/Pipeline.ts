@@ -195,8 +195,8 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
 
 /**
  * The committers' step, shared by migrate and upload-blobs: one commit (statement and transaction) for
- * the chunk; a row that vanished or changed meanwhile is a failure, never counted as migrated (its object stays in
- * S3); each marked row is counted and handed to `marked`.
+ * the chunk; a row that vanished or changed meanwhile is a failure, never counted as migrated (its
+ * object stays in S3); each marked row is counted and handed to `marked`.
  */
 export const commit = <A, E, R>(
   chunk: ReadonlyArray<A>,
