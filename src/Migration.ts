@@ -186,14 +186,16 @@ export const run = (settings: Settings, options: RunOptions) =>
     yield* checkConnection(describeUrl(Redacted.value(settings.pgUrl)))
     // one run at a time per table; losing the lock to another run stops this one gracefully
     const lockLost = yield* Ref.make(false)
+    const runKey = yield* source.runKey
     // the lock's session gone for good: the run must not go on without it
     const lockFailed = yield* Deferred.make<never, RunLockLost>()
     if (options.runLock !== false) {
-      yield* RunLock.acquire(source.lockName, {
+      yield* RunLock.acquire(runKey.lock, {
         onLost: Ref.set(lockLost, true),
         onFailed: (error) => Deferred.fail(lockFailed, error).pipe(Effect.asVoid),
         retry: defaultPolicy(settings.retries),
-        shard: source.shard
+        shard: source.shard,
+        shown: source.table
       })
     }
     const askedToStop = options.stopping ?? Effect.succeed(false)
@@ -216,7 +218,7 @@ export const run = (settings: Settings, options: RunOptions) =>
     // records its own every second and at its end; a run that lists everything clears it.
     const retry = defaultPolicy(settings.retries)
     const table = Option.isNone(staging) && options.watermark !== false
-      ? yield* WatermarkTable.open(`${source.lockName}${shardSuffix(source.shard)}`, retry)
+      ? yield* WatermarkTable.open(runKey, source.shard, retry)
       : Option.none()
     const start = Option.isSome(table) ? Option.getOrUndefined(yield* table.value.read) : undefined
     if (start !== undefined) {

@@ -92,7 +92,8 @@ export const run = (settings: Settings, manifest: string, options: UploadOptions
     yield* checkConnection(describeUrl(Redacted.value(settings.pgUrl)))
     // one run at a time per table, migrate and upload-blobs alike; were the lock lost to another run,
     // both would only repeat idempotent work (same keys, same sha2), so this one goes on and says so
-    yield* RunLock.acquire(source.lockName, {
+    yield* RunLock.acquire((yield* source.runKey).lock, {
+      shown: source.table,
       onLost: Effect.logWarning(`another lo-migrate run took the lock of ${source.table}; this upload goes on`)
     })
     yield* source.prepare

@@ -190,21 +190,26 @@ describe("deferred uploads with --profile table", () => {
       assert.strictEqual(otherTemplate.code, 1, otherTemplate.stderr)
       assert.strictEqual(failedLines(otherTemplate.stderr, "manifest-mismatch"), 4, otherTemplate.stderr)
       assert.include(otherTemplate.stderr, `its S3 key ${docObjectKey(docs[0]!)} is not the one these settings give (${docs[0]!.sha256})`)
-      // another key: a composite key's text is no integer; each line fails alone, not the run
+      // another key: part of the primary key is not unique, refused before any line is read
       const otherKey = yield* runCli([...upload, "--profile", "table", "--table", "docs", "--oid-column", "content", "--key-column", "tenant"])
-      assert.strictEqual(otherKey.code, 1, otherKey.stderr)
-      assert.strictEqual(failedLines(otherKey.stderr, "manifest-mismatch"), 4, otherKey.stderr)
-      assert.include(otherKey.stderr, "invalid input syntax for type integer")
+      assert.strictEqual(otherKey.code, 2, otherKey.stderr)
+      assert.include(otherKey.stderr, `no primary key or unique index makes ("tenant") unique`)
+      // a table keyed by an integer: a composite key's text is no integer; each line fails alone, not the run
+      yield* sql`CREATE TABLE numbered (id integer PRIMARY KEY, content oid)`
+      const integerKey = yield* runCli([...upload, "--profile", "table", "--table", "numbered", "--oid-column", "content", "--key-column", "id"])
+      assert.strictEqual(integerKey.code, 1, integerKey.stderr)
+      assert.strictEqual(failedLines(integerKey.stderr, "manifest-mismatch"), 4, integerKey.stderr)
+      assert.include(integerKey.stderr, "invalid input syntax for type integer")
 
-      // the run lock is migrate's (the quoted table name): held elsewhere, upload-blobs is refused
+      // the run lock is migrate's (the table as the catalog names it): held elsewhere, upload-blobs is refused
       yield* Effect.scoped(Effect.gen(function*() {
         const session = yield* sql.reserve
-        const lock = [`lo-migrate`, `"docs"`]
+        const lock = [`lo-migrate`, `public.docs`]
         yield* session.execute("SELECT pg_advisory_lock(hashtext($1), hashtext($2))", lock, undefined)
         const locked = yield* runCli([...upload, ...docsArgs])
         yield* session.execute("SELECT pg_advisory_unlock(hashtext($1), hashtext($2))", lock, undefined)
         assert.strictEqual(locked.code, 2, locked.stderr)
-        assert.include(locked.stderr, `another lo-migrate run is working on "docs"`)
+        assert.include(locked.stderr, `another lo-migrate run is working on docs`)
       }))
 
       assert.deepStrictEqual(yield* s3.listKeys(), [], "nothing uploaded")

@@ -119,7 +119,7 @@ describe("trial runs and the resume watermark", () => {
       assert.strictEqual(yield* markedCount, 5)
       // the first five keys (listing order) are done, and the watermark says so
       const sorted = [...objects].sort((a, b) => (a.hash < b.hash ? -1 : 1))
-      const [mark] = yield* sql<{ key: string }>`SELECT key FROM lo_migrate_watermark WHERE table_name = '_nice_binary'`
+      const [mark] = yield* sql<{ key: string }>`SELECT key FROM lo_migrate_watermark WHERE table_name = 'public._nice_binary (hash) -> sha2'`
       assert.strictEqual(mark?.key, sorted[4]!.hash)
 
       // a row behind the watermark, unmarked: the resumed run starts after the watermark and does not
@@ -174,7 +174,7 @@ describe("resume after a kill", () => {
         onStart: killWhen(Effect.map(sql<{ key: string }>`SELECT key FROM lo_migrate_watermark`, (rows) => rows.length > 0))
       })
       assert.strictEqual(killed.signal, "SIGKILL", `killed once a watermark was written; stdout: ${killed.stdout}`)
-      const [mark] = yield* sql<{ key: string }>`SELECT key FROM lo_migrate_watermark WHERE table_name = '_nice_binary'`
+      const [mark] = yield* sql<{ key: string }>`SELECT key FROM lo_migrate_watermark WHERE table_name = 'public._nice_binary (hash) -> sha2'`
       assert.isDefined(mark)
       const [below] = yield* sql<{ n: bigint }>`SELECT count(*) AS n FROM _nice_binary WHERE hash <= ${mark!.key}::bpchar AND sha2 IS NULL`
       assert.strictEqual(Number(below!.n), 0, "every row up to the watermark is marked")

@@ -17,6 +17,9 @@ const env = FaultProxy.layer.pipe(Layer.provideMerge(Layer.mergeAll(TestDatabase
 
 const target = targetVia
 
+/** the run lock nice2 takes here: _nice_binary as the catalog names it (src/source/RunKey.ts) */
+const nice2Lock = "public._nice_binary"
+
 const tableArgs = ["--profile", "table", "--table", "public.attachments", "--oid-column", "content", "--key-column", "id", "--key-template", "att/{sha256}"]
 
 const migratedCount = (stdout: string) => Number(/migrated (\d+) object\(s\)/.exec(stdout)?.[1] ?? NaN)
@@ -80,7 +83,7 @@ describe("--shard i/n", () => {
       const t = yield* target()
       // another "process" (this test's own session) holds shard 0/2
       const held = yield* Effect.scoped(Effect.gen(function*() {
-        yield* RunLock.acquire("_nice_binary", { onLost: Effect.void, shard: { index: 0, count: 2 } })
+        yield* RunLock.acquire(nice2Lock, { onLost: Effect.void, shard: { index: 0, count: 2 } })
         const same = yield* runCli(["migrate", ...t, "--shard", "0/2"])
         assert.strictEqual(same.code, 2, same.stderr)
         assert.include(same.stderr, "another lo-migrate run is working on _nice_binary shard 0/2")
@@ -97,17 +100,17 @@ describe("--shard i/n", () => {
 
       // an unsharded run holds the table: no shard may start
       yield* Effect.scoped(Effect.gen(function*() {
-        yield* RunLock.acquire("_nice_binary", { onLost: Effect.void })
+        yield* RunLock.acquire(nice2Lock, { onLost: Effect.void })
         const shard = yield* runCli(["migrate", ...t, "--shard", "0/2"])
         assert.strictEqual(shard.code, 2, shard.stderr)
         assert.include(shard.stderr, "another lo-migrate run is working on _nice_binary shard 0/2")
       }))
       // in-process: the same shard twice is refused, another shard is not
       yield* Effect.scoped(Effect.gen(function*() {
-        yield* RunLock.acquire("_nice_binary", { onLost: Effect.void, shard: { index: 0, count: 2 } })
-        const again = yield* Effect.exit(Effect.scoped(RunLock.acquire("_nice_binary", { onLost: Effect.void, shard: { index: 0, count: 2 } })))
+        yield* RunLock.acquire(nice2Lock, { onLost: Effect.void, shard: { index: 0, count: 2 } })
+        const again = yield* Effect.exit(Effect.scoped(RunLock.acquire(nice2Lock, { onLost: Effect.void, shard: { index: 0, count: 2 } })))
         assert.isTrue(Exit.isFailure(again))
-        yield* Effect.scoped(RunLock.acquire("_nice_binary", { onLost: Effect.void, shard: { index: 1, count: 2 } }))
+        yield* Effect.scoped(RunLock.acquire(nice2Lock, { onLost: Effect.void, shard: { index: 1, count: 2 } }))
       }))
 
       const rest = yield* runCli(["migrate", ...t, "--shard", "0/2"])
@@ -125,13 +128,13 @@ describe("--shard i/n", () => {
       for (let i = 0; i < 6; i++) yield* insertObject({ bytes: randomBytes(80 + i, 70 + i) })
       const t = yield* target()
       yield* Effect.scoped(Effect.gen(function*() {
-        yield* RunLock.acquire("_nice_binary", { onLost: Effect.void, shard: { index: 0, count: 2 } })
+        yield* RunLock.acquire(nice2Lock, { onLost: Effect.void, shard: { index: 0, count: 2 } })
         const three = yield* runCli(["migrate", ...t, "--shard", "1/3"])
         assert.strictEqual(three.code, 2, three.stderr)
         assert.include(three.stderr, "shards of _nice_binary are running with /2, this run has /3")
         assert.strictEqual((yield* readRows).filter((r) => r.sha2 !== null).length, 0, "the refused run marked nothing")
         // in-process too, and a refused run leaves no lock behind: the same count still starts
-        const conflict = yield* Effect.exit(Effect.scoped(RunLock.acquire("_nice_binary", { onLost: Effect.void, shard: { index: 0, count: 4 } })))
+        const conflict = yield* Effect.exit(Effect.scoped(RunLock.acquire(nice2Lock, { onLost: Effect.void, shard: { index: 0, count: 4 } })))
         assert.isTrue(Exit.isFailure(conflict))
         assert.include(String(Exit.isFailure(conflict) ? conflict.cause : ""), "ShardCountConflict")
         const same = yield* runCli(["migrate", ...t, "--shard", "1/2"])

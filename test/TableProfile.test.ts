@@ -167,4 +167,55 @@ describe("lo-migrate --profile table", () => {
         SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'attachments' AND column_name = 'sha256'`
       assert.strictEqual(Number(col!.n), 0)
     }).pipe(Effect.scoped, Effect.provide(env)), 120_000)
+
+  it.live("key columns no primary key or unique index makes unique are refused with exit 2; a unique composite index and a primary key pass", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const t = yield* target
+      const profile = (table: string, ...keys: ReadonlyArray<string>) =>
+        ["--profile", "table", "--table", table, "--oid-column", "content", ...keys.flatMap((k) => ["--key-column", k])]
+      // duplicate keys across the first page boundary (1024): keyset paging would skip the second of each
+      const fill = (table: string, columns: string, values: string) =>
+        sql.unsafe(`INSERT INTO ${table} (${columns}, content)
+          SELECT ${values}, lo_from_bytea(0, convert_to('${table} ' || i, 'UTF8')) FROM generate_series(1, 1100) AS i`)
+      yield* sql`CREATE TABLE plain (id bigint, content oid)`
+      yield* fill("plain", "id", "i / 2")
+      yield* sql`CREATE TABLE partial (id bigint NOT NULL, content oid)`
+      yield* sql`CREATE UNIQUE INDEX partial_id ON partial (id) WHERE id > 100`
+      yield* fill("partial", "id", "i")
+      yield* sql`CREATE TABLE docs (tenant integer NOT NULL, name text NOT NULL, content oid)`
+      yield* sql`CREATE UNIQUE INDEX docs_key ON docs (tenant, name)`
+      yield* fill("docs", "tenant, name", "i % 3, 'doc-' || i")
+      yield* sql`CREATE TABLE files (id bigint PRIMARY KEY, content oid)`
+      yield* fill("files", "id", "i")
+
+      const refused = (args: ReadonlyArray<string>, table: string, columns: string) =>
+        Effect.gen(function*() {
+          const result = yield* runCli(["migrate", ...t, ...args])
+          assert.strictEqual(result.code, 2, `${args.join(" ")}\n${result.stderr}`)
+          assert.include(result.stderr, `table ${table}: no primary key or unique index makes (${columns}) unique`)
+          assert.include(result.stderr, `CREATE UNIQUE INDEX ON "${table}" (${columns})`)
+          assert.include(result.stderr, "choose --key-column(s) that are unique")
+        })
+      yield* refused(profile("plain", "id"), "plain", `"id"`)
+      // a partial index is unique only among the rows of its predicate
+      yield* refused(profile("partial", "id"), "partial", `"id"`)
+      // part of a unique key is not unique
+      yield* refused(profile("docs", "tenant"), "docs", `"tenant"`)
+      // nothing was added or marked by a refused run
+      const [added] = yield* sql<{ readonly n: bigint }>`
+        SELECT count(*) AS n FROM information_schema.columns WHERE column_name = 'sha256'`
+      assert.strictEqual(Number(added!.n), 0)
+      // a command that pages over migrated rows refuses too
+      const verify = yield* runCli(["verify", ...t, ...profile("plain", "id")])
+      assert.strictEqual(verify.code, 2, verify.stderr)
+      assert.include(verify.stderr, "no primary key or unique index makes")
+
+      const composite = yield* runCli(["migrate", ...t, ...profile("docs", "tenant", "name")])
+      assert.strictEqual(composite.code, 0, composite.stderr)
+      assert.include(composite.stdout, "migrated 1100 object(s)")
+      const primary = yield* runCli(["migrate", ...t, ...profile("files", "id")])
+      assert.strictEqual(primary.code, 0, primary.stderr)
+      assert.include(primary.stdout, "migrated 1100 object(s)")
+    }).pipe(Effect.scoped, Effect.provide(env)), 180_000)
 })

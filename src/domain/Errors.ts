@@ -63,6 +63,30 @@ export class SchemaMismatch extends Data.TaggedError("SchemaMismatch")<{
 }
 
 /**
+ * A schema change (ALTER TABLE) waited its bound for the table's lock: another session holds the table
+ * (e.g. a long or idle transaction), and waiting longer would queue the application's own queries on the
+ * table behind the change. Nothing was changed.
+ */
+export class TableBusy extends Data.TaggedError("TableBusy")<{
+  readonly table: string
+  /** what the change does, e.g. "add column sha2" */
+  readonly what: string
+  readonly waitedMs: number
+  /** the sessions holding a lock on the table, as found in pg_locks (may be empty: gone meanwhile) */
+  readonly holders: ReadonlyArray<string>
+  /** the statement(s) to run by hand instead */
+  readonly manual: string
+}> {
+  readonly [Runtime.errorExitCode] = 2
+  override get message() {
+    const held = this.holders.length === 0 ? "" : `; held by ${this.holders.join("; ")}`
+    return `table ${this.table} is busy: cannot ${this.what}, its lock was not free within ${this.waitedMs / 1000} s ` +
+      `(waiting longer would block the application's queries on the table)${held}. Run lo-migrate again once that ` +
+      `transaction has ended, or run it yourself as the table's owner: ${this.manual}`
+  }
+}
+
+/**
  * Nice2's DeleteUnreferencedBinariesBatchJob would delete rows whose data already sits in S3, so the
  * migration refuses to start while it is active, or when its row is missing (its state is then unknown).
  */
@@ -204,6 +228,7 @@ export type MigrateError =
   | SettingsError
   | DatabaseUnavailable
   | SchemaMismatch
+  | TableBusy
   | BatchJobActive
   | StoreUnavailable
   | MigrationLocked

@@ -60,6 +60,8 @@ export type FailureReason =
   | "size-mismatch"
   | "sha1-mismatch"
   | "row-vanished"
+  /** the row is still there but no longer holds what was read (another large object): not marked */
+  | "row-changed"
   | "permission-denied"
   | "unreadable"
   | "staged-file-missing"

@@ -195,8 +195,8 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
 
 /**
  * The committers' step, shared by migrate and upload-blobs: one commit (statement and transaction) for
- * the chunk; a row that vanished meanwhile is a failure, never counted as migrated (its object stays in
- * S3); each marked row is counted and handed to `marked`.
+ * the chunk; a row that vanished or changed meanwhile is a failure, never counted as migrated (its
+ * object stays in S3); each marked row is counted and handed to `marked`.
  */
 export const commit = <A, E, R>(
   chunk: ReadonlyArray<A>,
@@ -212,11 +212,15 @@ export const commit = <A, E, R>(
     const source = yield* Source
     const stats = yield* Stats
     const failures = options.failures ?? (yield* Failures)
-    const { vanished } = yield* source.commit(chunk.map(options.stored))
+    const { vanished, changed = [] } = yield* source.commit(chunk.map(options.stored))
     const gone = new Set(vanished)
+    const moved = new Map(changed.map((c) => [c.stored, c.detail]))
     for (const item of chunk) {
       const stored = options.stored(item)
-      if (gone.has(stored)) {
+      const change = moved.get(stored)
+      if (change !== undefined) {
+        yield* failures.record({ key: stored.candidate.key, oid: stored.candidate.oid, reason: "row-changed", detail: change })
+      } else if (gone.has(stored)) {
         yield* failures.record({
           key: stored.candidate.key,
           oid: stored.candidate.oid,

@@ -7,6 +7,7 @@ import { Effect, Layer, Result } from "effect"
 import { SqlClient } from "effect/sql"
 import {
   BatchJobActive,
+  DatabaseError,
   DatabaseUnavailable,
   describeCause,
   SchemaMismatch
@@ -17,7 +18,10 @@ import type { Shard } from "../domain/Profile.ts"
 import * as Recorded from "../domain/Recorded.ts"
 import type { RetryPolicy } from "../pipeline/Retry.ts"
 import type { Stats } from "../pipeline/Stats.ts"
+import * as Ddl from "./Ddl.ts"
+import { oidArray } from "./LargeObjects.ts"
 import * as Nice2Lifecycle from "./Nice2Lifecycle.ts"
+import * as RunKey from "./RunKey.ts"
 import { type ListedWithWarning, logWarnings, Source, runner } from "./Source.ts"
 import { transaction } from "./Transaction.ts"
 
@@ -83,13 +87,20 @@ export const layer = (policy: RetryPolicy, shard?: Shard | undefined): Layer.Lay
           return yield* new SchemaMismatch({ table, problem: `lacks column(s) ${missing.join(", ")}` })
         }
         if (!columns.has("sha2")) {
-          yield* sql`ALTER TABLE _nice_binary ADD COLUMN IF NOT EXISTS sha2 character(64)`.pipe(
-            Effect.mapError((error) =>
-              new DatabaseUnavailable({
-                problem: `cannot add column sha2 to ${table}: ${describeCause(error)}`,
-                hint: `run ALTER TABLE ${table} ADD COLUMN sha2 character(64) as the table's owner`
-              })
-            )
+          // a bounded wait for the table's lock: the application's queries queue behind a waiting ALTER
+          yield* Ddl.alter(sql, {
+            relation: table,
+            shown: table,
+            what: "add column sha2",
+            statements: [`ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS sha2 character(64)`]
+          }).pipe(
+            Effect.catchTag("SqlError", (error) =>
+              Effect.fail(
+                new DatabaseUnavailable({
+                  problem: `cannot add column sha2 to ${table}: ${describeCause(error)}`,
+                  hint: `run ALTER TABLE ${table} ADD COLUMN sha2 character(64) as the table's owner`
+                })
+              ))
           )
           yield* Effect.logInfo(`added column sha2 character(64) to ${table}`)
         }
@@ -133,24 +144,44 @@ export const layer = (policy: RetryPolicy, shard?: Shard | undefined): Layer.Lay
                 WHERE sha2 IS NULL AND ${inShard} AND hash > ${after}::bpchar ORDER BY hash LIMIT ${limit}`
         ).pipe(Effect.flatMap((rows) => logWarnings(rows.map(toListed))))
 
-      // One statement per chunk: the row's own key value is matched, so keys in upper case work too.
+      // One statement per chunk, matching the row's own key value (keys in upper case work too), the large
+      // object that was read (a row pointed at another one since must not get the old content's sha2:
+      // prune would then unlink the new one) and no other result (recording the same sha2 again, as a
+      // second manifest line of the row does, is harmless; a different one is left alone).
       const commit = (chunk: ReadonlyArray<Stored>) =>
-        run(
-          "record sha2",
-          transaction(sql, 
-            sql<{ readonly hash: string }>`
-              UPDATE _nice_binary AS t SET sha2 = u.sha2
-              FROM unnest(${chunk.map((s) => s.candidate.key)}::bpchar[], ${chunk.map((s) => s.sha256)}::bpchar[])
-                AS u(hash, sha2)
-              WHERE t.hash = u.hash
-              RETURNING t.hash`
+        Effect.gen(function*() {
+          const rows = yield* run(
+            "record sha2",
+            transaction(sql, 
+              sql<{ readonly hash: string }>`
+                UPDATE _nice_binary AS t SET sha2 = u.sha2
+                FROM unnest(${chunk.map((s) => s.candidate.key)}::bpchar[], ${oidArray(chunk.map((s) => s.candidate.oid ?? 0))},
+                  ${chunk.map((s) => s.sha256)}::bpchar[]) AS u(hash, oid, sha2)
+                WHERE t.hash = u.hash AND t.data = u.oid AND (t.sha2 IS NULL OR t.sha2 = u.sha2)
+                RETURNING t.hash`
+            )
           )
-        ).pipe(
-          Effect.map((rows) => {
-            const marked = new Set(rows.map((r) => r.hash))
-            return { vanished: chunk.filter((s) => !marked.has(s.candidate.key)) }
+          const marked = new Set(rows.map((r) => r.hash))
+          const unmarked = chunk.filter((s) => !marked.has(s.candidate.key))
+          if (unmarked.length === 0) return { vanished: [] }
+          // why not: gone, or holding something else now (only a report: read after the commit)
+          const now = yield* run(
+            "look at rows not marked",
+            sql<{ readonly hash: string; readonly data: number | null; readonly sha2: string | null }>`
+              SELECT hash, data, sha2 FROM _nice_binary WHERE hash = ANY(${unmarked.map((s) => s.candidate.key)}::bpchar[])`
+          )
+          const byKey = new Map(now.map((r) => [r.hash, r]))
+          const changed = unmarked.flatMap((s) => {
+            const row = byKey.get(s.candidate.key)
+            if (row === undefined) return []
+            const detail = row.data !== s.candidate.oid
+              ? `data is now oid ${row.data ?? "NULL"}, not ${s.candidate.oid} as read: not marked (its object ${s.key} ` +
+                "is in S3; the next run reads the row again)"
+              : `sha2 is already ${row.sha2?.trim()}, not ${s.sha256}: left as it is`
+            return [{ stored: s, detail }]
           })
-        )
+          return { vanished: unmarked.filter((s) => !byKey.has(s.candidate.key)), changed }
+        })
 
       const recorded = (keys: ReadonlyArray<string>) =>
         run(
@@ -184,18 +215,23 @@ export const layer = (policy: RetryPolicy, shard?: Shard | undefined): Layer.Lay
               "resolve the duplicate rows before finalizing"
           })
         }
-        yield* run(
-          "add NOT NULL and the unique index",
-          transaction(sql, Effect.gen(function*() {
-            yield* sql`ALTER TABLE _nice_binary ALTER COLUMN sha2 SET NOT NULL`
-            yield* sql`CREATE UNIQUE INDEX IF NOT EXISTS _nice_binary_sha2_key ON _nice_binary (sha2)`
-          }))
+        yield* Ddl.alter(sql, {
+          relation: table,
+          shown: table,
+          what: "add NOT NULL and the unique index to sha2",
+          statements: [
+            `ALTER TABLE ${table} ALTER COLUMN sha2 SET NOT NULL`,
+            `CREATE UNIQUE INDEX IF NOT EXISTS _nice_binary_sha2_key ON ${table} (sha2)`
+          ]
+        }).pipe(
+          Effect.catchTag("SqlError", (cause) => Effect.fail(new DatabaseError({ operation: "add NOT NULL and the unique index", cause })))
         )
       })
 
       return Source.of({
         table,
-        lockName: table,
+        // the key columns are the profile's own: an earlier version's watermark (the table's name) fits
+        runKey: RunKey.resolve(sql, run, { relation: table, keyColumns: ["hash"], result: "sha2", legacy: { name: table, adopt: true } }),
         shard,
         objectKey: (_, sha256) => objectKey(sha256),
         prepare,

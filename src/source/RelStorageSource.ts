@@ -30,6 +30,7 @@ import { lockNamespace } from "./RunLock.ts"
 import { transaction } from "./Transaction.ts"
 import { describeUrl, type ListedRow, Source, runner } from "./Source.ts"
 import * as RelStorageLifecycle from "./RelStorageLifecycle.ts"
+import * as RunKey from "./RunKey.ts"
 import { afterKey, keyArrays, keyOf, splitKey } from "./BlobKey.ts"
 
 const hex16 = (n: bigint) => n.toString(16).padStart(16, "0")
@@ -266,23 +267,52 @@ export const layer = (
           (rows) => new Set(rows.map(keyOf))
         )
 
+      /** the chunks (oids in chunk_num order) of each of `keys` that still has chunks in blob_chunk */
+      const chunksOf = (keys: ReadonlyArray<string>) =>
+        keys.length === 0 ? Effect.succeed(new Map<string, ReadonlyArray<number>>()) : Effect.map(
+          query(
+            "read blob_chunk",
+            `SELECT c.zoid::text AS zoid, c.tid::text AS tid, array_agg(c.chunk::bigint ORDER BY c.chunk_num) AS oids
+             FROM blob_chunk c JOIN unnest($1::bigint[], $2::bigint[]) AS u(zoid, tid) ON c.zoid = u.zoid AND c.tid = u.tid
+             GROUP BY c.zoid, c.tid`,
+            keyArrays(keys)
+          ),
+          (rows) => new Map(rows.map((r) => [keyOf(r), (r.oids as ReadonlyArray<string | number>).map(Number)]))
+        )
+      /** the oids read for a blob: all of them as listed; upload-blobs has its manifest line's first only */
+      const readOids = (s: Stored): { readonly oids: ReadonlyArray<number>; readonly whole: boolean } =>
+        s.candidate.oids !== undefined
+          ? { oids: s.candidate.oids, whole: true }
+          : { oids: s.candidate.oid === null ? [] : [s.candidate.oid], whole: false }
+      const holdsRead = (now: ReadonlyArray<number>, s: Stored) => {
+        const read = readOids(s)
+        return read.whole ? now.length === read.oids.length && now.every((o, i) => o === read.oids[i]) : now[0] === read.oids[0]
+      }
+
       // inline blobs carry their bytes; both kinds are inserted by one statement per chunk, only while
-      // the blob's chunks still exist (a blob deleted by a pack during the run is reported, not recorded)
+      // the blob's chunks are still the large objects that were read (a blob deleted by a pack during the
+      // run is reported, not recorded; one whose chunks were replaced too, or it would be recorded with
+      // the old bytes and prune would delete the new chunks)
       const commit = (chunk: ReadonlyArray<Stored>) =>
         Effect.gen(function*() {
-          // another database cannot see blob_chunk: the blobs still there are looked up first
-          const live = sameDatabase ? chunk : yield* Effect.map(
-            withChunks(chunk.map((s) => s.candidate.key)),
-            (there) => chunk.filter((s) => there.has(s.candidate.key))
-          )
+          // another database cannot see blob_chunk: the blobs still as read are looked up first
+          const before = sameDatabase ? undefined : yield* chunksOf(chunk.map((s) => s.candidate.key))
+          const live = before === undefined ? chunk : chunk.filter((s) => {
+            const now = before.get(s.candidate.key)
+            return now !== undefined && holdsRead(now, s)
+          })
           const keys = live.map((s) => splitKey(s.candidate.key))
           const rows = live.length === 0 ? [] : yield* destQuery(
             "record blob_state",
             `INSERT INTO blob_state (zoid, tid, blob_size, data, s3_key)
              SELECT u.zoid, u.tid, u.size, CASE WHEN u.inline THEN u.data END, CASE WHEN NOT u.inline THEN u.s3_key END
-             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bytea[], $5::text[], $6::bool[])
-               AS u(zoid, tid, size, data, s3_key, inline)
-             WHERE ${sameDatabase ? "EXISTS (SELECT 1 FROM blob_chunk c WHERE c.zoid = u.zoid AND c.tid = u.tid)" : "true"}
+             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bytea[], $5::text[], $6::bool[], $7::text[], $8::bool[])
+               AS u(zoid, tid, size, data, s3_key, inline, oids, whole)
+             WHERE ${sameDatabase
+              ? `EXISTS (SELECT 1 FROM (SELECT array_agg(c.chunk::bigint ORDER BY c.chunk_num) AS oids FROM blob_chunk c
+                   WHERE c.zoid = u.zoid AND c.tid = u.tid) now
+                 WHERE CASE WHEN u.whole THEN now.oids = u.oids::bigint[] ELSE now.oids[1] = (u.oids::bigint[])[1] END)`
+              : "true"}
              ON CONFLICT (zoid, tid) DO NOTHING
              RETURNING zoid::text AS zoid, tid::text AS tid`,
             [
@@ -290,9 +320,11 @@ export const layer = (
               keys.map((k) => k[1]),
               live.map((s) => s.candidate.size),
               // placeholders instead of NULLs: the driver cannot type an array of NULLs only
-              live.map((s) => s.inline ?? new Uint8Array(0)),
+              live.map((s) => (s.inline ?? new Uint8Array(0))),
               live.map((s) => (s.inline === undefined ? s.key : "")),
-              live.map((s) => s.inline !== undefined)
+              live.map((s) => s.inline !== undefined),
+              live.map((s) => `{${readOids(s).oids.join(",")}}`),
+              live.map((s) => readOids(s).whole)
             ]
           )
           const inserted = new Set(rows.map((r) => keyOf(r)))
@@ -300,7 +332,20 @@ export const layer = (
           const missing = chunk.filter((s) => !inserted.has(s.candidate.key))
           if (missing.length === 0) return { vanished: [] }
           const there = yield* recordedKeys(missing.map((s) => s.candidate.key))
-          return { vanished: missing.filter((s) => !there.has(s.candidate.key)) }
+          const open = missing.filter((s) => !there.has(s.candidate.key))
+          // why not: gone, or made of other large objects now (only a report: read after the commit)
+          const now = before ?? (yield* chunksOf(open.map((s) => s.candidate.key)))
+          const changed = open.flatMap((s) => {
+            const oids = now.get(s.candidate.key)
+            if (oids === undefined) return []
+            const what = s.inline === undefined ? `its object ${s.key} is in S3` : "it was to be stored inline"
+            return [{
+              stored: s,
+              detail: `chunks are now oids ${oids.join(", ")}, not ${readOids(s).oids.join(", ")} as read: no blob_state row ` +
+                `recorded (${what}; the next run reads the blob again)`
+            }]
+          })
+          return { vanished: open.filter((s) => !now.has(s.candidate.key)), changed }
         })
 
       // plan, verify, prune, finalize: RelStorageLifecycle.ts
@@ -337,7 +382,15 @@ export const layer = (
 
       return Source.of({
         table: "blob_chunk",
-        lockName: "blob_chunk",
+        // the lock and the watermark stay in the source database; a blob_state elsewhere is named in the
+        // watermark (its rows say what is done), and only a same-database watermark of an earlier version fits
+        runKey: RunKey.resolve(sql, run, {
+          relation: "blob_chunk",
+          keyColumns: ["zoid", "tid"],
+          result: "blob_state",
+          resultWhere: destUrl === undefined ? undefined : `at ${describeUrl(Redacted.value(destUrl))}`,
+          legacy: { name: "blob_chunk", adopt: sameDatabase }
+        }),
         shard,
         objectKey: (candidate) => {
           const [zoid, tid] = splitKey(candidate.key)

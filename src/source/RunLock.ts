@@ -4,9 +4,11 @@
  * at once. The lock lives exactly as long as that session: released when the run's scope closes, and by
  * the server itself when the process dies (even on SIGKILL), so a crash never leaves a stale lock.
  *
- * The key is two int4s, `hashtext('lo-migrate')` and `hashtext(<table>)`: advisory locks are per
- * database, so the same table name in another database does not collide. Values are bound as
- * parameters, never spliced into the SQL.
+ * The key is two int4s, `hashtext('lo-migrate')` and `hashtext(<table>)`, `<table>` being the
+ * schema-qualified name the catalog gives (RunKey.ts), so every profile and spelling of one table takes
+ * the same lock: advisory locks are per database, so the same table name in another database does not
+ * collide. Values are bound as parameters, never spliced into the SQL. (hashtext is 32 bits: two tables
+ * whose names collide exclude each other, which is safe.)
  *
  * With `--shard i/n` a run takes two locks on that session: the table's lock *shared* (shards run side by
  * side, but never next to an unsharded run, which takes it exclusively) and the shard's own lock
@@ -113,19 +115,22 @@ export const acquire = (
     readonly checkEvery?: `${number} seconds`
     /** the run's shard: the table's lock is then shared, the shard's exclusive */
     readonly shard?: Shard | undefined
+    /** the table as messages name it; default `table` */
+    readonly shown?: string | undefined
   }
 ): Effect.Effect<void, MigrationLocked | ShardCountConflict | DatabaseUnavailable, SqlClient.SqlClient | Scope.Scope> =>
   Effect.gen(function*() {
     const outer = yield* Effect.scope
     const holder = yield* Scope.fork(outer)
-    const shown = `${table}${shardSuffix(options.shard)}`
+    const name = options.shown ?? table
+    const shown = `${name}${shardSuffix(options.shard)}`
     const first = yield* tryAcquire(table, options.shard, holder).pipe(
       Effect.mapError((error) => new DatabaseUnavailable({ problem: `cannot take the run lock: ${describeCause(error)}` }))
     )
     if (first.outcome._tag === "Busy") return yield* new MigrationLocked({ table: shown })
     if (first.outcome._tag === "OtherCount") {
       yield* Scope.close(holder, Exit.void)
-      return yield* new ShardCountConflict({ table, count: options.shard!.count, running: first.outcome.counts })
+      return yield* new ShardCountConflict({ table: name, count: options.shard!.count, running: first.outcome.counts })
     }
     const current = yield* Ref.make({ connection: first.connection, scope: holder })
     const every = options.checkEvery ?? "2 seconds"
@@ -146,10 +151,10 @@ export const acquire = (
       )
       yield* Ref.set(current, { connection: again.connection, scope })
       if (again.outcome._tag === "Locked") {
-        yield* Effect.logWarning(`the run lock's session on ${table} was lost; lock taken again`)
+        yield* Effect.logWarning(`the run lock's session on ${shown} was lost; lock taken again`)
         return true
       }
-      yield* Effect.logError(`the run lock on ${table} was lost and another run holds it now: stopping`)
+      yield* Effect.logError(`the run lock on ${shown} was lost and another run holds it now: stopping`)
       yield* options.onLost
       return false
     }).pipe(

@@ -10,13 +10,15 @@ import {
   DatabaseError,
   DatabaseUnavailable,
   describeCause,
-  type SchemaMismatch
+  type SchemaMismatch,
+  type TableBusy
 } from "../domain/Errors.ts"
 import type { Candidate, RowFailure, Stored } from "../domain/LargeObject.ts"
 import type { Recorded } from "../domain/Recorded.ts"
 import type { Shard } from "../domain/Profile.ts"
 import type { MigratedRow, Released } from "../domain/MigratedObject.ts"
 import { retrying, type RetryPolicy } from "../pipeline/Retry.ts"
+import type { RunKey } from "./RunKey.ts"
 import { Stats } from "../pipeline/Stats.ts"
 
 /** One listed row: a candidate to migrate, or a failure found by looking at the row alone. */
@@ -39,6 +41,11 @@ export const logWarnings = (rows: ReadonlyArray<ListedWithWarning>): Effect.Effe
 export interface CommitResult {
   /** objects whose row no longer exists: reported, never counted as migrated */
   readonly vanished: ReadonlyArray<Stored>
+  /**
+   * objects whose row still exists but no longer holds what was read (another large object, another
+   * result already recorded): not marked, reported as `row-changed` with `detail` (naming both oids)
+   */
+  readonly changed?: ReadonlyArray<{ readonly stored: Stored; readonly detail: string }> | undefined
 }
 
 /** Up to a few examples of a problem, and how many rows have it. */
@@ -87,8 +94,8 @@ export interface Inventory {
 export class Source extends Context.Service<Source, {
   /** the table, as shown to users */
   readonly table: string
-  /** what the run lock and the watermark are keyed by (the quoted table name of a profile) */
-  readonly lockName: string
+  /** what the run lock and the watermark are keyed by: the table, its key columns, the result (RunKey.ts) */
+  readonly runKey: Effect.Effect<RunKey, DatabaseError>
   /** the slice of the rows this source lists, counts and verifies (`--shard i/n`); undefined: all */
   readonly shard: Shard | undefined
   /** the S3 key of a candidate's object, given its SHA-256 hex */
@@ -96,7 +103,7 @@ export class Source extends Context.Service<Source, {
   /** true: the object skips the store and its bytes go to `commit` (`Stored.inline`); default: never */
   readonly inline?: ((candidate: Candidate, size: number) => boolean) | undefined
   /** checks the schema and what the profile requires, and adds the result column when missing */
-  readonly prepare: Effect.Effect<void, SchemaMismatch | BatchJobActive | DatabaseUnavailable | DatabaseError>
+  readonly prepare: Effect.Effect<void, SchemaMismatch | BatchJobActive | DatabaseUnavailable | DatabaseError | TableBusy>
   /** rows still to migrate, and all rows */
   readonly count: Effect.Effect<{ readonly remaining: number; readonly total: number }, DatabaseError>
   /** up to `limit` unmigrated rows with a key above `after`, in key order; one short statement each */
@@ -110,7 +117,7 @@ export class Source extends Context.Service<Source, {
    */
   readonly recorded: (keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, Recorded>, DatabaseError>
   /** after a clean run: makes the result column NOT NULL and unique */
-  readonly finalize: Effect.Effect<void, DatabaseError | SchemaMismatch>
+  readonly finalize: Effect.Effect<void, DatabaseError | SchemaMismatch | TableBusy>
 
   // After the copy (plan, verify, prune): everything below reads only, except `release`.
 

@@ -13,7 +13,7 @@ import type { ListedRow, Source } from "./Source.ts"
 export const stagingView = (
   source: Source["Service"],
   isStaged: (key: string) => boolean,
-  /** told of the inline objects recorded (vanished ones excluded) */
+  /** told of the inline objects recorded (vanished and changed ones excluded) */
   onInline: (recorded: ReadonlyArray<Stored>) => Effect.Effect<void> = () => Effect.void
 ): Source["Service"] => ({
   ...source,
@@ -34,8 +34,8 @@ export const stagingView = (
   commit: (chunk) => {
     const inline = chunk.filter((s) => s.inline !== undefined)
     if (inline.length === 0) return Effect.succeed({ vanished: [] })
-    return Effect.tap(source.commit(inline), ({ vanished }) => {
-      const gone = new Set(vanished)
+    return Effect.tap(source.commit(inline), ({ vanished, changed = [] }) => {
+      const gone = new Set([...vanished, ...changed.map((c) => c.stored)])
       return onInline(inline.filter((s) => !gone.has(s)))
     })
   }

@@ -13,17 +13,19 @@
 import { Effect, Layer, Result } from "effect"
 import { SqlClient } from "effect/sql"
 import * as ContentType from "../domain/ContentType.ts"
-import { DatabaseUnavailable, describeCause, SchemaMismatch } from "../domain/Errors.ts"
+import { DatabaseError, DatabaseUnavailable, describeCause, SchemaMismatch } from "../domain/Errors.ts"
 import type { Candidate, RowFailure, Stored } from "../domain/LargeObject.ts"
 import type { MigratedRow, Released } from "../domain/MigratedObject.ts"
 import { fillTemplate, type Shard, type TableProfile } from "../domain/Profile.ts"
 import * as Recorded from "../domain/Recorded.ts"
 import type { RetryPolicy } from "../pipeline/Retry.ts"
 import type { Stats } from "../pipeline/Stats.ts"
+import * as Ddl from "./Ddl.ts"
 import { quote, quoteQualified } from "./Identifier.ts"
 import * as Aliases from "../pipeline/Aliases.ts"
 import { recordedByKey } from "./KeyLookup.ts"
 import * as LargeObjects from "./LargeObjects.ts"
+import * as RunKey from "./RunKey.ts"
 import { type Inventory, type ListedWithWarning, logWarnings, Source, runner } from "./Source.ts"
 
 /** examples shown per problem */
@@ -86,6 +88,46 @@ export const layer = (
         }
         return cols
       })
+      /**
+       * The name of an index that makes the key unique, or undefined. Keyset paging and the commit match
+       * rows by key: with duplicates, a page boundary between two equal keys skips the second row, and a
+       * commit that found one of them would count a vanished other as marked (and move the watermark past
+       * it). Sound here: a valid (not a half-built one that may hold duplicates), non-partial (a partial
+       * index is unique only among the rows of its predicate) unique index or primary key whose key
+       * columns are all among the key columns, with their collations (a column collation that sees more
+       * values as equal than the index's would let keyset order see duplicates). NOT NULL is not needed:
+       * rows with a NULL key column are never listed (`listable`), and among the others equal keys would
+       * be equal, non-NULL index values. Columns of an INCLUDE clause do not count; expression indexes are
+       * not considered.
+       */
+      const uniqueIndex = yield* Effect.cached(
+        query(
+          "look for a unique index on the key",
+          `SELECT i.indexrelid::regclass::text AS name FROM pg_catalog.pg_index i
+           WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
+             AND i.indnkeyatts = (
+               SELECT count(*) FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+               WHERE k.ord <= i.indnkeyatts AND a.attname = ANY($2::text[]) AND a.attcollation = i.indcollation[(k.ord - 1)::int])
+           ORDER BY i.indisprimary DESC, i.indnkeyatts LIMIT 1`,
+          [table, profile.keyColumns]
+        ).pipe(Effect.map(([r]) => (r === undefined ? undefined : String(r.name))))
+      )
+      const keyColumnList = profile.keyColumns.map(quote).join(", ")
+      const notUnique = () =>
+        new SchemaMismatch({
+          table: shown,
+          problem: `no primary key or unique index makes (${keyColumnList}) unique: rows with equal keys would be ` +
+            `skipped or counted as migrated when they are not. If the key is unique, add an index (CREATE UNIQUE INDEX ON ` +
+            `${table} (${keyColumnList})); otherwise choose --key-column(s) that are unique (e.g. the primary key)`
+        })
+      /** `checked`, and the key unique: what everything that pages or marks by key needs */
+      const keyed = Effect.gen(function*() {
+        const cols = yield* checked
+        if ((yield* uniqueIndex) === undefined) return yield* notUnique()
+        return cols
+      })
+
       // key column types, to cast bound key values back (catalog output, valid SQL type names)
       const keyTypes = yield* Effect.cached(
         Effect.map(checked, (cols) => profile.keyColumns.map((c) => cols.get(c)!))
@@ -98,15 +140,22 @@ export const layer = (
         }
 
       const prepare = Effect.gen(function*() {
-        const cols = yield* checked
+        const cols = yield* keyed
         if (!cols.has(profile.sha256Column)) {
-          yield* sql.unsafe(`ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS ${quote(profile.sha256Column)} character(64)`).pipe(
-            Effect.mapError((error) =>
-              new DatabaseUnavailable({
-                problem: `cannot add column ${quote(profile.sha256Column)} to ${shown}: ${describeCause(error)}`,
-                hint: `run ALTER TABLE ${table} ADD COLUMN ${quote(profile.sha256Column)} character(64) as the table's owner`
-              })
-            )
+          // a bounded wait for the table's lock: the application's queries queue behind a waiting ALTER
+          yield* Ddl.alter(sql, {
+            relation: table,
+            shown,
+            what: `add column ${quote(profile.sha256Column)}`,
+            statements: [`ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS ${quote(profile.sha256Column)} character(64)`]
+          }).pipe(
+            Effect.catchTag("SqlError", (error) =>
+              Effect.fail(
+                new DatabaseUnavailable({
+                  problem: `cannot add column ${quote(profile.sha256Column)} to ${shown}: ${describeCause(error)}`,
+                  hint: `run ALTER TABLE ${table} ADD COLUMN ${quote(profile.sha256Column)} character(64) as the table's owner`
+                })
+              ))
           )
           yield* Effect.logInfo(`added column ${quote(profile.sha256Column)} character(64) to ${shown}`)
         }
@@ -171,7 +220,8 @@ export const layer = (
           return yield* logWarnings(rows.map(toListed))
         })
 
-      // One statement per chunk; a row is marked only if it still references the object that was read.
+      // One statement per chunk; a row is marked only if it still references the object that was read
+      // (marked with the old content's SHA-256, prune would unlink the new object) and holds no other result.
       const commit = (chunk: ReadonlyArray<Stored>) =>
         Effect.gen(function*() {
           const types = yield* keyTypes.pipe(Effect.orDie)
@@ -182,12 +232,33 @@ export const layer = (
             `UPDATE ${table} AS t SET ${quote(profile.sha256Column)} = u.sha
              FROM unnest(${types.map((ty, i) => `$${i + 1}::${ty}[]`).join(", ")}, $${n + 1}::oid[], $${n + 2}::text[])
                AS u(${keys.map((_, i) => `k${i}`).join(", ")}, oid, sha)
-             WHERE ${keys.map((k, i) => `${k} = u.k${i}`).join(" AND ")} AND ${oid} = u.oid
+             WHERE ${keys.map((k, i) => `${k} = u.k${i}`).join(" AND ")} AND ${oid} = u.oid AND (${sha} IS NULL OR ${sha}::text = u.sha)
              RETURNING ${keySelect}`,
             [...keys.map((_, i) => parts.map((p) => p[i])), chunk.map((s) => s.candidate.oid), chunk.map((s) => s.sha256)]
           )
           const marked = new Set(rows.map(keyOf))
-          return { vanished: chunk.filter((s) => !marked.has(s.candidate.key)) }
+          const unmarked = chunk.filter((s) => !marked.has(s.candidate.key))
+          if (unmarked.length === 0) return { vanished: [] }
+          // why not: gone, or holding something else now (only a report: read after the commit)
+          const now = yield* query(
+            "look at rows not marked",
+            `SELECT ${keySelect}, ${oid}::oid AS oid, ${sha}::text AS sha FROM ${table} AS t
+             JOIN unnest(${types.map((ty, i) => `$${i + 1}::${ty}[]`).join(", ")}) AS u(${keys.map((_, i) => `k${i}`).join(", ")})
+               ON ${keys.map((k, i) => `${k} = u.k${i}`).join(" AND ")}`,
+            keys.map((_, i) => unmarked.map((s) => decode(s.candidate.key)[i]))
+          )
+          const byKey = new Map(now.map((r) => [keyOf(r), r]))
+          const changed = unmarked.flatMap((s) => {
+            const row = byKey.get(s.candidate.key)
+            if (row === undefined) return []
+            const rowOid = row.oid === null ? null : Number(row.oid)
+            const detail = rowOid !== s.candidate.oid
+              ? `${quote(profile.oidColumn)} is now oid ${rowOid ?? "NULL"}, not ${s.candidate.oid} as read: not marked ` +
+                `(its object ${s.key} is in S3; the next run reads the row again)`
+              : `${quote(profile.sha256Column)} is already ${String(row.sha).trim()}, not ${s.sha256}: left as it is`
+            return [{ stored: s, detail }]
+          })
+          return { vanished: unmarked.filter((s) => !byKey.has(s.candidate.key)), changed }
         })
 
       // a manifest's row key may come from another table's staging run: one that is not this table's key
@@ -231,7 +302,7 @@ export const layer = (
 
       const migratedPage = (after: string | undefined, limit: number, options: { readonly withData: boolean }) =>
         Effect.gen(function*() {
-          const cols = yield* checked
+          const cols = yield* keyed
           if (!cols.has(profile.sha256Column)) return []
           const types = profile.keyColumns.map((c) => cols.get(c)!)
           const a = afterFilter(after, types)
@@ -409,6 +480,7 @@ export const layer = (
           if (profile.sizeColumn === undefined) {
             notes.push("sizes read from the large objects themselves (lo_lseek64); dangling and NULL oids have no size")
           }
+          if ((yield* uniqueIndex) === undefined) notes.push(`migrate would refuse: ${notUnique().problem}`)
           const result: Inventory = {
             total: all.n,
             migrated: done.n,
@@ -479,13 +551,24 @@ export const layer = (
               "cannot add NOT NULL (rerun the migration; rows with a NULL key column are never migrated: fill or delete them)"
           })
         }
-        yield* run("add NOT NULL", sql.unsafe(`ALTER TABLE ${table} ALTER COLUMN ${quote(profile.sha256Column)} SET NOT NULL`))
+        yield* Ddl.alter(sql, {
+          relation: table,
+          shown,
+          what: `add NOT NULL to ${quote(profile.sha256Column)}`,
+          statements: [`ALTER TABLE ${table} ALTER COLUMN ${quote(profile.sha256Column)} SET NOT NULL`]
+        }).pipe(Effect.catchTag("SqlError", (cause) => Effect.fail(new DatabaseError({ operation: "add NOT NULL", cause }))))
         yield* Effect.logInfo(`${shown}: ${quote(profile.sha256Column)} is NOT NULL now (no unique index: rows may share a content)`)
       })
 
       return Source.of({
         table: shown,
-        lockName: table,
+        // an earlier version's watermark (the quoted table name) does not say which key columns it is of
+        runKey: RunKey.resolve(sql, run, {
+          relation: table,
+          keyColumns: profile.keyColumns,
+          result: profile.sha256Column,
+          legacy: { name: table, adopt: false }
+        }),
         shard,
         objectKey: (candidate, sha256) => fillTemplate(profile.keyTemplate, { sha256, key: decode(candidate.key), oid: candidate.oid }),
         prepare,
