@@ -48,6 +48,8 @@ export interface FaultRule {
   /** fires only once the proxy has seen this many requests (e.g. "S3 breaks after three HEADs") */
   readonly afterRequests?: number
   readonly fault: Fault
+  /** called when the rule fires, as the request arrives (e.g. to signal the tool at that very step) */
+  readonly onFire?: (() => void) | undefined
 }
 
 export interface ProxyRequestLog {
@@ -126,6 +128,7 @@ export const make = (options: FaultProxyOptions) =>
         entry.left -= 1
         const name = rule.name ?? rule.fault.kind
         fired.set(name, (fired.get(name) ?? 0) + 1)
+        rule.onFire?.()
         return rule
       }
       return undefined

@@ -4,7 +4,10 @@
 //   they send waits in the kernel's buffers), their sockets stay open: a frozen NAT or a hung VM;
 //   `freezeNew` also freezes every connection opened later;
 // - `thaw()`: everything moves again;
-// - `reset()`: every open connection is destroyed (a server restart as the client sees it).
+// - `reset()`: every open connection is destroyed; `restart(ms)` also refuses new ones for `ms` (a server
+//   restart as the client sees it);
+// - `freezeSession(port)` / `resetSession(port)`: the same for the one connection whose server side
+//   comes from `port` (pg_stat_activity.client_port of the backend: the session running a given step).
 // Faults go in front of the real server, never in its place.
 import { Effect } from "effect"
 import * as Net from "node:net"
@@ -16,6 +19,10 @@ export interface TcpProxy {
   readonly freeze: (options?: { readonly freezeNew?: boolean }) => Effect.Effect<void>
   readonly thaw: Effect.Effect<void>
   readonly reset: Effect.Effect<void>
+  readonly restart: (downMs: number) => Effect.Effect<void>
+  /** true when a connection with that client port was found */
+  readonly freezeSession: (clientPort: number) => Effect.Effect<boolean>
+  readonly resetSession: (clientPort: number) => Effect.Effect<boolean>
   /** connections accepted so far */
   readonly accepted: Effect.Effect<number>
 }
@@ -30,6 +37,7 @@ export const make = (upstream: { readonly host: string; readonly port: number })
   Effect.gen(function*() {
     const pairs = new Set<Pair>()
     let freezeNew = false
+    let refuseUntil = 0
     let accepted = 0
     const setFrozen = (pair: Pair, frozen: boolean) => {
       pair.frozen = frozen
@@ -42,6 +50,10 @@ export const make = (upstream: { readonly host: string; readonly port: number })
       }
     }
     const server = Net.createServer((client) => {
+      if (Date.now() < refuseUntil) {
+        client.destroy()
+        return
+      }
       accepted++
       const upstreamSocket = Net.connect({ host: upstream.host, port: upstream.port })
       const pair: Pair = { client, server: upstreamSocket, frozen: false }
@@ -105,6 +117,35 @@ export const make = (upstream: { readonly host: string; readonly port: number })
           pair.server.destroy()
         }
       }),
+      restart: (downMs) =>
+        Effect.sync(() => {
+          refuseUntil = Date.now() + downMs
+          for (const pair of pairs) {
+            pair.client.destroy()
+            pair.server.destroy()
+          }
+        }),
+      freezeSession: (clientPort) =>
+        Effect.sync(() => {
+          for (const pair of pairs) {
+            if (pair.server.localPort === clientPort) {
+              setFrozen(pair, true)
+              return true
+            }
+          }
+          return false
+        }),
+      resetSession: (clientPort) =>
+        Effect.sync(() => {
+          for (const pair of pairs) {
+            if (pair.server.localPort === clientPort) {
+              pair.client.resetAndDestroy()
+              pair.server.destroy()
+              return true
+            }
+          }
+          return false
+        }),
       accepted: Effect.sync(() => accepted)
     }
   })
