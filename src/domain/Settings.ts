@@ -34,8 +34,11 @@ export const defaults = {
   /** seconds */
   interval: 10,
   region: "us-east-1",
-  /** attempts per S3 / PostgreSQL call before the failure counts */
-  retries: 6,
+  /**
+   * attempts per S3 / PostgreSQL call before the failure counts: 10 waits about 40 s in all (200 ms
+   * doubling to a 10 s cap), so a server that restarts within that is ridden out (6 gave 6 s)
+   */
+  retries: 10,
   /** MiB of object bytes held in memory between receivers and storers (see MemoryBudget.ts) */
   memoryBudget: 256,
   /** seconds an S3 request may go without a byte either way (see S3Store.requestDeadline) */
