@@ -1,15 +1,14 @@
 // Rows as real databases hold them: a large object this role may not read in the middle of a batch, a
 // row that claims 10 bytes for a 300 MiB object, a NULL size. Each is that row's problem: it is named,
 // the others migrate, and memory stays within the budget. Real executable, PostgreSQL, s3rver.
-import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Redacted } from "effect"
+import { Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
 import { randomBytes as cryptoRandomBytes } from "node:crypto"
 import * as NodeFs from "node:fs"
 import { runCli } from "./support/Cli.ts"
 import { createNice2Schema, insertObject, type InsertedObject, randomBytes, readRows } from "./support/Nice2Fixture.ts"
-import { pgTestServer, pgUrl, TestDatabase } from "./support/Postgres.ts"
+import { asSuperuser, pgTestServer, TestDatabase } from "./support/Postgres.ts"
 import { TestS3 } from "./support/S3.ts"
 import { target } from "./support/Target.ts"
 import { assertAllMigrated, assertMarkedRowsBacked, freshTempDir } from "./support/Verify.ts"
@@ -52,11 +51,7 @@ describe("rows as real databases hold them", () => {
       const db = yield* TestDatabase
       const sql = yield* SqlClient.SqlClient
       const other = `lomigrate_other_${cryptoRandomBytes(4).toString("hex")}`
-      const asAdmin = (database: string, statements: ReadonlyArray<string>) =>
-        Effect.gen(function*() {
-          const admin = yield* SqlClient.SqlClient
-          for (const s of statements) yield* admin.unsafe(s)
-        }).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(pgUrl(server, database, "postgres", new URL(server.adminUrl).password)), maxConnections: 1 })))
+      const asAdmin = asSuperuser
       yield* Effect.acquireRelease(
         asAdmin("postgres", [`CREATE ROLE ${other} NOLOGIN`]),
         () => asAdmin(db.name, [`DROP OWNED BY ${other}`, `DROP ROLE ${other}`]).pipe(Effect.orDie)

@@ -13,7 +13,7 @@ import * as PgTls from "../src/source/PgTls.ts"
 import { runCli } from "./support/Cli.ts"
 import * as FaultProxy from "./support/FaultProxy.ts"
 import { addSha2Column, createNice2Schema, insertObject, type InsertedObject, randomBytes } from "./support/Nice2Fixture.ts"
-import { pgTestServer, pgUrl, TestDatabase } from "./support/Postgres.ts"
+import { asSuperuser, pgTestServer, pgUrl, TestDatabase } from "./support/Postgres.ts"
 import { TestS3 } from "./support/S3.ts"
 import { assertAllMigrated, freshTempDir } from "./support/Verify.ts"
 
@@ -104,11 +104,7 @@ describe.skipIf(server.external)("least privilege", () => {
       const sql = yield* SqlClient.SqlClient
       const role = `lomigrate_min_${cryptoRandomBytes(4).toString("hex")}`
       const password = cryptoRandomBytes(12).toString("hex")
-      const asAdmin = (database: string, statements: ReadonlyArray<string>) =>
-        Effect.gen(function*() {
-          const admin = yield* SqlClient.SqlClient
-          for (const s of statements) yield* admin.unsafe(s)
-        }).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(pgUrl(server, database, "postgres", new URL(server.adminUrl).password)), maxConnections: 1 })))
+      const asAdmin = asSuperuser
       yield* Effect.acquireRelease(
         asAdmin("postgres", [`CREATE ROLE ${role} LOGIN PASSWORD '${password}' NOSUPERUSER NOCREATEDB NOCREATEROLE`]),
         () => asAdmin(db.name, [`DROP OWNED BY ${role}`, `DROP ROLE ${role}`]).pipe(Effect.orDie)

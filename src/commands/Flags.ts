@@ -19,6 +19,14 @@ export const int = (name: string, text: string, fallback: number) =>
 export const optionalInt = (name: string, text: string, fallback: number) =>
   Flag.Int(name).pipe(Flag.withDescription(described(text, { default: fallback })), Flag.optional)
 
+/** An integer flag with a default and an environment fallback. */
+const intFromEnv = (name: string, text: string, fallback: number, env: string) =>
+  Flag.Int(name).pipe(
+    Flag.withDescription(described(text, { default: fallback, env })),
+    Flag.withFallbackConfig(Config.Int(env)),
+    Flag.withDefault(fallback)
+  )
+
 /** The flags every command that talks to PostgreSQL and S3 shares. */
 export const connectionFlags = {
   pgUrl: Flag.Redacted("pg-url").pipe(
@@ -62,21 +70,17 @@ export const connectionFlags = {
     ),
     Flag.optional
   ),
-  s3Timeout: Flag.Int("s3-timeout").pipe(
-    Flag.withDescription(described(
-      "seconds an S3 request may go without a byte either way (connecting: at most 10; a whole request: twice this plus 1 s per MiB); then it is aborted and retried",
-      { default: defaults.s3Timeout, env: "LO_MIGRATE_S3_TIMEOUT" }
-    )),
-    Flag.withFallbackConfig(Config.Int("LO_MIGRATE_S3_TIMEOUT")),
-    Flag.withDefault(defaults.s3Timeout)
+  s3Timeout: intFromEnv(
+    "s3-timeout",
+    "seconds an S3 request may go without a byte either way (connecting: at most 10; a whole request: twice this plus 1 s per MiB); then it is aborted and retried",
+    defaults.s3Timeout,
+    "LO_MIGRATE_S3_TIMEOUT"
   ),
-  pgTimeout: Flag.Int("pg-timeout").pipe(
-    Flag.withDescription(described(
-      "seconds a PostgreSQL statement may run (statement_timeout) and a session may owe an answer; then the session is dropped and the statement retried on a fresh one",
-      { default: defaults.pgTimeout, env: "LO_MIGRATE_PG_TIMEOUT" }
-    )),
-    Flag.withFallbackConfig(Config.Int("LO_MIGRATE_PG_TIMEOUT")),
-    Flag.withDefault(defaults.pgTimeout)
+  pgTimeout: intFromEnv(
+    "pg-timeout",
+    "seconds a PostgreSQL statement may run (statement_timeout) and a session may owe an answer; then the session is dropped and the statement retried on a fresh one",
+    defaults.pgTimeout,
+    "LO_MIGRATE_PG_TIMEOUT"
   ),
   pgCa: Flag.File("pg-ca").pipe(
     Flag.withDescription(

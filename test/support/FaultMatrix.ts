@@ -64,12 +64,12 @@ const requestOf: Record<"put" | "part" | "complete", { readonly method: string; 
   complete: { method: "POST", path: /\/[0-9a-f]{64}\?uploadId=/ }
 }
 
-/** The statement a step's session last ran (pg_stat_activity.query). */
-const statementOf: Record<"list" | "read" | "commit" | "watermark", string> = {
-  list: "%FROM _nice_binary%ORDER BY hash%",
-  read: "%lo_get(%",
-  commit: "%UPDATE _nice_binary%",
-  watermark: "%INSERT INTO lo_migrate_watermark%"
+/** The statement of each PostgreSQL step, as the tool sends it (TcpProxy follows the protocol). */
+const statementOf: Record<"list" | "read" | "commit" | "watermark", RegExp> = {
+  list: /FROM _nice_binary[\s\S]*ORDER BY hash/,
+  read: /lo_get\(/,
+  commit: /UPDATE _nice_binary/,
+  watermark: /INSERT INTO lo_migrate_watermark/
 }
 
 /**
@@ -102,18 +102,6 @@ interface Session {
   readonly pid: number
   readonly port: number
 }
-
-/** The lo-migrate session that ran `pattern` last, if any. */
-const sessionRunning = (pattern: string) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const rows = yield* sql<{ pid: number; port: number | null }>`
-      SELECT pid, client_port AS port FROM pg_stat_activity
-      WHERE datname = current_database() AND application_name = 'lo-migrate' AND query ILIKE ${pattern}
-      ORDER BY state = 'active' DESC LIMIT 1`
-    const row = rows[0]
-    return row === undefined || row.port === null ? undefined : ({ pid: row.pid, port: row.port } satisfies Session)
-  })
 
 /** The session holding the run lock (the exclusive advisory lock). */
 const lockSession = Effect.gen(function*() {
@@ -206,34 +194,57 @@ export const runCell = (step: Step, fault: FaultKind) =>
     yield* proxy.setRules(s3Rules())
 
     // PostgreSQL steps: the fault is applied once the run is under way and the step's session is known
+    // PostgreSQL steps. The run is under way once five rows are marked: then a fault that needs no
+    // particular session comes at once, a fault on the step's statement comes with the next one the
+    // tool sends (TcpProxy acts on that very connection), a fault on the run lock's session comes to
+    // the session pg_locks shows holding it.
+    const armed = { now: false }
+    const terminateByPort = (port: number) =>
+      run(Effect.asVoid(sql`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE client_port = ${port}`)).catch(() => undefined)
+    const onStatement = (action: TcpProxy.StatementAction) =>
+      pg.onStatement({
+        pattern: statementOf[step as keyof typeof statementOf],
+        armed: () => armed.now,
+        action: typeof action === "function" ? (port) => {
+          state.fired = true
+          action(port)
+        } : action
+      })
+    const bySession = step === "lock" && (fault === "transient" || fault === "reset" || fault === "stall")
+    const byStatement = step !== "lock" &&
+      (fault === "transient" || fault === "reset" || fault === "stall" || fault === "restart" || isSignal)
+    if (byStatement) {
+      yield* onStatement(
+        fault === "transient"
+          ? terminateByPort
+          : fault === "reset"
+          ? "reset"
+          : fault === "stall"
+          ? "freeze"
+          : fault === "restart"
+          ? () => Effect.runSync(pg.restart(2000))
+          : () => signal()
+      )
+    }
     const pgFault = Effect.gen(function*() {
-      // a fault that needs no particular session comes as soon as the run is under way
-      const anySession = fault === "restart" || isSignal || (fault === "permanent" && step !== "lock")
-      const session = anySession
-        ? { pid: 0, port: 0 }
-        : step === "lock"
-        ? yield* lockSession
-        : yield* sessionRunning(statementOf[step as keyof typeof statementOf])
-      if (session === undefined) return false
-      switch (fault) {
-        case "transient":
-          yield* sql`SELECT pg_terminate_backend(${session.pid})`
-          break
-        case "reset":
-          yield* pg.resetSession(session.port!)
-          break
-        case "stall":
-          yield* pg.freezeSession(session.port!)
-          break
-        case "restart":
-          yield* pg.restart(2000)
-          break
-        case "permanent":
-          yield* permanent(step, session)
-          break
-        default:
-          signal()
+      if (byStatement) {
+        armed.now = true
+        return false
       }
+      if (bySession) {
+        const session = yield* lockSession
+        if (session === undefined) return false
+        if (fault === "transient") yield* sql`SELECT pg_terminate_backend(${session.pid})`
+        else if (fault === "reset") yield* pg.resetSession(session.port)
+        else yield* pg.freezeSession(session.port)
+        return true
+      }
+      if (fault === "restart") yield* pg.restart(2000)
+      else if (fault === "permanent") {
+        const session = step === "lock" ? yield* lockSession : { pid: 0, port: 0 }
+        if (session === undefined) return false
+        yield* permanent(step, session)
+      } else signal()
       return true
     })
     const permanent = (step: Step, session: Session) =>
@@ -288,7 +299,7 @@ export const runCell = (step: Step, fault: FaultKind) =>
           if (!isPgStep) return
           let busy = false
           const timer = setInterval(() => {
-            if (state.fired || busy) return
+            if (state.fired || armed.now || busy) return
             busy = true
             run(Effect.gen(function*() {
               if ((yield* markedCount) < 5) return
@@ -303,7 +314,8 @@ export const runCell = (step: Step, fault: FaultKind) =>
     )
     const cell = `${step} x ${fault}`
     const output = `${cell}: exit ${result.code}\n${result.stderr.slice(-3000)}`
-    assert.isTrue(state.fired, `${cell}: the fault was applied mid-run\n${output}`)
+    const fired = state.fired || (yield* pg.acted) > 0
+    assert.isTrue(fired, `${cell}: the fault was applied mid-run\n${output}`)
     assert.include(expectedCodes(step, fault) as ReadonlyArray<number | null>, result.code, output)
     if (fault === "sigint-twice" && state.secondSignalAt > 0) {
       assert.isBelow(state.exitedAt - state.secondSignalAt, secondSignalBound, `${cell}: gone after the second signal`)

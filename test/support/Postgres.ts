@@ -47,6 +47,20 @@ const asAdmin = <A>(server: PgTestServer, f: (sql: SqlClient.SqlClient) => Effec
     return yield* f(yield* SqlClient.SqlClient)
   }).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(server.adminUrl), maxConnections: 1 })))
 
+/**
+ * Runs `statements` as the test server's superuser on `database` (a throwaway cluster only: an external
+ * server's role is no superuser, so tests that need this skip there).
+ */
+export const asSuperuser = (database: string, statements: ReadonlyArray<string>) => {
+  const server = pgTestServer()
+  return Effect.gen(function*() {
+    const admin = yield* SqlClient.SqlClient
+    for (const s of statements) yield* admin.unsafe(s)
+  }).pipe(
+    Effect.provide(PgClient.layer({ url: Redacted.make(pgUrl(server, database, "postgres", new URL(server.adminUrl).password)), maxConnections: 1 }))
+  )
+}
+
 export class TestDatabase extends Context.Service<TestDatabase, TestDatabaseShape>()("test/TestDatabase") {
   /** A fresh database owned by the app role; dropped when the layer's scope closes. */
   static readonly layer: Layer.Layer<TestDatabase, SqlError.SqlError> = Layer.effect(
