@@ -7,7 +7,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { runCli } from "./support/Cli.ts"
-import { FaultProxy } from "./support/FaultProxy.ts"
+import { FaultProxy, faults } from "./support/FaultProxy.ts"
 import { createNice2Schema, insertObject, type InsertedObject, randomBytes } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
 import { TestS3 } from "./support/S3.ts"
@@ -113,5 +113,17 @@ describe("S3 answers are proven before a row is marked", () => {
       yield* assertMarkedRowsBacked
       const aborted = (yield* proxy.log).filter((r) => r.method === "DELETE" && /uploadId=/.test(r.path))
       assert.isAbove(aborted.length, 0, "the multipart upload was aborted")
+    }).pipe(Effect.scoped, Effect.provide(env)))
+
+  it.live("credentials that may write but not read back (HEAD refused): refused before any work, exit 2, naming s3:GetObject", () =>
+    Effect.gen(function*() {
+      const proxy = yield* FaultProxy
+      yield* data
+      yield* proxy.setRules([{ name: "no-head", method: "HEAD", fault: faults.accessDenied }])
+      const result = yield* migrate
+      assert.strictEqual(result.code, 2, result.stderr)
+      assert.match(result.stderr, /cannot HEAD what it wrote .*s3:GetObject/)
+      yield* assertNothingMarked
+      assert.deepStrictEqual((yield* proxy.log).filter((r) => r.method === "PUT" && objectPath.test(r.path)), [], "no object sent")
     }).pipe(Effect.scoped, Effect.provide(env)))
 })

@@ -22,7 +22,8 @@ export const rowsOf = (candidate: Candidate): ReadonlyArray<Candidate> =>
 const sourceOf = (candidate: Candidate): string | undefined =>
   candidate.oid === null ? undefined : (candidate.oids ?? [candidate.oid]).join(",")
 
-const sameClaims = (a: Candidate, b: Candidate) => a.size === b.size && a.expectedSha1 === b.expectedSha1
+const sameClaims = (a: Candidate, b: Candidate) =>
+  a.size === b.size && a.sizeUnknown === b.sizeUnknown && a.expectedSha1 === b.expectedSha1
 
 /** A failure of the primary's read is every alias's too, each named with its own key. */
 export const failuresOf = (candidate: Candidate | undefined, failure: RowFailure): ReadonlyArray<RowFailure> =>

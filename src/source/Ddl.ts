@@ -77,6 +77,9 @@ export const alter = (
   transaction(sql, Effect.gen(function*() {
     // a constant, not user input (SET takes no bound parameters)
     yield* sql.unsafe(`SET LOCAL lock_timeout = '${lockTimeoutMs}ms'`)
+    // a schema change may rightly run long (an index over millions of rows): --pg-timeout's
+    // statement_timeout is for the copy's statements, not for this one
+    yield* sql.unsafe(`SET LOCAL statement_timeout = 0`)
     for (const statement of options.statements) yield* sql.unsafe(statement)
   })).pipe(
     Effect.catchIf(isLockTimeout, () =>

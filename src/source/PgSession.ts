@@ -16,9 +16,9 @@
  *
  * On a plaintext session the watch knows exactly when an answer is complete (it follows the protocol's
  * message framing up to ReadyForQuery). On a TLS session it sees only ciphertext: there it notices a
- * server that sends nothing after a statement, but not an answer that stops half way; such a statement
- * still ends at `statement_timeout` when the server is reachable, and the whole run at the retry
- * budget when it is not.
+ * server that sends nothing after a statement, but not an answer that stops half way (a path that
+ * freezes in the middle of a large `lo_get`): that case is not bounded on TLS sessions yet, beyond the
+ * second signal's hard stop (RELIABILITY.md, "Not covered").
  */
 import type { PgClient } from "@effect/sql-pg"
 import { Redacted } from "effect"
@@ -127,7 +127,9 @@ export const watchedSocket = (
     if (framer.feed(chunk)) owed = false
   }
   socket.setTimeout(silenceMs, () => {
-    if (!owed) return
+    // a session closed by the driver (end, Terminate) waits for the server's FIN: on a frozen path that
+    // never comes, and the half-closed socket would keep the process alive
+    if (!owed && !socket.writableEnded) return
     socket.destroy(
       new Error(
         `PostgreSQL sent nothing for ${Math.round(silenceMs / 1000)} s while a statement waited for its answer ` +

@@ -145,11 +145,17 @@ export const acquire = (
       )
       if (alive) return true
       yield* Scope.close(held.scope, Exit.void)
-      const scope = yield* Scope.fork(outer)
-      const again = yield* tryAcquire(table, options.shard, scope).pipe(
-        Effect.retry(backoff(options.retry ?? defaultPolicy(6)))
-      )
-      yield* Ref.set(current, { connection: again.connection, scope })
+      // each attempt on a scope of its own, closed when it fails: a failed attempt must not keep the
+      // connection it reserved (a flapping server would drain the pool otherwise)
+      const attempt = Effect.gen(function*() {
+        const scope = yield* Scope.fork(outer)
+        return yield* tryAcquire(table, options.shard, scope).pipe(
+          Effect.map((taken) => ({ ...taken, scope })),
+          Effect.onError(() => Scope.close(scope, Exit.void))
+        )
+      })
+      const again = yield* attempt.pipe(Effect.retry(backoff(options.retry ?? defaultPolicy(6))))
+      yield* Ref.set(current, { connection: again.connection, scope: again.scope })
       if (again.outcome._tag === "Locked") {
         yield* Effect.logWarning(`the run lock's session on ${shown} was lost; lock taken again`)
         return true

@@ -234,7 +234,7 @@ export const layer = (
                AS u(${keys.map((_, i) => `k${i}`).join(", ")}, oid, sha)
              WHERE ${keys.map((k, i) => `${k} = u.k${i}`).join(" AND ")} AND ${oid} = u.oid AND (${sha} IS NULL OR ${sha}::text = u.sha)
              RETURNING ${keySelect}`,
-            [...keys.map((_, i) => parts.map((p) => p[i])), chunk.map((s) => s.candidate.oid), chunk.map((s) => s.sha256)]
+            [...keys.map((_, i) => parts.map((p) => p[i])), LargeObjects.oidArray(chunk.map((s) => s.candidate.oid as number)), chunk.map((s) => s.sha256)]
           )
           const marked = new Set(rows.map(keyOf))
           const unmarked = chunk.filter((s) => !marked.has(s.candidate.key))
@@ -380,7 +380,7 @@ export const layer = (
                    AS u(${keys.map((_, i) => `k${i}`).join(", ")}, oid, sha)
                  WHERE ${keys.map((k, i) => `${k} = u.k${i}`).join(" AND ")} AND ${oid} = u.oid AND ${sha}::text = u.sha
                  RETURNING ${keySelect}`,
-                [...keys.map((_, i) => parts.map((p) => p[i])), withOid.map((r) => r.oid), withOid.map((r) => r.sha256)]
+                [...keys.map((_, i) => parts.map((p) => p[i])), LargeObjects.oidArray(withOid.map((r) => r.oid)), withOid.map((r) => r.sha256)]
               )
               const done = new Set(updated.map(keyOf))
               const released = withOid.filter((r) => done.has(r.key))
@@ -388,17 +388,17 @@ export const layer = (
               const present = oids.length === 0 ? [] : yield* sql.unsafe<Raw>(
                 `SELECT o.oid, EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = o.oid) AS present
                  FROM unnest($1::oid[]) AS o(oid)`,
-                [oids]
+                [LargeObjects.oidArray(oids)]
               )
               // after the update, a row still referencing an oid is one that is not being released now
               const still = oids.length === 0 ? [] : yield* sql.unsafe<Raw>(
                 `SELECT ${keySelect}, ${oid}::oid AS oid FROM ${table} AS t WHERE ${oid}::oid = ANY($1::oid[])`,
-                [oids]
+                [LargeObjects.oidArray(oids)]
               )
               const referencedBy = (o: number) => still.filter((r) => Number(r.oid) === o).map(keyOf)
               const state = present.map((p) => ({ oid: Number(p.oid), present: p.present === true, by: referencedBy(Number(p.oid)) }))
               const toUnlink = state.filter((x) => x.present && x.by.length === 0).map((x) => x.oid)
-              if (toUnlink.length > 0) yield* sql.unsafe(`SELECT lo_unlink(o.oid) FROM unnest($1::oid[]) AS o(oid)`, [toUnlink])
+              if (toUnlink.length > 0) yield* sql.unsafe(`SELECT lo_unlink(o.oid) FROM unnest($1::oid[]) AS o(oid)`, [LargeObjects.oidArray(toUnlink)])
               const sizeOf = new Map(released.map((r) => [r.oid, r.size ?? 0]))
               return {
                 released,

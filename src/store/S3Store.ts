@@ -280,7 +280,7 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
       const confirmStored = async (
         key: string,
         size: number,
-        expected: Parameters<typeof etagVerdict>[1],
+        expected: Parameters<typeof etagVerdict>[1] & { readonly sha256: string },
         abortSignal: AbortSignal
       ): Promise<void> => {
         const head = await client.send(new HeadObjectCommand({ Bucket, Key: key }), { abortSignal }).catch((error: unknown) => {
@@ -292,8 +292,14 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
         if (head.ContentLength !== size) {
           throw new NotConfirmed(`the server answered success, but ${key} has ${head.ContentLength} bytes, not ${size}`)
         }
-        if (etagVerdict(head, expected) === "mismatch") {
+        const verdict = etagVerdict(head, expected)
+        if (verdict === "mismatch") {
           throw new NotConfirmed(`the server answered success, but ${key} has ETag ${head.ETag}, not that of the bytes sent`)
+        }
+        // where the ETag proves nothing (SSE-KMS, another form), the sha256 metadata sent with the object
+        // must be there: an older object of the same size under a reused key is not this one
+        if (verdict === "unknown" && head.Metadata?.sha256 !== expected.sha256) {
+          throw new NotConfirmed(`the server answered success, but ${key} does not carry this object's sha256 metadata`)
         }
       }
 
@@ -326,7 +332,7 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
               // checked by a HEAD before the row may be marked
               rejectMismatch(request.key, answer, { md5: request.md5 }) === "match"
                 ? undefined
-                : confirmStored(request.key, size, { md5: request.md5 }, abortSignal)
+                : confirmStored(request.key, size, { md5: request.md5, sha256: request.sha256 }, abortSignal)
             ), options.retry, size)
         })
 
@@ -347,8 +353,13 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
           if (UploadId === undefined) {
             return yield* new StoreError({ operation: "CreateMultipartUpload", key: Key, cause: "no UploadId in the answer" })
           }
+          // best effort, and never a reason to keep a failing run alive: two attempts (a lifecycle rule
+          // removes what is left)
           const abort = send("AbortMultipartUpload", Key, (abortSignal) =>
-            client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId }), { abortSignal })).pipe(
+            client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId }), { abortSignal }), {
+            ...options.retry,
+            attempts: Math.min(options.retry.attempts, 2)
+          }).pipe(
               Effect.catch((error) => Effect.logWarning(`could not abort the multipart upload of ${Key}: ${error.message}`))
             )
 
@@ -409,7 +420,7 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
             ).then((answer) => {
               // every completion is confirmed by a HEAD: a 200 can carry an error in its body, and an
               // answer without an ETag proves nothing
-              const expected = { md5: request.md5, partMd5s: parts.map((p) => p.md5) }
+              const expected = { md5: request.md5, partMd5s: parts.map((p) => p.md5), sha256: request.sha256 }
               rejectMismatch(Key, answer, expected)
               return confirmStored(Key, size, expected, abortSignal)
             }), options.retry, size).pipe(
@@ -447,9 +458,27 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
               new PutObjectCommand({ Bucket, Key, Body, ContentLength: Body.length, ContentMD5: md5Base64(Body) }),
               { abortSignal }
             ), quick)
+          // every multipart completion (and any answer without a proving ETag) is confirmed by a HEAD:
+          // credentials that may write but not read would fail the first such object, so find out now
+          yield* send("HeadObject", Key, (abortSignal) => client.send(new HeadObjectCommand({ Bucket, Key }), { abortSignal }), quick).pipe(
+            Effect.mapError((error) =>
+              new StoreError({
+                operation: "HeadObject",
+                key: Key,
+                cause: { name: "CannotReadBack", message: `cannot HEAD what it wrote (${describeCause(error.cause)}): the credentials need s3:GetObject too, which lo-migrate uses to confirm uploads` }
+              })
+            )
+          )
           yield* send("DeleteObject", Key, (abortSignal) =>
             client.send(new DeleteObjectCommand({ Bucket, Key }), { abortSignal }), quick)
-        }).pipe(Effect.mapError((error) => new StoreUnavailable({ bucket: Bucket, problem: probeProblem(error.cause, endpoint) }))),
+        }).pipe(Effect.mapError((error) =>
+          new StoreUnavailable({
+            bucket: Bucket,
+            problem: (error.cause as AwsLikeError | undefined)?.name === "CannotReadBack"
+              ? (error.cause as AwsLikeError).message!
+              : probeProblem(error.cause, endpoint)
+          })
+        )),
         checkRead: send("ListObjectsV2", "(one key)", (abortSignal) =>
           client.send(new ListObjectsV2Command({ Bucket, MaxKeys: 1 }), { abortSignal }), {
           ...options.retry,
