@@ -15,7 +15,7 @@
 // watchdog does the same if the process that started the cluster dies without calling it.
 import { execFile, spawn, type ChildProcess } from "node:child_process"
 import { randomBytes, randomUUID } from "node:crypto"
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import * as Http from "node:http"
 import { createServer, type Server } from "node:net"
 import { tmpdir } from "node:os"
@@ -80,6 +80,10 @@ export const startRgw = async (options: RgwStartOptions = {}): Promise<RgwCluste
   const stop = (): Promise<void> => {
     stopped ??= (async () => {
       await Promise.all([...children.values()].map((child) => terminate(child)))
+      // daemons that tests started on this cluster (extraRgw) and left behind
+      for (const pid of recordedPids(dir, [...children.values()])) {
+        try { process.kill(pid, "SIGKILL") } catch { /* gone */ }
+      }
       if (watchdog !== undefined) {
         try { process.kill(watchdog) } catch { /* gone */ }
       }
@@ -238,6 +242,52 @@ rgw enable usage log = false
 rgw enable ops log = false
 log file = ${o.dir}/log/rgw.log
 `
+
+const recordedPids = (dir: string, own: ReadonlyArray<ChildProcess>): ReadonlyArray<number> => {
+  const mine = new Set(own.map((c) => c.pid))
+  try {
+    return readdirSync(join(dir, "pids")).map((f) => Number(readFileSync(join(dir, "pids", f), "utf8"))).filter((pid) =>
+      Number.isInteger(pid) && pid > 0 && !mine.has(pid)
+    )
+  } catch {
+    return []
+  }
+}
+
+export interface ExtraRgw {
+  readonly endpoint: string
+  readonly stop: () => Promise<void>
+}
+
+/**
+ * Another radosgw on the cluster in `dir` (same pools, users and buckets), on a free port, with extra
+ * config options (e.g. `{ rgw_max_concurrent_requests: 2 }`: it answers 503 SlowDown past that). Its pid
+ * is recorded, so the cluster's stop and watchdog end it too.
+ */
+export const startExtraRgw = async (dir: string, name: string, config: Readonly<Record<string, string | number>>): Promise<ExtraRgw> => {
+  const [port] = await freePorts(1)
+  const args = [
+    "-c", join(dir, "ceph.conf"), "-n", `client.rgw.${name}`, "-f",
+    `--rgw_frontends=beast endpoint=127.0.0.1:${port}`, `--rgw_data=${join(dir, "rgw")}`,
+    ...Object.entries(config).map(([k, v]) => `--${k}=${v}`)
+  ]
+  const child = spawn("radosgw", args, { cwd: dir, stdio: "ignore" })
+  if (child.pid !== undefined) writeFileSync(join(dir, "pids", `rgw-${name}`), String(child.pid))
+  const endpoint = `http://127.0.0.1:${port}`
+  const stop = async () => {
+    await terminate(child)
+    rmSync(join(dir, "pids", `rgw-${name}`), { force: true })
+  }
+  for (let i = 0; ; i++) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`radosgw ${name} exited (${child.exitCode ?? child.signalCode})`)
+    if (await answers(endpoint)) return { endpoint, stop }
+    if (i > 300) {
+      await stop()
+      throw new Error(`radosgw ${name} does not answer on ${endpoint} after 60 s`)
+    }
+    await sleep(200)
+  }
+}
 
 const seconds = (t0: number) => ((Date.now() - t0) / 1000).toFixed(1)
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))

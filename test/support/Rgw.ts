@@ -11,10 +11,11 @@ import { describe } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { existsSync, readFileSync } from "node:fs"
 import { inject } from "vitest"
-import type { RgwServer } from "./CephRgw.ts"
+import { type RgwServer, startExtraRgw } from "./CephRgw.ts"
 import { freshBucketName, makeS3Client, TestS3, type TestS3Error, testS3Of } from "./S3.ts"
 
-export type RgwTestServer = Omit<RgwServer, "dir">
+/** The run's RGW; `dir` (its cluster's directory) is absent for an external one (LO_MIGRATE_TEST_RGW_URL). */
+export type RgwTestServer = Omit<RgwServer, "dir"> & { readonly dir?: string }
 
 export type RgwContext =
   | { readonly kind: "skipped"; readonly reason: string }
@@ -63,7 +64,28 @@ export const awaitRgw = (): Promise<RgwTestServer> => {
   return ready
 }
 
-export const rgwServer: Effect.Effect<RgwTestServer, TestS3Error> = Effect.promise(() => awaitRgw())
+export const rgwServer: Effect.Effect<RgwTestServer> = Effect.promise(() => awaitRgw())
+
+/** Whether this run's RGW was started here (not external), so tests may add daemons to its cluster. */
+export const rgwIsOurs = (): boolean => {
+  const context = inject("loMigrateRgw")
+  return context !== undefined && context.kind === "starting"
+}
+
+/**
+ * A second radosgw on the run's cluster (same users and buckets) with `config` options, for the scope;
+ * e.g. `{ rgw_max_concurrent_requests: 2 }` makes it answer 503 SlowDown past two requests in flight.
+ */
+export const extraRgw = (name: string, config: Readonly<Record<string, string | number>>) =>
+  Effect.gen(function*() {
+    const server = yield* rgwServer
+    const dir = server.dir
+    if (dir === undefined) return yield* Effect.die(new Error("an external RGW (LO_MIGRATE_TEST_RGW_URL) cannot get a second radosgw"))
+    return yield* Effect.acquireRelease(
+      Effect.promise(() => startExtraRgw(dir, name, config)),
+      (extra) => Effect.promise(() => extra.stop())
+    )
+  })
 
 /** Empties and deletes a bucket (objects and open multipart uploads); best effort. */
 const removeBucket = (client: ReturnType<typeof makeS3Client>, Bucket: string) =>
