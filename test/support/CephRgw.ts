@@ -56,6 +56,8 @@ export interface RgwCluster {
 export interface RgwStartOptions {
   /** parent of the cluster's directory (default: the OS temp dir) */
   readonly parent?: string
+  /** `stop` and the watchdog remove `parent` too (a directory of the caller's that holds the cluster's) */
+  readonly removeParent?: boolean
   /** memstore size: the most the OSD holds in RAM (default 2 GiB) */
   readonly memstoreBytes?: number
   /** progress lines */
@@ -75,7 +77,8 @@ export const startRgw = async (options: RgwStartOptions = {}): Promise<RgwCluste
   const conf = join(dir, "ceph.conf")
   const children = new Map<Daemon, ChildProcess>()
   let stopped: Promise<void> | undefined
-  const watchdog = startWatchdog(dir)
+  const removed = options.removeParent === true && options.parent !== undefined ? options.parent : dir
+  const watchdog = startWatchdog(dir, removed)
 
   const stop = (): Promise<void> => {
     stopped ??= (async () => {
@@ -87,7 +90,7 @@ export const startRgw = async (options: RgwStartOptions = {}): Promise<RgwCluste
       if (watchdog !== undefined) {
         try { process.kill(watchdog) } catch { /* gone */ }
       }
-      rmSync(dir, { recursive: true, force: true })
+      rmSync(removed, { recursive: true, force: true })
     })()
     return stopped
   }
@@ -355,17 +358,17 @@ const freePorts = async (n: number): Promise<Array<number>> => {
 // If the process that started the cluster dies without calling `stop` (SIGKILL, crash), the daemons
 // would run on (they are not in its session's way of dying). This detached shell polls that process
 // and then kills the daemons named in <dir>/pids and removes the dir; it exits by itself once `stop`
-// has removed the dir.
-const startWatchdog = (dir: string): number | undefined => {
+// has removed the dir. `removed` is the directory it removes: `dir` or a parent of it.
+const startWatchdog = (dir: string, removed: string): number | undefined => {
   const script = [
     "while kill -0 \"$1\" 2>/dev/null && [ -d \"$2\" ]; do sleep 1; done",
     "if [ -d \"$2\" ]; then",
     "  for f in \"$2\"/pids/*; do [ -f \"$f\" ] && kill -9 \"$(cat \"$f\")\" 2>/dev/null; done",
     "  sleep 1",
-    "  rm -rf \"$2\"",
+    "  rm -rf \"$3\"",
     "fi"
   ].join("\n")
-  const child = spawn("/bin/sh", ["-c", script, "lo-migrate-rgw-watchdog", String(process.pid), dir], {
+  const child = spawn("/bin/sh", ["-c", script, "lo-migrate-rgw-watchdog", String(process.pid), dir, removed], {
     detached: true,
     stdio: "ignore"
   })

@@ -12,7 +12,7 @@
 // present is a failure of the RGW tests, never a skip.
 // LO_MIGRATE_TEST_RGW_URL=http://ACCESS:SECRET@127.0.0.1:7480 uses an RGW that is already running
 // (its user may create and delete buckets); nothing is started.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, sep } from "node:path"
 import type { TestProject } from "vitest/node"
@@ -76,11 +76,14 @@ export default async function setup(project: TestProject): Promise<() => Promise
   }
 
   // started in the background; the RGW files wait for the status file
-  const statusDir = mkdtempSync(join(tmpdir(), "lo-migrate-rgw-status-"))
+  // the cluster lives inside this directory, which its stop and watchdog remove with it
+  const statusDir = mkdtempSync(join(tmpdir(), "lo-migrate-rgw-run-"))
   const statusFile = join(statusDir, "status.json")
   const abort = new AbortController()
   const verbose = truthy(process.env.LO_MIGRATE_TEST_RGW_VERBOSE)
   const starting: Promise<RgwCluster | undefined> = startRgw({
+    parent: statusDir,
+    removeParent: true,
     signal: abort.signal,
     log: (line) => {
       if (verbose || line.includes("ready")) process.stderr.write(`${line}\n`)
@@ -91,6 +94,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
       return cluster
     },
     (error: unknown) => {
+      // the failed start removed the directory with the cluster's
+      mkdirSync(statusDir, { recursive: true })
       writeFileSync(statusFile, JSON.stringify({ ok: false, error: error instanceof Error ? error.message : String(error) }))
       return undefined
     }
