@@ -247,7 +247,7 @@ export const makeClient = (options: S3StoreOptions, logger?: SdkLogger): S3Clien
       }
     }),
     // the SDK's defaults (WHEN_SUPPORTED) send streamed bodies aws-chunked: RGW 16 answers 411
-    // MissingContentLength, s3rver stores the framing (test/rgw/RgwIntegrity.test.ts, S3Store.test.ts)
+    // MissingContentLength, s3rver stores the framing (test/rgw/RgwIntegrity.test.ts, S3Compat.test.ts)
     requestChecksumCalculation: "WHEN_REQUIRED",
     responseChecksumValidation: "WHEN_REQUIRED",
     maxAttempts: 1,
