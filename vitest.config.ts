@@ -23,7 +23,8 @@ export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
     // One throwaway PostgreSQL cluster per run (or LO_MIGRATE_TEST_PG_URL); see the file's header.
-    globalSetup: ["test/support/globalSetup.ts"],
+    // and one real Ceph RGW when the run includes test/rgw/ (started in the background; see rgwSetup.ts)
+    globalSetup: ["test/support/globalSetup.ts", "test/support/rgwSetup.ts"],
     // Integration tests move real bytes through PostgreSQL and s3rver on a 2-core machine.
     testTimeout: 120_000,
     hookTimeout: 120_000,

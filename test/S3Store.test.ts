@@ -1,5 +1,6 @@
-// The S3 store against s3rver: single PUT and multipart round trips, Content-MD5 making the server
-// reject damaged bodies, the multipart ETag, and which errors count as transient.
+// The S3 store against s3rver: single PUT and multipart round trips, the ETag check catching bytes
+// stored differently from what was read (s3rver checks no Content-MD5: S3Compat.test.ts), the
+// multipart ETag, and which errors count as transient.
 import { assert, describe, it, layer } from "@effect/vitest"
 import { Effect, Layer, Option, Redacted, Scope } from "effect"
 import { createHash } from "node:crypto"
@@ -76,8 +77,9 @@ layer(storeLayer, { excludeTestServices: true })("S3Store", (it) => {
       assert.strictEqual(got.contentType, "video/mp4")
     }))
 
-  // AWS, Ceph RGW and MinIO reject such a body by its Content-MD5; s3rver stores it, so here the ETag
-  // check is what catches it: the put fails (after its retries) and the caller never marks the row.
+  // AWS and Ceph RGW (test/rgw/RgwIntegrity.test.ts) reject such a body by its Content-MD5, MinIO by
+  // its documentation; s3rver stores it, so here the ETag check is what catches it: the put fails
+  // (after its retries) and the caller never marks the row.
   it.effect("bytes stored differently from what was read are detected, and the put fails", () =>
     Effect.gen(function*() {
       const store = yield* ObjectStore

@@ -6,6 +6,7 @@
  * Per-row problems are not errors: they are `RowFailure` values (see LargeObject.ts) and the run goes on.
  */
 import { Data, Runtime } from "effect"
+import { isNoCode, isNoMessage, meaningOf, statusMeaningOf } from "./S3ErrorCodes.ts"
 
 /** A setting has a value the tool cannot use. */
 export class SettingsError extends Data.TaggedError("SettingsError")<{
@@ -244,7 +245,8 @@ export type MigrateError =
 
 /**
  * A short, secret-free description of an underlying error: SQL errors carry the server's text in
- * `reason.cause`, AWS errors their name and HTTP status.
+ * `reason.cause`, AWS errors their name (the S3 error code), message and HTTP status; a server error
+ * without a message gets the code's meaning from S3ErrorCodes.ts.
  */
 export const describeCause = (cause: unknown): string => {
   if (typeof cause !== "object" || cause === null) return String(cause)
@@ -261,8 +263,16 @@ export const describeCause = (cause: unknown): string => {
     return typeof inner?.code === "string" ? `${text} [SQLSTATE ${inner.code}]` : text
   }
   const status = c.$metadata?.httpStatusCode
+  const given = typeof c.message === "string" ? c.message : ""
+  // a server's error without a message (RGW leaves <Message> empty, a HEAD has no body): the SDK says
+  // "UnknownError"; say what the code means instead, or without a code what the status means
+  if (c.$metadata !== undefined && typeof c.name === "string" && isNoCode(c.name) && isNoMessage(given, c.name)) {
+    return `${statusMeaningOf(typeof status === "number" ? status : undefined)}${typeof status === "number" ? ` [HTTP ${status}]` : ""}`
+  }
   const name = typeof c.name === "string" && c.name !== "Error" ? `${c.name}: ` : ""
-  const message = typeof c.message === "string" ? c.message : ""
+  const message = c.$metadata !== undefined && typeof c.name === "string" && c.name !== "Error" && isNoMessage(given, c.name)
+    ? meaningOf(c.name)
+    : given
   const code = typeof c.code === "string" ? ` (${c.code})` : ""
   return `${name}${message}${code}${typeof status === "number" ? ` [HTTP ${status}]` : ""}` || String(cause)
 }

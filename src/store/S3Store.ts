@@ -2,10 +2,19 @@
  * The S3 object store: plain S3 requests that AWS, Ceph RGW and MinIO all accept.
  *
  * Integrity end to end: every request body carries Content-MD5 (the whole object on a single PUT, each
- * part of a multipart upload), and single PUTs also carry x-amz-checksum-sha256, so the server rejects a
- * body that differs from what was read and hashed. The SDK's own checksum features are limited to
- * WHEN_REQUIRED: with its defaults, streamed bodies go out aws-chunked, which some servers store verbatim.
+ * part of a multipart upload), single PUTs also carry x-amz-checksum-sha256, and a body sent from
+ * memory is signed with its SHA-256 (x-amz-content-sha256; bodies streamed from temp files are
+ * UNSIGNED-PAYLOAD). What the server enforces differs (README, "S3 servers"): AWS S3 documents all
+ * three; Ceph RGW 16 checks Content-MD5 (BadDigest) and the signed payload hash
+ * (XAmzContentSHA256Mismatch) but ignores x-amz-checksum-sha256; s3rver 3.7 checks none of them. So
+ * the proof that holds on every server is the ETag comparison below (a plain ETag must be the MD5 of
+ * the bytes sent, a multipart one the MD5 of the parts' MD5s), confirmed by a HEAD when the answer
+ * proves nothing; where the server checks Content-MD5, damaged bytes are not even stored.
+ * The SDK's own checksum features are limited to WHEN_REQUIRED: with its defaults, streamed bodies
+ * (temp files, parts) go out aws-chunked with a trailer, which RGW 16 refuses (411
+ * MissingContentLength) and s3rver stores verbatim.
  * The SDK's retries are off; retries are ours (Retry.ts), so they are counted and capped in one place.
+ * The SDK's own log lines go through the tool's logger (`sdkLogger`), never straight to the console.
  */
 import {
   AbortMultipartUploadCommand,
@@ -19,7 +28,8 @@ import {
   S3Client,
   UploadPartCommand
 } from "@aws-sdk/client-s3"
-import { Effect, Layer, Option, Redacted, Stream } from "effect"
+import type { S3ClientConfig } from "@aws-sdk/client-s3"
+import { Context, Effect, Layer, LogLevel, Option, Redacted, References, Stream } from "effect"
 import { createHash } from "node:crypto"
 import * as Http from "node:http"
 import * as Https from "node:https"
@@ -176,7 +186,54 @@ const rejectMismatch = (
   return verdict
 }
 
-export const makeClient = (options: S3StoreOptions): S3Client => {
+/** The SDK's logger interface (debug, info, warn, error, trace). */
+export type SdkLogger = NonNullable<S3ClientConfig["logger"]>
+
+/** One SDK log call as a line: strings as they are, errors by `describeCause`, the logger middleware's records summarized. */
+const renderSdkLog = (content: ReadonlyArray<unknown>): string =>
+  content.map((item) => {
+    if (typeof item === "string") return item
+    if (item instanceof Error) return describeCause(item)
+    if (typeof item === "object" && item !== null && "commandName" in item) {
+      // the logger middleware's record: never its input or output (bodies, metadata), just what happened
+      const r = item as { readonly commandName?: unknown; readonly error?: unknown; readonly metadata?: { readonly httpStatusCode?: unknown } }
+      const command = String(r.commandName).replace(/Command$/, "")
+      return r.error !== undefined
+        ? `${command} failed: ${describeCause(r.error)}`
+        : `${command} answered HTTP ${String(r.metadata?.httpStatusCode ?? "?")}`
+    }
+    return describeCause(item)
+  }).join(" ")
+
+/**
+ * The SDK's logger, routed into the tool's logs under `context` (its loggers and `--log-level`): the SDK's
+ * warnings and errors at Debug, the rest at Trace. They are diagnostics: the tool itself logs every
+ * retry (Debug) and reports every failure that matters in its own words, and without this the SDK
+ * writes some lines (`An error was encountered in a non-retryable streaming request.`, once per failed
+ * streamed upload) to the console whatever the level. A level that is off costs next to nothing: its
+ * calls return at once, and `info` (the logger middleware's record of every request, built before the
+ * call) is absent, which the SDK skips without building the record. The other methods stay functions:
+ * some SDK code calls them without checking.
+ */
+export const sdkLogger = (context: Context.Context<never>): SdkLogger => {
+  const minimum = Context.get(context, References.MinimumLogLevel)
+  const enabled = (level: "Debug" | "Trace") => LogLevel.isGreaterThanOrEqualTo(level, minimum)
+  const at = (level: "Debug" | "Trace") =>
+    enabled(level)
+      ? (...content: Array<unknown>) => {
+        try {
+          Effect.runSyncWith(context)(Effect.logWithLevel(level)(`AWS SDK: ${renderSdkLog(content)}`))
+        } catch {
+          // logging must never break a request
+        }
+      }
+      : () => undefined
+  const logger = { trace: at("Trace"), debug: at("Trace"), info: at("Trace"), warn: at("Debug"), error: at("Debug") }
+  // `logger?.info?.(…)`: absent, the SDK builds no record at all
+  return (enabled("Trace") ? logger : { ...logger, info: undefined }) as unknown as SdkLogger
+}
+
+export const makeClient = (options: S3StoreOptions, logger?: SdkLogger): S3Client => {
   const agentOptions = { keepAlive: true, maxSockets: Math.max(8, options.connections) }
   const timeoutMs = options.timeoutMs ?? defaultTimeoutSeconds * 1000
   return new S3Client({
@@ -189,10 +246,14 @@ export const makeClient = (options: S3StoreOptions): S3Client => {
         secretAccessKey: Redacted.value(options.secretKey)
       }
     }),
+    // the SDK's defaults (WHEN_SUPPORTED) send streamed bodies aws-chunked: RGW 16 answers 411
+    // MissingContentLength, s3rver stores the framing (test/rgw/RgwIntegrity.test.ts, S3Compat.test.ts)
     requestChecksumCalculation: "WHEN_REQUIRED",
     responseChecksumValidation: "WHEN_REQUIRED",
     maxAttempts: 1,
+    ...(logger === undefined ? {} : { logger }),
     requestHandler: {
+      ...(logger === undefined ? {} : { logger }),
       httpAgent: new Http.Agent(agentOptions),
       httpsAgent: new Https.Agent(agentOptions),
       // both end the request with a TimeoutError (retried); the SDK's requestTimeout would only warn,
@@ -236,7 +297,8 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
     ObjectStore,
     Effect.gen(function*() {
       const stats = yield* Stats
-      const client = yield* Effect.acquireRelease(Effect.sync(() => makeClient(options)), (c) => Effect.sync(() => c.destroy()))
+      const logger = sdkLogger(yield* Effect.context<never>())
+      const client = yield* Effect.acquireRelease(Effect.sync(() => makeClient(options, logger)), (c) => Effect.sync(() => c.destroy()))
       const Bucket = options.bucket
       const endpoint = options.endpoint ?? `AWS S3 (${options.region})`
 

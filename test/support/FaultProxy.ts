@@ -18,13 +18,18 @@
 // - `stall`: read the request, never answer (the connection stays open); `stallUpload`: never even read
 //   the request body (the client's writes back up);
 // - `drip`: forward, then send the answer a byte every `intervalMs`, with `padding` spaces after its
-//   body (counted in its Content-Length): never idle, done only after a long while.
+//   body (counted in its Content-Length): never idle, done only after a long while;
+// - `flipBody`: forward with one byte of the request body changed (XOR 0x01; at `offset`, default the
+//   middle), headers untouched: a body damaged in transit, which the server must refuse by its
+//   Content-MD5 (the signature cannot catch it: bodies are sent UNSIGNED-PAYLOAD).
+// The log records each request's headers and, once known, the status and S3 error code of its answer.
 // A rule with `count` fires at most that many times; `probability` (default 1) draws per request with a
 // seeded generator, so a run is reproducible.
 import { Context, Effect, Layer } from "effect"
 import * as Http from "node:http"
 import * as Https from "node:https"
 import type { AddressInfo } from "node:net"
+import { Transform } from "node:stream"
 import { TestS3 } from "./S3.ts"
 
 export type Fault =
@@ -37,6 +42,7 @@ export type Fault =
   | { readonly kind: "stall" }
   | { readonly kind: "stallUpload" }
   | { readonly kind: "drip"; readonly intervalMs: number; readonly padding: number }
+  | { readonly kind: "flipBody"; readonly offset?: number }
 
 export interface FaultRule {
   readonly name?: string
@@ -57,6 +63,12 @@ export interface ProxyRequestLog {
   readonly path: string
   /** the rule that fired, or undefined when forwarded untouched */
   readonly fault: string | undefined
+  /** the request's headers as the proxy received them (lower-case names) */
+  readonly headers: Readonly<Record<string, string | ReadonlyArray<string> | undefined>>
+  /** the answer's status (the server's, or the injected one), once it is sent */
+  readonly status?: number
+  /** the S3 error code in the answer's body (`<Code>…</Code>`), if any */
+  readonly errorCode?: string
 }
 
 export interface FaultProxyShape {
@@ -137,7 +149,8 @@ export const make = (options: FaultProxyOptions) =>
     const forward = (
       req: Http.IncomingMessage,
       onResponse: (res: Http.IncomingMessage, body: Buffer) => void,
-      onError: (e: Error) => void
+      onError: (e: Error) => void,
+      body: (req: Http.IncomingMessage) => NodeJS.ReadableStream = (r) => r
     ) => {
       const headers = { ...req.headers }
       delete headers.expect // the proxy already answered 100-continue to the client
@@ -155,13 +168,48 @@ export const make = (options: FaultProxyOptions) =>
         res.on("error", onError)
       })
       out.on("error", onError)
-      req.pipe(out)
+      body(req).pipe(out)
+    }
+
+    /** the request body with the byte at `offset` XORed with 0x01 */
+    const flipped = (offset: number) => (req: Http.IncomingMessage) => {
+      let seen = 0
+      return req.pipe(new Transform({
+        transform(chunk: Buffer, _encoding, done) {
+          if (offset >= seen && offset < seen + chunk.length) {
+            const copy = Buffer.from(chunk)
+            copy[offset - seen] = copy[offset - seen]! ^ 0x01
+            chunk = copy
+          }
+          seen += chunk.length
+          done(null, chunk)
+        }
+      }))
     }
 
     const timers = new Set<ReturnType<typeof setInterval>>()
     const handler = (req: Http.IncomingMessage, res: Http.ServerResponse) => {
       const rule = pick(req)
-      log.push({ method: req.method ?? "", path: req.url ?? "", fault: rule === undefined ? undefined : rule.name ?? rule.fault.kind })
+      const entry: { -readonly [K in keyof ProxyRequestLog]: ProxyRequestLog[K] } = {
+        method: req.method ?? "",
+        path: req.url ?? "",
+        fault: rule === undefined ? undefined : rule.name ?? rule.fault.kind,
+        headers: { ...req.headers }
+      }
+      log.push(entry)
+      // what the client gets: the status, and the error code of an XML error body
+      const writeHead = res.writeHead.bind(res) as (status: number, ...rest: Array<unknown>) => Http.ServerResponse
+      ;(res as unknown as { writeHead: typeof writeHead }).writeHead = (status, ...rest) => {
+        entry.status = status
+        return writeHead(status, ...rest)
+      }
+      const end = res.end.bind(res) as (...args: Array<unknown>) => Http.ServerResponse
+      ;(res as unknown as { end: typeof end }).end = (...args) => {
+        const body = args[0]
+        const code = (Buffer.isBuffer(body) || typeof body === "string") ? /<Code>([^<]*)<\/Code>/.exec(String(body))?.[1] : undefined
+        if (code !== undefined) entry.errorCode = code
+        return end(...args)
+      }
       const fail = () => {
         if (!res.headersSent) res.writeHead(502)
         res.destroy()
@@ -238,6 +286,13 @@ export const make = (options: FaultProxyOptions) =>
             }, fault.intervalMs)
             timers.add(timer)
           }, fail)
+        case "flipBody": {
+          const length = Number(req.headers["content-length"] ?? 0)
+          return forward(req, (up, body) => {
+            res.writeHead(up.statusCode ?? 502, up.headers)
+            res.end(body)
+          }, fail, flipped(fault.offset ?? Math.floor(length / 2)))
+        }
       }
     }
 

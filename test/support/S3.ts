@@ -67,15 +67,21 @@ export interface TestS3Shape {
 
 export const S3RVER_ACCESS_KEY = "S3RVER"
 export const S3RVER_SECRET_KEY = "S3RVER"
-const REGION = "us-east-1"
+export const REGION = "us-east-1"
 
 /** A client for `endpoint` with the settings every S3 stand-in (and real S3) accepts. */
-export const makeS3Client = (endpoint: string): S3Client =>
+export const makeS3Client = (
+  endpoint: string,
+  credentials: { readonly accessKeyId: string; readonly secretAccessKey: string } = {
+    accessKeyId: S3RVER_ACCESS_KEY,
+    secretAccessKey: S3RVER_SECRET_KEY
+  }
+): S3Client =>
   new S3Client({
     endpoint,
     region: REGION,
     forcePathStyle: true, // http://host/bucket/key: s3rver, MinIO and RGW without wildcard DNS need it
-    credentials: { accessKeyId: S3RVER_ACCESS_KEY, secretAccessKey: S3RVER_SECRET_KEY },
+    credentials: { ...credentials },
     requestChecksumCalculation: "WHEN_REQUIRED",
     responseChecksumValidation: "WHEN_REQUIRED"
   })
@@ -84,6 +90,94 @@ const isMissingKey = (cause: unknown): boolean => {
   const name = (cause as { name?: unknown } | null)?.name
   return name === "NoSuchKey" || name === "NotFound"
 }
+
+/** The TestS3 operations over `client`; `bucket` is created by the caller. */
+export const testS3Of = (server: {
+  readonly endpoint: string
+  readonly bucket: string
+  readonly accessKey: string
+  readonly secretKey: string
+  readonly region: string
+  readonly client: S3Client
+}): TestS3Shape => {
+  const { client, bucket } = server
+  const use = <A>(op: string, f: (client: S3Client, signal: AbortSignal) => Promise<A>) =>
+    Effect.tryPromise({ try: (signal) => f(client, signal), catch: (cause) => s3Error(op, cause) })
+
+  const createBucket = (name: string) =>
+    use("CreateBucket", (c, abortSignal) => c.send(new CreateBucketCommand({ Bucket: name }), { abortSignal }))
+      .pipe(Effect.asVoid)
+
+  const getObject = (key: string, inBucket: string = bucket) =>
+    Effect.tryPromise({
+      try: async (abortSignal): Promise<Option.Option<StoredObject>> => {
+        try {
+          const r = await client.send(new GetObjectCommand({ Bucket: inBucket, Key: key }), { abortSignal })
+          const bytes = r.Body === undefined ? new Uint8Array(0) : await r.Body.transformToByteArray()
+          return Option.some({
+            bytes,
+            contentType: r.ContentType,
+            metadata: r.Metadata ?? {},
+            contentLength: r.ContentLength,
+            etag: r.ETag
+          })
+        } catch (cause) {
+          if (isMissingKey(cause)) return Option.none()
+          throw cause
+        }
+      },
+      catch: (cause) => s3Error("GetObject", cause)
+    })
+
+  const putObject = (key: string, body: Uint8Array | string, options: PutOptions = {}) =>
+    use("PutObject", (c, abortSignal) =>
+      c.send(
+        new PutObjectCommand({
+          Bucket: options.bucket ?? bucket,
+          Key: key,
+          Body: body,
+          ...(options.contentType !== undefined ? { ContentType: options.contentType } : {}),
+          ...(options.metadata !== undefined ? { Metadata: { ...options.metadata } } : {})
+        }),
+        { abortSignal }
+      )).pipe(Effect.asVoid)
+
+  const listKeys = (options: { readonly bucket?: string; readonly prefix?: string } = {}) =>
+    use("ListObjectsV2", async (c, abortSignal) => {
+      const keys: Array<string> = []
+      let token: string | undefined
+      do {
+        const page = await c.send(
+          new ListObjectsV2Command({
+            Bucket: options.bucket ?? bucket,
+            ...(options.prefix !== undefined ? { Prefix: options.prefix } : {}),
+            ...(token !== undefined ? { ContinuationToken: token } : {})
+          }),
+          { abortSignal }
+        )
+        for (const o of page.Contents ?? []) if (o.Key !== undefined) keys.push(o.Key)
+        token = page.IsTruncated === true ? page.NextContinuationToken : undefined
+      } while (token !== undefined)
+      return keys as ReadonlyArray<string>
+    })
+
+  return {
+    endpoint: server.endpoint,
+    bucket,
+    accessKey: server.accessKey,
+    secretKey: server.secretKey,
+    region: server.region,
+    client,
+    use,
+    getObject,
+    putObject,
+    listKeys,
+    createBucket
+  }
+}
+
+/** S3 bucket names: 3-63 chars of [a-z0-9-], starting with a letter or digit. */
+export const freshBucketName = () => `lo-migrate-test-${randomBytes(6).toString("hex")}`
 
 export class TestS3 extends Context.Service<TestS3, TestS3Shape>()("test/TestS3") {
   /** s3rver on a random loopback port with its own temp dir and bucket; all removed when the scope closes. */
@@ -102,84 +196,16 @@ export class TestS3 extends Context.Service<TestS3, TestS3Shape>()("test/TestS3"
         Effect.sync(() => makeS3Client(endpoint)),
         (c) => Effect.sync(() => c.destroy())
       )
-
-      const use = <A>(op: string, f: (client: S3Client, signal: AbortSignal) => Promise<A>) =>
-        Effect.tryPromise({ try: (signal) => f(client, signal), catch: (cause) => s3Error(op, cause) })
-
-      const createBucket = (name: string) =>
-        use("CreateBucket", (c, abortSignal) => c.send(new CreateBucketCommand({ Bucket: name }), { abortSignal }))
-          .pipe(Effect.asVoid)
-
-      // S3 bucket names: 3-63 chars of [a-z0-9-], starting with a letter or digit.
-      const bucket = `lo-migrate-test-${randomBytes(6).toString("hex")}`
-      yield* createBucket(bucket)
-
-      const getObject = (key: string, inBucket: string = bucket) =>
-        Effect.tryPromise({
-          try: async (abortSignal): Promise<Option.Option<StoredObject>> => {
-            try {
-              const r = await client.send(new GetObjectCommand({ Bucket: inBucket, Key: key }), { abortSignal })
-              const bytes = r.Body === undefined ? new Uint8Array(0) : await r.Body.transformToByteArray()
-              return Option.some({
-                bytes,
-                contentType: r.ContentType,
-                metadata: r.Metadata ?? {},
-                contentLength: r.ContentLength,
-                etag: r.ETag
-              })
-            } catch (cause) {
-              if (isMissingKey(cause)) return Option.none()
-              throw cause
-            }
-          },
-          catch: (cause) => s3Error("GetObject", cause)
-        })
-
-      const putObject = (key: string, body: Uint8Array | string, options: PutOptions = {}) =>
-        use("PutObject", (c, abortSignal) =>
-          c.send(
-            new PutObjectCommand({
-              Bucket: options.bucket ?? bucket,
-              Key: key,
-              Body: body,
-              ...(options.contentType !== undefined ? { ContentType: options.contentType } : {}),
-              ...(options.metadata !== undefined ? { Metadata: { ...options.metadata } } : {})
-            }),
-            { abortSignal }
-          )).pipe(Effect.asVoid)
-
-      const listKeys = (options: { readonly bucket?: string; readonly prefix?: string } = {}) =>
-        use("ListObjectsV2", async (c, abortSignal) => {
-          const keys: Array<string> = []
-          let token: string | undefined
-          do {
-            const page = await c.send(
-              new ListObjectsV2Command({
-                Bucket: options.bucket ?? bucket,
-                ...(options.prefix !== undefined ? { Prefix: options.prefix } : {}),
-                ...(token !== undefined ? { ContinuationToken: token } : {})
-              }),
-              { abortSignal }
-            )
-            for (const o of page.Contents ?? []) if (o.Key !== undefined) keys.push(o.Key)
-            token = page.IsTruncated === true ? page.NextContinuationToken : undefined
-          } while (token !== undefined)
-          return keys as ReadonlyArray<string>
-        })
-
-      return TestS3.of({
+      const s3 = testS3Of({
         endpoint,
-        bucket,
+        bucket: freshBucketName(),
         accessKey: S3RVER_ACCESS_KEY,
         secretKey: S3RVER_SECRET_KEY,
         region: REGION,
-        client,
-        use,
-        getObject,
-        putObject,
-        listKeys,
-        createBucket
+        client
       })
+      yield* s3.createBucket(s3.bucket)
+      return TestS3.of(s3)
     })
   )
 }
