@@ -210,8 +210,9 @@ export const runCell = (step: Step, fault: FaultKind) =>
           action(port)
         } : action
       })
+    const isPgStep = step === "list" || step === "read" || step === "commit" || step === "watermark" || step === "lock"
     const bySession = step === "lock" && (fault === "transient" || fault === "reset" || fault === "stall")
-    const byStatement = step !== "lock" &&
+    const byStatement = (step === "list" || step === "read" || step === "commit" || step === "watermark") &&
       (fault === "transient" || fault === "reset" || fault === "stall" || fault === "restart" || isSignal)
     if (byStatement) {
       yield* onStatement(
@@ -283,7 +284,6 @@ export const runCell = (step: Step, fault: FaultKind) =>
         }
       })
 
-    const isPgStep = step === "list" || step === "read" || step === "commit" || step === "watermark" || step === "lock"
     const args = [
       "migrate", "--pg-url", pg.via(db.url), "--s3-url", proxy.endpoint, "--access-key", s3.accessKey,
       "--secret-key", s3.secretKey, "--bucket", s3.bucket,

@@ -154,7 +154,12 @@ export const make = (upstream: { readonly host: string; readonly port: number })
       const forward = (from: Net.Socket, to: Net.Socket) => {
         from.on("data", (chunk: Buffer) => {
           if (from === client) {
-            scanner.feed(chunk)
+            try {
+              scanner.feed(chunk)
+            } catch (error) {
+              // a broken rule must show, but never silence the wire (the tool would see a stall)
+              console.error("TcpProxy: a statement rule failed", error)
+            }
             if (verdict === "reset") {
               client.resetAndDestroy()
               upstreamSocket.destroy()
