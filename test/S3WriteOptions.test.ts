@@ -177,6 +177,26 @@ describe("S3 object options", () => {
       assert.include(verified.stdout, "5 good, 0 bad")
     }).pipe(Effect.scoped, Effect.provide(env)), 180_000)
 
+  it.live("SSE-KMS: a CompleteMultipartUpload whose answer is lost is recovered by the HEAD's size and sha256 metadata", () =>
+    Effect.gen(function*() {
+      const proxy = yield* FaultProxy
+      yield* createNice2Schema()
+      const objects = [yield* insertObject({ bytes: randomBytes(6 * MiB, 70) })]
+      yield* proxy.setRules([
+        // the server assembles the object, the client never hears: the retried Complete finds no upload
+        { name: "lost", method: "POST", path: /[?&]uploadId=/, count: 1, fault: { kind: "reset", when: "after" } },
+        { name: "kms", method: "PUT", fault: { kind: "sseKms" } },
+        { name: "kms", method: "POST", fault: { kind: "sseKms" } },
+        { name: "kms", method: "HEAD", fault: { kind: "sseKms" } }
+      ])
+      // s3rver answers the retried Complete 500 InternalError: --retries 3 ends those retries soon
+      const run = yield* runCli(["migrate", ...(yield* viaProxy), "--upload-chunk-size", "5120", "--sse", "aws:kms", "--retries", "3"])
+      assert.strictEqual(yield* proxy.fired("lost"), 1)
+      assert.strictEqual(run.code, 0, run.stderr)
+      assert.include(run.stdout, "migrated 1 object(s)")
+      yield* assertAllMigrated(objects)
+    }).pipe(Effect.scoped, Effect.provide(env)), 120_000)
+
   it.live("a value the server refuses fails the pre-flight: exit 2 with the server's reason, nothing uploaded or marked", () =>
     Effect.gen(function*() {
       const proxy = yield* FaultProxy

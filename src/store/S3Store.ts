@@ -515,15 +515,17 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
               // after the object was assembled): a retried Complete then finds the upload gone, and some
               // servers answer it with an error. Whatever the error, the object counts as stored only if
               // it is the one we assembled (same size, ETag confirming the bytes); otherwise the upload
-              // is aborted and the original error stands.
+              // is aborted and the original error stands. (With SSE-KMS the ETag proves nothing: the sha256 metadata then must.)
               Effect.catch((error) =>
                 send("HeadObject", Key, (abortSignal) => client.send(new HeadObjectCommand({ Bucket, Key }), { abortSignal })).pipe(
-                  Effect.flatMap((head) =>
-                    head.ContentLength === size &&
-                      etagVerdict(head, { md5: request.md5, partMd5s: parts.map((p) => p.md5) }) === "match"
+                  Effect.flatMap((head) => {
+                    const verdict = etagVerdict(head, { md5: request.md5, partMd5s: parts.map((p) => p.md5) })
+                    // where the ETag proves nothing (SSE-KMS), the sha256 metadata must, as in confirmStored
+                    return head.ContentLength === size &&
+                        (verdict === "match" || (verdict === "unknown" && head.Metadata?.sha256 === request.sha256))
                       ? Effect.void
                       : Effect.fail(error)
-                  ),
+                  }),
                   Effect.catch(() => Effect.fail(error)),
                   Effect.tapError(() => abort)
                 )
