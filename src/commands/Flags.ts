@@ -115,7 +115,7 @@ export const s3WriteFlags = {
   ),
   sseKmsKeyId: textFromEnv(
     "sse-kms-key-id",
-    "the KMS key (id, ARN or alias) of --sse aws:kms; only valid with it [default: the account's aws/s3 key]",
+    "the KMS key (id, ARN or alias) of --sse aws:kms; only valid with it [default: the bucket's default key, else aws/s3]",
     "LO_MIGRATE_SSE_KMS_KEY_ID"
   ),
   acl: textFromEnv(
