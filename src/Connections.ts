@@ -54,7 +54,8 @@ export const store = (settings: Settings, concurrency: number, partConcurrency =
     partConcurrency,
     connections: concurrency,
     retry: defaultPolicy(settings.retries),
-    timeoutMs: settings.s3Timeout * 1000
+    timeoutMs: settings.s3Timeout * 1000,
+    write: settings.s3Write
   })
 
 /** PostgreSQL and S3 (verify, prune), for `concurrency` checks at once. */

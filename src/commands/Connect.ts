@@ -35,6 +35,21 @@ export const connectionInput = (flags: ConnectionInput) => ({
   pgTimeout: flags.pgTimeout
 })
 
+export interface S3WriteInput {
+  readonly storageClass: Option.Option<string>
+  readonly sse: Option.Option<string>
+  readonly sseKmsKeyId: Option.Option<string>
+  readonly acl: Option.Option<string>
+}
+
+/** The S3 write flags (s3WriteFlags) as settings input. */
+export const s3WriteInput = (flags: S3WriteInput) => ({
+  storageClass: Option.getOrUndefined(flags.storageClass),
+  sse: Option.getOrUndefined(flags.sse),
+  sseKmsKeyId: Option.getOrUndefined(flags.sseKmsKeyId),
+  acl: Option.getOrUndefined(flags.acl)
+})
+
 export const settingsOf = (flags: ConnectionInput & Partial<ProfileFlagValues>): Effect.Effect<Settings, SettingsError> =>
   validate({
     ...(flags.profile === undefined ? {} : profileInput(flags as ProfileFlagValues)),

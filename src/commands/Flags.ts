@@ -4,7 +4,7 @@
  */
 import { Config } from "effect"
 import { Flag } from "effect/cli"
-import { defaults } from "../domain/Settings.ts"
+import { cannedAcls, defaults, sseModes } from "../domain/Settings.ts"
 
 /** A flag description with its default and environment fallback, since the help shows neither. */
 export const described = (text: string, options: { readonly default?: unknown; readonly env?: string }) =>
@@ -87,6 +87,41 @@ export const connectionFlags = {
       "PEM file of the CA that signs the PostgreSQL server's certificate: turns on TLS with certificate and host verification"
     ),
     Flag.optional
+  )
+}
+
+/** An optional text flag with an environment fallback. */
+const textFromEnv = (name: string, text: string, env: string) =>
+  Flag.String(name).pipe(
+    Flag.withDescription(described(text, { env })),
+    Flag.withFallbackConfig(Config.String(env)),
+    Flag.optional
+  )
+
+/**
+ * The S3 options of every object written, named as `aws s3 cp` names them: only the commands that write
+ * objects (migrate, upload-blobs) take them; the probe object carries them too.
+ */
+export const s3WriteFlags = {
+  storageClass: textFromEnv(
+    "storage-class",
+    "x-amz-storage-class of every object written, passed as given (STANDARD, STANDARD_IA, INTELLIGENT_TIERING, GLACIER_IR, …) [default: the bucket's]",
+    "LO_MIGRATE_STORAGE_CLASS"
+  ),
+  sse: textFromEnv(
+    "sse",
+    `server-side encryption of every object written: ${sseModes.join(" or ")} [default: the bucket's]`,
+    "LO_MIGRATE_SSE"
+  ),
+  sseKmsKeyId: textFromEnv(
+    "sse-kms-key-id",
+    "the KMS key (id, ARN or alias) of --sse aws:kms; only valid with it [default: the bucket's default key, else aws/s3]",
+    "LO_MIGRATE_SSE_KMS_KEY_ID"
+  ),
+  acl: textFromEnv(
+    "acl",
+    `canned ACL of every object written: ${cannedAcls.join(", ")} [default: none sent]`,
+    "LO_MIGRATE_ACL"
   )
 }
 

@@ -4,14 +4,14 @@
 import { Config, Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import { RowsFailed, RunStopped, SettingsError } from "../domain/Errors.ts"
-import { defaults, validate } from "../domain/Settings.ts"
+import { defaults, describeS3Write, validate } from "../domain/Settings.ts"
 import * as Migration from "../Migration.ts"
 import { formatBytes } from "../pipeline/Monitor.ts"
 import { writeStderr } from "../Output.ts"
 import * as ProgressMode from "../pipeline/ProgressMode.ts"
 import { StopRequest } from "../StopRequest.ts"
-import { connectionFlags, described, int, optionalInt } from "./Flags.ts"
-import { connectionInput } from "./Connect.ts"
+import { connectionFlags, described, int, optionalInt, s3WriteFlags } from "./Flags.ts"
+import { connectionInput, s3WriteInput } from "./Connect.ts"
 import { modeFlags, modeOf } from "./MigrateModes.ts"
 import { planFlags, planProfile, printPlan } from "./plan.ts"
 import { profileFlags, profileInput, type ProfileFlagValues } from "./ProfileFlags.ts"
@@ -74,6 +74,7 @@ export const progressRunOptions = (
 
 export const migrate = Command.make("migrate", {
   ...connectionFlags,
+  ...s3WriteFlags,
   ...progressFlags,
   workers: Flag.Int("workers").pipe(
     Flag.withAlias("w"),
@@ -133,6 +134,7 @@ export const migrate = Command.make("migrate", {
     // the profile flags are Options here; profileInput below gives them as settings
     ...(settingsFlags as Omit<typeof settingsFlags, keyof ProfileFlagValues>),
     ...connectionInput(flags),
+    ...s3WriteInput(flags),
     tempDir: Option.getOrUndefined(flags.tempDir),
     failuresFile: Option.getOrUndefined(flags.failures),
     workers: Option.getOrUndefined(flags.workers),
@@ -151,7 +153,14 @@ export const migrate = Command.make("migrate", {
   }
   const mode = yield* modeOf(flags)
   yield* writeStderr(configurationBlock(settings))
-  if (mode.deferred !== undefined) yield* writeStderr(`deferred: objects are staged and listed in ${mode.deferred}; S3 is not contacted\n\n`)
+  if (mode.deferred !== undefined) {
+    const options = describeS3Write(settings.s3Write)
+    yield* writeStderr(
+      `deferred: objects are staged and listed in ${mode.deferred}; S3 is not contacted${
+        options === undefined ? "" : ` (${options}: give them to upload-blobs, which writes the objects)`
+      }\n\n`
+    )
+  }
   // the first SIGINT/SIGTERM asks for a graceful stop (bin.ts); without the service, never
   const stopRequest = yield* Effect.serviceOption(StopRequest)
   const stopping = Option.isSome(stopRequest) ? stopRequest.value.requested : Effect.succeed(false)
@@ -211,6 +220,7 @@ const configurationBlock = (s: import("../domain/Settings.ts").Settings) =>
     `commit chunk:      ${s.commitChunk}`,
     `memory budget:     ${s.memoryBudget / 1024 / 1024} MiB`,
     `target:            s3://${s.bucket} at ${s.s3Url ?? `AWS (${s.region})`}`,
+    ...(describeS3Write(s.s3Write) === undefined ? [] : [`object options:    ${describeS3Write(s.s3Write)}`]),
     `source:            ${s.profile._tag === "nice2" ? "nice2 (_nice_binary)" : s.profile._tag === "table" ? `table ${s.profile.table.join(".")}, key ${s.profile.keyColumns.join(", ")}, S3 key ${s.profile.keyTemplate}` : `relstorage blob_chunk -> blob_state, S3 from ${s.profile.blobThreshold} bytes`}${s.shard === undefined ? "" : `, shard ${s.shard.index}/${s.shard.count}`}`,
     "",
     ""

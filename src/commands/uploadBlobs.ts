@@ -12,12 +12,13 @@ import * as UploadBlobs from "../UploadBlobs.ts"
 import { writeStderr } from "../Output.ts"
 import { SettingsError } from "../domain/Errors.ts"
 import { profileFlags, profileInput, type ProfileFlagValues } from "./ProfileFlags.ts"
-import { connectionFlags, int, interval, retries } from "./Flags.ts"
-import { connectionInput } from "./Connect.ts"
+import { connectionFlags, int, interval, retries, s3WriteFlags } from "./Flags.ts"
+import { connectionInput, s3WriteInput } from "./Connect.ts"
 
 export const uploadBlobs = Command.make("upload-blobs", {
   manifest: Argument.String("manifest").pipe(Argument.withDescription("the manifest written by migrate --deferred-blobs")),
   ...connectionFlags,
+  ...s3WriteFlags,
   ...profileFlags,
   storerThreads: int("storer-threads", "objects uploaded at once", defaults.storerThreads),
   committerThreads: int("committer-threads", "threads recording sha2 in PostgreSQL", defaults.committerThreads),
@@ -29,6 +30,7 @@ export const uploadBlobs = Command.make("upload-blobs", {
   const settings = yield* validate({
     ...(flags as Omit<typeof flags, keyof ProfileFlagValues>),
     ...connectionInput(flags),
+    ...s3WriteInput(flags),
     ...profileInput(flags)
   })
   if (settings.shard !== undefined) {

@@ -93,6 +93,14 @@ export interface SettingsInput extends Profile.ProfileInput {
   readonly s3Timeout?: number | undefined
   /** seconds */
   readonly pgTimeout?: number | undefined
+  /** `--storage-class`: x-amz-storage-class of every object written (STANDARD, STANDARD_IA, GLACIER_IR, …), as given */
+  readonly storageClass?: string | undefined
+  /** `--sse`: server-side encryption of every object written, `AES256` or `aws:kms` */
+  readonly sse?: string | undefined
+  /** `--sse-kms-key-id`: the KMS key of `sse: "aws:kms"` (without it, the bucket's or account's default key) */
+  readonly sseKmsKeyId?: string | undefined
+  /** `--acl`: a canned ACL for every object written (see `cannedAcls`) */
+  readonly acl?: string | undefined
 }
 
 export interface Settings {
@@ -129,11 +137,79 @@ export interface Settings {
   readonly s3Timeout: number
   /** seconds a statement may run (server side) and a session may owe an answer (client side) */
   readonly pgTimeout: number
+  /** S3 options of every object written (and of the probe object) */
+  readonly s3Write: S3WriteOptions
   /** the source (`--profile` and its flags); default nice2 */
   readonly profile: Profile.Profile
   /** `--shard i/n`: this process's slice of the rows; undefined: all of them */
   readonly shard: Profile.Shard | undefined
 }
+
+/** The canned ACLs S3 accepts on an object (x-amz-acl), as `aws s3 cp --acl` lists them. */
+export const cannedAcls = [
+  "private",
+  "public-read",
+  "public-read-write",
+  "authenticated-read",
+  "aws-exec-read",
+  "bucket-owner-read",
+  "bucket-owner-full-control"
+] as const
+
+/** `--sse` values. */
+export const sseModes = ["AES256", "aws:kms"] as const
+
+/** What every object written carries: absent, the header is not sent (the bucket's defaults apply). */
+export interface S3WriteOptions {
+  readonly storageClass: string | undefined
+  readonly sse: (typeof sseModes)[number] | undefined
+  readonly sseKmsKeyId: string | undefined
+  readonly acl: (typeof cannedAcls)[number] | undefined
+}
+
+/** The S3 write options given, as flags (`--storage-class GLACIER_IR --sse aws:kms`), or undefined. */
+export const describeS3Write = (w: S3WriteOptions): string | undefined => {
+  const given = [
+    w.storageClass === undefined ? undefined : `--storage-class ${w.storageClass}`,
+    w.sse === undefined ? undefined : `--sse ${w.sse}`,
+    w.sseKmsKeyId === undefined ? undefined : `--sse-kms-key-id ${w.sseKmsKeyId}`,
+    w.acl === undefined ? undefined : `--acl ${w.acl}`
+  ].filter((x) => x !== undefined)
+  return given.length === 0 ? undefined : given.join(" ")
+}
+
+const optionalText = (value: string | undefined) => value === undefined || value.trim() === "" ? undefined : value.trim()
+
+/** `--storage-class`, `--sse`, `--sse-kms-key-id`, `--acl`, checked. */
+export const validateS3Write = (input: Pick<SettingsInput, "storageClass" | "sse" | "sseKmsKeyId" | "acl">): Effect.Effect<S3WriteOptions, SettingsError> =>
+  Effect.gen(function*() {
+    const storageClass = optionalText(input.storageClass)
+    // passed as given (servers add their own classes), but it goes into a header
+    if (storageClass !== undefined && !/^[A-Za-z0-9_.-]+$/.test(storageClass)) {
+      return yield* new SettingsError({ setting: "--storage-class", problem: `"${storageClass}" is not a storage class name (letters, digits, _ . -)` })
+    }
+    const sse = optionalText(input.sse)
+    if (sse !== undefined && !(sseModes as ReadonlyArray<string>).includes(sse)) {
+      return yield* new SettingsError({ setting: "--sse", problem: `"${sse}" is not one of ${sseModes.join(", ")}` })
+    }
+    const sseKmsKeyId = optionalText(input.sseKmsKeyId)
+    if (sseKmsKeyId !== undefined && sse !== "aws:kms") {
+      return yield* new SettingsError({ setting: "--sse-kms-key-id", problem: "is only valid with --sse aws:kms" })
+    }
+    if (sseKmsKeyId !== undefined && /[\r\n]/.test(sseKmsKeyId)) {
+      return yield* new SettingsError({ setting: "--sse-kms-key-id", problem: "must be one line" })
+    }
+    const acl = optionalText(input.acl)
+    if (acl !== undefined && !(cannedAcls as ReadonlyArray<string>).includes(acl)) {
+      return yield* new SettingsError({ setting: "--acl", problem: `"${acl}" is not a canned ACL (${cannedAcls.join(", ")})` })
+    }
+    return {
+      storageClass,
+      sse: sse as S3WriteOptions["sse"],
+      sseKmsKeyId,
+      acl: acl as S3WriteOptions["acl"]
+    }
+  })
 
 const redact = (v: Redacted.Redacted<string> | string | undefined) =>
   v === undefined ? undefined : Redacted.isRedacted(v) ? v : Redacted.make(v)
@@ -250,6 +326,7 @@ export const validate = (input: SettingsInput): Effect.Effect<Settings, Settings
       memoryBudget: (yield* integer("--memory-budget", input.memoryBudget, defaults.memoryBudget, 1)) * MiB,
       s3Timeout: yield* integer("--s3-timeout", input.s3Timeout, defaults.s3Timeout, 1, 3600),
       pgTimeout: yield* integer("--pg-timeout", input.pgTimeout, defaults.pgTimeout, 1, 86400),
+      s3Write: yield* validateS3Write(input),
       profile,
       shard
     }

@@ -28,13 +28,14 @@ import {
   S3Client,
   UploadPartCommand
 } from "@aws-sdk/client-s3"
-import type { S3ClientConfig } from "@aws-sdk/client-s3"
+import type { ObjectCannedACL, S3ClientConfig, ServerSideEncryption, StorageClass } from "@aws-sdk/client-s3"
 import { Context, Effect, Layer, LogLevel, Option, Redacted, References, Stream } from "effect"
 import { createHash } from "node:crypto"
 import * as Http from "node:http"
 import * as Https from "node:https"
 import type { Readable } from "node:stream"
 import { describeCause, StoreError, StoreUnavailable } from "../domain/Errors.ts"
+import { describeS3Write, type S3WriteOptions } from "../domain/Settings.ts"
 import { retrying, type RetryPolicy } from "../pipeline/Retry.ts"
 import { Stats } from "../pipeline/Stats.ts"
 import * as AdaptiveLimit from "./AdaptiveLimit.ts"
@@ -60,7 +61,20 @@ export interface S3StoreOptions {
    * `requestDeadline` (twice this, plus a second per MiB of body). Default 60 s.
    */
   readonly timeoutMs?: number | undefined
+  /**
+   * `--storage-class`, `--sse`, `--sse-kms-key-id`, `--acl`: sent with every PutObject and
+   * CreateMultipartUpload, the probe's too, so a server that refuses a value fails the pre-flight.
+   */
+  readonly write?: S3WriteOptions | undefined
 }
+
+/** The request fields of `write`: only those given (an absent one leaves the bucket's default). */
+export const writeFields = (write: S3WriteOptions | undefined) => ({
+  ...(write?.storageClass === undefined ? {} : { StorageClass: write.storageClass as StorageClass }),
+  ...(write?.sse === undefined ? {} : { ServerSideEncryption: write.sse as ServerSideEncryption }),
+  ...(write?.sseKmsKeyId === undefined ? {} : { SSEKMSKeyId: write.sseKmsKeyId }),
+  ...(write?.acl === undefined ? {} : { ACL: write.acl as ObjectCannedACL })
+})
 
 /** `--s3-timeout`'s default, in seconds. */
 export const defaultTimeoutSeconds = 60
@@ -301,6 +315,15 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
       const client = yield* Effect.acquireRelease(Effect.sync(() => makeClient(options, logger)), (c) => Effect.sync(() => c.destroy()))
       const Bucket = options.bucket
       const endpoint = options.endpoint ?? `AWS S3 (${options.region})`
+      const written = writeFields(options.write)
+      const writeFlags = options.write === undefined ? undefined : describeS3Write(options.write)
+      /** A 400 to the probe's PUT while object options are set: the server refuses one of them (InvalidStorageClass, InvalidArgument, …). */
+      const refusedOptions = (error: unknown): string | undefined => {
+        const e = (error ?? {}) as AwsLikeError
+        return writeFlags !== undefined && e.$metadata?.httpStatusCode === 400
+          ? `${endpoint} refuses an object written with ${writeFlags}: ${describeCause(error)}`
+          : undefined
+      }
 
       // one permit per request on the wire; SlowDown halves the permits, successes win them back
       const limit = yield* AdaptiveLimit.make({
@@ -386,7 +409,8 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
                 ContentType: request.contentType,
                 ContentMD5: request.md5,
                 ChecksumSHA256: hexToBase64(request.sha256),
-                Metadata: { ...request.metadata }
+                Metadata: { ...request.metadata },
+                ...written
               }),
               { abortSignal }
             ).then((answer) =>
@@ -407,7 +431,8 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
                 Bucket,
                 Key,
                 ContentType: request.contentType,
-                Metadata: { ...request.metadata }
+                Metadata: { ...request.metadata },
+                ...written
               }),
               { abortSignal }
             ))
@@ -490,15 +515,17 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
               // after the object was assembled): a retried Complete then finds the upload gone, and some
               // servers answer it with an error. Whatever the error, the object counts as stored only if
               // it is the one we assembled (same size, ETag confirming the bytes); otherwise the upload
-              // is aborted and the original error stands.
+              // is aborted and the original error stands. (With SSE-KMS the ETag proves nothing: the sha256 metadata then must.)
               Effect.catch((error) =>
                 send("HeadObject", Key, (abortSignal) => client.send(new HeadObjectCommand({ Bucket, Key }), { abortSignal })).pipe(
-                  Effect.flatMap((head) =>
-                    head.ContentLength === size &&
-                      etagVerdict(head, { md5: request.md5, partMd5s: parts.map((p) => p.md5) }) === "match"
+                  Effect.flatMap((head) => {
+                    const verdict = etagVerdict(head, { md5: request.md5, partMd5s: parts.map((p) => p.md5) })
+                    // where the ETag proves nothing (SSE-KMS), the sha256 metadata must, as in confirmStored
+                    return head.ContentLength === size &&
+                        (verdict === "match" || (verdict === "unknown" && head.Metadata?.sha256 === request.sha256))
                       ? Effect.void
                       : Effect.fail(error)
-                  ),
+                  }),
                   Effect.catch(() => Effect.fail(error)),
                   Effect.tapError(() => abort)
                 )
@@ -517,7 +544,7 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
           const quick = { ...options.retry, attempts: Math.min(options.retry.attempts, 3) }
           yield* send("PutObject", Key, (abortSignal) =>
             client.send(
-              new PutObjectCommand({ Bucket, Key, Body, ContentLength: Body.length, ContentMD5: md5Base64(Body) }),
+              new PutObjectCommand({ Bucket, Key, Body, ContentLength: Body.length, ContentMD5: md5Base64(Body), ...written }),
               { abortSignal }
             ), quick)
           // every multipart completion (and any answer without a proving ETag) is confirmed by a HEAD:
@@ -538,7 +565,7 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
             bucket: Bucket,
             problem: (error.cause as AwsLikeError | undefined)?.name === "CannotReadBack"
               ? (error.cause as AwsLikeError).message!
-              : probeProblem(error.cause, endpoint)
+              : (error.operation === "PutObject" ? refusedOptions(error.cause) : undefined) ?? probeProblem(error.cause, endpoint)
           })
         )),
         checkRead: send("ListObjectsV2", "(one key)", (abortSignal) =>

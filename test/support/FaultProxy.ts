@@ -2,7 +2,7 @@
 // the proxy forwards to s3rver, except when a rule says to misbehave. Faults are injected in front of
 // the real server, never in its place.
 //
-// Rules are tried in order; the first one that matches the request (method, path, S3 operation), passes
+// Rules are tried in order; the first one that matches the request (method, path, a header's value), passes
 // its probability draw and still has count left, fires. Faults:
 // - `status`: answer with an S3-style XML error (500 InternalError, 503 SlowDown, 403 AccessDenied,
 //   403 SignatureDoesNotMatch, ...) without forwarding; the request body is read first, as S3 does;
@@ -21,7 +21,10 @@
 //   body (counted in its Content-Length): never idle, done only after a long while;
 // - `flipBody`: forward with one byte of the request body changed (XOR 0x01; at `offset`, default the
 //   middle), headers untouched: a body damaged in transit, which the server must refuse by its
-//   Content-MD5 (the signature cannot catch it: bodies are sent UNSIGNED-PAYLOAD).
+//   Content-MD5 (the signature cannot catch it: bodies are sent UNSIGNED-PAYLOAD);
+// - `sseKms`: forward, then answer as S3 does for an SSE-KMS object: `x-amz-server-side-encryption:
+//   aws:kms` and an ETag that is no MD5 of the bytes; `dropHeader` also removes that answer header
+//   (e.g. x-amz-meta-sha256: a HEAD that cannot prove the object).
 // The log records each request's headers and, once known, the status and S3 error code of its answer.
 // A rule with `count` fires at most that many times; `probability` (default 1) draws per request with a
 // seeded generator, so a run is reproducible.
@@ -29,11 +32,12 @@ import { Context, Effect, Layer } from "effect"
 import * as Http from "node:http"
 import * as Https from "node:https"
 import type { AddressInfo } from "node:net"
+import { createHash } from "node:crypto"
 import { Transform } from "node:stream"
 import { TestS3 } from "./S3.ts"
 
 export type Fault =
-  | { readonly kind: "status"; readonly status: number; readonly code: string }
+  | { readonly kind: "status"; readonly status: number; readonly code: string; readonly message?: string }
   | { readonly kind: "reset"; readonly when: "before" | "after" }
   | { readonly kind: "slow"; readonly delayMs: number }
   | { readonly kind: "truncate" }
@@ -43,6 +47,7 @@ export type Fault =
   | { readonly kind: "stallUpload" }
   | { readonly kind: "drip"; readonly intervalMs: number; readonly padding: number }
   | { readonly kind: "flipBody"; readonly offset?: number }
+  | { readonly kind: "sseKms"; readonly dropHeader?: string }
 
 export interface FaultRule {
   readonly name?: string
@@ -51,6 +56,8 @@ export interface FaultRule {
   readonly path?: RegExp
   readonly probability?: number
   readonly count?: number
+  /** fires only for a request whose header `name` (lower case) has `value` (e.g. a refused x-amz-storage-class) */
+  readonly header?: { readonly name: string; readonly value: string }
   /** fires only once the proxy has seen this many requests (e.g. "S3 breaks after three HEADs") */
   readonly afterRequests?: number
   readonly fault: Fault
@@ -92,8 +99,8 @@ export const faults = {
   truncate: { kind: "truncate" }
 } as const satisfies Record<string, Fault>
 
-const errorBody = (code: string, path: string) =>
-  `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>injected by FaultProxy</Message>` +
+const errorBody = (code: string, path: string, message = "injected by FaultProxy") =>
+  `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message.replace(/[<&>]/g, "")}</Message>` +
   `<Resource>${path.replace(/[<&>]/g, "")}</Resource><RequestId>faultproxy</RequestId></Error>`
 
 /** A seeded xorshift32 in [0, 1): reproducible probability draws. */
@@ -136,6 +143,7 @@ export const make = (options: FaultProxyOptions) =>
         if (rule.method !== undefined && rule.method !== req.method) continue
         if (rule.path !== undefined && !rule.path.test(req.url ?? "")) continue
         if (rule.afterRequests !== undefined && log.length < rule.afterRequests) continue
+        if (rule.header !== undefined && req.headers[rule.header.name] !== rule.header.value) continue
         if (rule.probability !== undefined && random() >= rule.probability) continue
         entry.left -= 1
         const name = rule.name ?? rule.fault.kind
@@ -227,7 +235,7 @@ export const make = (options: FaultProxyOptions) =>
         case "status": {
           req.resume()
           req.on("end", () => {
-            const body = errorBody(fault.code, req.url ?? "")
+            const body = errorBody(fault.code, req.url ?? "", fault.message)
             res.writeHead(fault.status, { "content-type": "application/xml", "content-length": Buffer.byteLength(body) })
             res.end(body)
           })
@@ -285,6 +293,14 @@ export const make = (options: FaultProxyOptions) =>
               sent++
             }, fault.intervalMs)
             timers.add(timer)
+          }, fail)
+        case "sseKms":
+          return forward(req, (up, body) => {
+            const headers: Http.IncomingHttpHeaders = { ...up.headers, "x-amz-server-side-encryption": "aws:kms" }
+            if (typeof headers.etag === "string") headers.etag = `"${createHash("md5").update(`kms:${headers.etag}`).digest("hex")}"`
+            if (fault.dropHeader !== undefined) delete headers[fault.dropHeader]
+            res.writeHead(up.statusCode ?? 502, headers)
+            res.end(body)
           }, fail)
         case "flipBody": {
           const length = Number(req.headers["content-length"] ?? 0)
