@@ -163,7 +163,8 @@ export const startRgw = async (options: RgwStartOptions = {}): Promise<RgwCluste
     log(`ceph-rgw: radosgw answers after ${seconds(t0)} s`)
 
     const accessKey = `LO${randomBytes(8).toString("hex").toUpperCase()}`
-    const secretKey = randomBytes(24).toString("base64url")
+    // hex: a base64url secret may start with "-", which a command line takes for a flag
+    const secretKey = randomBytes(24).toString("hex")
     await run("radosgw-admin", [
       "-c", conf, "-n", "client.admin", "user", "create", "--uid=lo-migrate", "--display-name=lo-migrate",
       `--access-key=${accessKey}`, `--secret=${secretKey}`
