@@ -239,6 +239,7 @@ export const run = (settings: Settings, manifest: string, options: UploadOptions
         }).pipe(Effect.scoped)
     })
 
+    const refusals: Pipeline.RefusalStreak = { count: 0 }
     const committers = Stage.run({
       name: "committers",
       workers: settings.committerThreads,
@@ -249,7 +250,8 @@ export const run = (settings: Settings, manifest: string, options: UploadOptions
           stored: (u) => u.stored,
           vanished: (u) => `manifest line ${u.line}: the row was deleted or changed since staging; its object ${u.stored.key} is in S3, staged file ${u.path} kept`,
           // only now, with the row marked, is the staged copy no longer needed
-          marked: (u) => removeStaged(u.path)
+          marked: (u) => removeStaged(u.path),
+          refusals
         })
     })
 

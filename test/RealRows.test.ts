@@ -120,4 +120,24 @@ describe("rows as real databases hold them", () => {
       yield* assertAllMigrated([small, big, empty, sized])
       assert.deepStrictEqual(NodeFs.readdirSync(tmp).filter((n) => n.startsWith("lo_migrate.")), [])
     }).pipe(Effect.scoped, Effect.provide(env)))
+
+  it.live("a row PostgreSQL refuses to record (a trigger's exception for that row alone): that row fails (commit-refused), every other is marked", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      yield* createNice2Schema({ withSha2Column: true })
+      const objects: Array<InsertedObject> = []
+      for (let i = 0; i < 30; i++) objects.push(yield* insertObject({ bytes: randomBytes(600 + i, 1200 + i) }))
+      const refused = objects[13]!
+      // as an application's own trigger or constraint might, for this one row
+      yield* sql.unsafe(`CREATE FUNCTION refuse_one() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.hash = '${refused.hash}' AND NEW.sha2 IS NOT NULL THEN RAISE EXCEPTION 'row % is frozen', NEW.hash; END IF; RETURN NEW; END $$`)
+      yield* sql`CREATE TRIGGER refuse_one BEFORE UPDATE ON _nice_binary FOR EACH ROW EXECUTE FUNCTION refuse_one()`
+      const result = yield* runCli(["migrate", ...(yield* target), "--commit-chunk", "10"])
+      assert.strictEqual(result.code, 1, result.stderr)
+      assert.match(result.stderr, new RegExp(`FAILED ${refused.hash} \\(oid ${refused.oid}\\): commit-refused: .*is frozen`))
+      assert.include(result.stdout, "migrated 29 object(s)")
+      yield* assertAllMigrated(objects.filter((o) => o !== refused))
+      yield* assertMarkedRowsBacked
+      assert.isNull((yield* readRows).find((r) => r.hash === refused.hash)?.sha2)
+    }).pipe(Effect.scoped, Effect.provide(env)))
 })

@@ -64,6 +64,7 @@ export type FailureReason =
   | "row-changed"
   | "permission-denied"
   | "unreadable"
+  | "commit-refused"
   | "staged-file-missing"
   | "staged-file-corrupt"
   | "manifest-line-malformed"

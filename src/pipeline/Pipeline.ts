@@ -7,10 +7,11 @@
  * committer, and a committer sees only objects that S3 has accepted with verified bytes.
  */
 import { Effect, Queue, Result } from "effect"
-import type { SqlClient } from "effect/sql"
-import type { DatabaseError, PayloadError, StoreError } from "../domain/Errors.ts"
+import { type SqlClient, SqlError } from "effect/sql"
+import { type DatabaseError, describeCause, type PayloadError, type StoreError } from "../domain/Errors.ts"
 import type { Candidate, Received, Stored } from "../domain/LargeObject.ts"
 import type { Settings } from "../domain/Settings.ts"
+import * as LargeObjects from "../source/LargeObjects.ts"
 import { Source } from "../source/Source.ts"
 import { ObjectStore } from "../store/ObjectStore.ts"
 import * as Aliases from "./Aliases.ts"
@@ -71,6 +72,7 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
     const toReceive = yield* Stage.channel<Candidate>(settings.receiverQueue)
     const toStore = yield* Stage.channel<Received>(settings.storerQueue)
     const toCommit = yield* Stage.channel<Stored>(settings.committerQueue)
+    const refusals: RefusalStreak = { count: 0 }
     yield* stats.trackQueue("receive", settings.receiverQueue, Queue.size(toReceive))
     yield* stats.trackQueue("store", settings.storerQueue, Queue.size(toStore))
     yield* stats.trackQueue("commit", settings.committerQueue, Queue.size(toCommit))
@@ -180,7 +182,8 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
           stored: (stored) => stored,
           vanished: (stored) => `the row was deleted during the run; its object ${stored.key} is in S3 but no row names it`,
           marked: (stored) => Effect.sync(() => progress?.committed(stored.candidate.key)),
-          failures
+          failures,
+          refusals
         })
     })
 
@@ -194,9 +197,30 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
   })
 
 /**
+ * Rows in a row refused by PostgreSQL, across the committers of a run: a refusal that is one row's (a
+ * constraint, a trigger's exception, bad data) fails that row alone; once `refusedRowsLimit` rows in a
+ * row were refused and none committed, the table refuses them all (a CHECK on every row, a missing
+ * grant) and the run ends.
+ */
+export interface RefusalStreak {
+  count: number
+}
+
+export const refusedRowsLimit = 20
+
+/** SQLSTATEs that can be one row's problem: integrity (23…), data (22…), a trigger's RAISE (P0001). */
+const refusedByRow = (error: DatabaseError): boolean => {
+  const cause = error.cause
+  if (!SqlError.isSqlError(cause)) return false
+  const state = LargeObjects.sqlState(cause)
+  return state !== undefined && (state.startsWith("23") || state.startsWith("22") || state === "P0001")
+}
+
+/**
  * The committers' step, shared by migrate and upload-blobs: one commit (statement and transaction) for
  * the chunk; a row that vanished or changed meanwhile is a failure, never counted as migrated (its
- * object stays in S3); each marked row is counted and handed to `marked`.
+ * object stays in S3); each marked row is counted and handed to `marked`. A chunk refused for what may
+ * be one row's reason is committed again row by row, so that row alone fails (`commit-refused`).
  */
 export const commit = <A, E, R>(
   chunk: ReadonlyArray<A>,
@@ -206,30 +230,57 @@ export const commit = <A, E, R>(
     readonly marked: (item: A) => Effect.Effect<void, E, R>
     /** where vanished rows are recorded; default the Failures service */
     readonly failures?: Failures["Service"] | undefined
+    /** the run's streak of refused rows (default: this chunk's own) */
+    readonly refusals?: RefusalStreak | undefined
   }
 ) =>
   Effect.gen(function*() {
     const source = yield* Source
     const stats = yield* Stats
     const failures = options.failures ?? (yield* Failures)
-    const { vanished, changed = [] } = yield* source.commit(chunk.map(options.stored))
-    const gone = new Set(vanished)
-    const moved = new Map(changed.map((c) => [c.stored, c.detail]))
+    const refusals = options.refusals ?? { count: 0 }
+    const settle = (items: ReadonlyArray<A>, outcome: Effect.Success<ReturnType<typeof source.commit>>) =>
+      Effect.gen(function*() {
+        const { vanished, changed = [] } = outcome
+        const gone = new Set(vanished)
+        const moved = new Map(changed.map((c) => [c.stored, c.detail]))
+        for (const item of items) {
+          const stored = options.stored(item)
+          const change = moved.get(stored)
+          if (change !== undefined) {
+            yield* failures.record({ key: stored.candidate.key, oid: stored.candidate.oid, reason: "row-changed", detail: change })
+          } else if (gone.has(stored)) {
+            yield* failures.record({
+              key: stored.candidate.key,
+              oid: stored.candidate.oid,
+              reason: "row-vanished",
+              detail: options.vanished(item)
+            })
+          } else {
+            refusals.count = 0
+            yield* options.marked(item)
+            yield* stats.processed("committer", stored.candidate.size)
+          }
+        }
+      })
+    const whole = yield* Effect.result(source.commit(chunk.map(options.stored)))
+    if (Result.isSuccess(whole)) return yield* settle(chunk, whole.success)
+    if (!refusedByRow(whole.failure)) return yield* whole.failure
     for (const item of chunk) {
       const stored = options.stored(item)
-      const change = moved.get(stored)
-      if (change !== undefined) {
-        yield* failures.record({ key: stored.candidate.key, oid: stored.candidate.oid, reason: "row-changed", detail: change })
-      } else if (gone.has(stored)) {
-        yield* failures.record({
-          key: stored.candidate.key,
-          oid: stored.candidate.oid,
-          reason: "row-vanished",
-          detail: options.vanished(item)
-        })
-      } else {
-        yield* options.marked(item)
-        yield* stats.processed("committer", stored.candidate.size)
+      const one = yield* Effect.result(source.commit([stored]))
+      if (Result.isSuccess(one)) {
+        yield* settle([item], one.success)
+        continue
       }
+      if (!refusedByRow(one.failure)) return yield* one.failure
+      refusals.count += 1
+      if (refusals.count >= refusedRowsLimit) return yield* one.failure
+      yield* failures.record({
+        key: stored.candidate.key,
+        oid: stored.candidate.oid,
+        reason: "commit-refused",
+        detail: `PostgreSQL refused to record this row: ${describeCause(one.failure.cause)}; its object is in S3, the row stays unmarked`
+      })
     }
   })
