@@ -550,6 +550,12 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
           // every multipart completion (and any answer without a proving ETag) is confirmed by a HEAD:
           // credentials that may write but not read would fail the first such object, so find out now
           yield* send("HeadObject", Key, (abortSignal) => client.send(new HeadObjectCommand({ Bucket, Key }), { abortSignal }), quick).pipe(
+            // 404: another run's probe (shards start together, the key is shared) deleted it first; being
+            // told so is being allowed to look. Only a refusal (403) is a problem
+            Effect.catchIf(
+              (error) => (error.cause as AwsLikeError | undefined)?.$metadata?.httpStatusCode === 404,
+              () => Effect.void
+            ),
             Effect.mapError((error) =>
               new StoreError({
                 operation: "HeadObject",
