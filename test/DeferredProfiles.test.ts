@@ -12,9 +12,10 @@ import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { runCli } from "./support/Cli.ts"
 import { killWhen, manifestEntries } from "./support/Deferred.ts"
+import { createDocs, type Doc, docsArgs, sameBytes } from "./support/DocsTable.ts"
 import { FaultProxy } from "./support/FaultProxy.ts"
 import * as Manifest from "../src/store/Manifest.ts"
-import { createLargeObject, randomBytes, sha256Hex } from "./support/Nice2Fixture.ts"
+import { randomBytes, sha256Hex } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
 import { createBlobChunk, insertBlobBytes, readState } from "./support/RelStorageFixture.ts"
 import { TestS3 } from "./support/S3.ts"
@@ -38,43 +39,10 @@ const deferredPaths = Effect.gen(function*() {
 /** The summary's FAILED lines (one per failed manifest line) that contain `text`. */
 const failedLines = (stderr: string, text: string) => stderr.split("\n").filter((l) => l.startsWith("FAILED ") && l.includes(text)).length
 
-const sameBytes = (a: Uint8Array, b: Uint8Array) => Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0
-
 // ---- table ----
-
-interface Doc {
-  readonly tenant: number
-  readonly name: string
-  readonly bytes: Uint8Array
-  readonly sha256: string
-  readonly mime: string | null
-}
-
-const docsArgs = [
-  "--profile", "table", "--table", "docs", "--oid-column", "content",
-  "--key-column", "tenant", "--key-column", "name", "--mime-column", "mime",
-  "--key-template", "docs/{key}/{sha256}"
-]
 
 // names that the manifest must escape (tab, newline, backslash) and JSON must quote
 const oddName = (i: number) => [`doc ${i}\ttab`, `doc ${i}\nline`, `doc ${i} back\\slash "q"`, `doc-${i}`][i % 4]!
-
-/** docs(tenant int, name text, content oid, mime text), key (tenant, name); `n` rows over 3 tenants. */
-const createDocs = (n: number, seed: number, options: { readonly names: (i: number) => string; readonly size: (i: number) => number }) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    yield* sql`CREATE TABLE IF NOT EXISTS docs (tenant integer NOT NULL, name text NOT NULL, content oid, mime text,
-      PRIMARY KEY (tenant, name))`
-    const docs: Array<Doc> = []
-    for (let i = 0; i < n; i++) {
-      const bytes = randomBytes(options.size(i), seed + i)
-      const doc = { tenant: i % 3, name: options.names(i), bytes, sha256: sha256Hex(bytes), mime: i % 2 === 0 ? "text/plain" : null }
-      const oid = yield* createLargeObject(bytes)
-      yield* sql`INSERT INTO docs (tenant, name, content, mime) VALUES (${doc.tenant}, ${doc.name}, ${oid}, ${doc.mime})`
-      docs.push(doc)
-    }
-    return docs
-  })
 
 const docKey = (d: { readonly tenant: number | string; readonly name: string }) => JSON.stringify([String(d.tenant), d.name])
 const docObjectKey = (d: Doc) => `docs/${d.tenant}/${d.name}/${d.sha256}`

@@ -8,7 +8,8 @@ import { SqlClient } from "effect/sql"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { runCli } from "../support/Cli.ts"
-import { createLargeObject, randomBytes, sha256Hex } from "../support/Nice2Fixture.ts"
+import { createDocs, type Doc, docsArgs, sameBytes } from "../support/DocsTable.ts"
+import { randomBytes, sha256Hex } from "../support/Nice2Fixture.ts"
 import { TestDatabase } from "../support/Postgres.ts"
 import { createBlobChunk, insertBlobBytes, largeObjectCount, readState } from "../support/RelStorageFixture.ts"
 import { awaitRgw, describeRgw, TestRgw } from "../support/Rgw.ts"
@@ -21,37 +22,9 @@ const MiB = 1024 * KiB
 
 const env = Layer.mergeAll(TestDatabase.layerClient, TestRgw.layer)
 
-const sameBytes = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b))
-
-interface Doc {
-  readonly tenant: number
-  readonly name: string
-  readonly bytes: Uint8Array
-  readonly sha256: string
-  readonly mime: string | null
-}
-
-const docsArgs = [
-  "--profile", "table", "--table", "docs", "--oid-column", "content",
-  "--key-column", "tenant", "--key-column", "name", "--mime-column", "mime",
-  "--key-template", "docs/{key}/{sha256}"
-]
-
-const createDocs = (sizes: ReadonlyArray<number>, seed: number) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    yield* sql`CREATE TABLE IF NOT EXISTS docs (tenant integer NOT NULL, name text NOT NULL, content oid, mime text,
-      PRIMARY KEY (tenant, name))`
-    const docs: Array<Doc> = []
-    for (const [i, size] of sizes.entries()) {
-      const bytes = randomBytes(size, seed + i)
-      const doc = { tenant: i % 3, name: `doc ${seed}-${i}`, bytes, sha256: sha256Hex(bytes), mime: i % 2 === 0 ? "text/plain" : null }
-      const oid = yield* createLargeObject(bytes)
-      yield* sql`INSERT INTO docs (tenant, name, content, mime) VALUES (${doc.tenant}, ${doc.name}, ${oid}, ${doc.mime})`
-      docs.push(doc)
-    }
-    return docs
-  })
+/** One doc per size, named `doc <seed>-<i>`. */
+const createSizedDocs = (sizes: ReadonlyArray<number>, seed: number) =>
+  createDocs(sizes.length, seed, { names: (i) => `doc ${seed}-${i}`, size: (i) => sizes[i]! })
 
 /** Every doc is marked with its SHA-256, and RGW holds its exact bytes and content type under its key. */
 const assertDocsMigrated = (docs: ReadonlyArray<Doc>) =>
@@ -78,7 +51,7 @@ describeRgw("against Ceph RGW: --profile table, deferred uploads, --profile rels
   it.live("--profile table: migrate (a multipart object among them), rerun, verify --deep and --against-source; then a deferred run and upload-blobs", () =>
     Effect.gen(function*() {
       const s3 = yield* TestS3
-      const docs = yield* createDocs([0, 10, 900, 40 * KiB, 2 * MiB + 3, 6 * MiB + 1], 1)
+      const docs = yield* createSizedDocs([0, 10, 900, 40 * KiB, 2 * MiB + 3, 6 * MiB + 1], 1)
       const first = yield* runCli(["migrate", ...(yield* target), ...docsArgs, "--upload-chunk-size", "5120"])
       assert.strictEqual(first.code, 0, first.stderr)
       assert.include(first.stdout, `migrated ${docs.length} object(s)`)
@@ -93,7 +66,7 @@ describeRgw("against Ceph RGW: --profile table, deferred uploads, --profile rels
       }
 
       // new rows, staged without S3 (deferred), then uploaded by upload-blobs
-      const more = yield* createDocs([5, 3000, 1 * MiB + 17, 7 * MiB], 100)
+      const more = yield* createSizedDocs([5, 3000, 1 * MiB + 17, 7 * MiB], 100)
       const dir = yield* scopedTempDir("rgw-deferred-")
       const manifest = NodePath.join(dir, "blobs.tsv")
       const staging = NodePath.join(dir, "staged")
