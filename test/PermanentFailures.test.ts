@@ -15,7 +15,7 @@ import { TestDatabase } from "./support/Postgres.ts"
 import { assertNoTempFiles, endsWithin, runnerOf, whenMarked } from "./support/RunControl.ts"
 import { TestS3 } from "./support/S3.ts"
 import { targetVia } from "./support/Target.ts"
-import { assertAllMigrated, assertMarkedRowsBacked, assertNoStrayKeys, freshTempDir } from "./support/Verify.ts"
+import { assertMarkedRowsBacked, assertRerunFinishes, freshTempDir } from "./support/Verify.ts"
 
 const env = FaultProxy.layerWith({ seed: 7 }).pipe(Layer.provideMerge(Layer.mergeAll(TestDatabase.layerClient, TestS3.layer)))
 
@@ -45,14 +45,6 @@ const slowRun = (extra: ReadonlyArray<string>, tmp: string, onStart?: Parameters
     )
   })
 
-const rerunFinishes = (inserted: ReadonlyArray<InsertedObject>) =>
-  Effect.gen(function*() {
-    const rerun = yield* runCli(["migrate", ...(yield* targetVia())])
-    assert.strictEqual(rerun.code, 0, rerun.stderr)
-    yield* assertAllMigrated(inserted)
-    yield* assertNoStrayKeys
-  })
-
 describe("a stage that fails for good ends the run", () => {
   it.live("commits refused for good (a CHECK constraint): exit 1 at once, the statement and error named", () =>
     Effect.gen(function*() {
@@ -71,7 +63,7 @@ describe("a stage that fails for good ends the run", () => {
       yield* assertNoTempFiles(tmp)
 
       yield* sql`ALTER TABLE _nice_binary DROP CONSTRAINT no_sha2_yet`
-      yield* rerunFinishes(inserted)
+      yield* assertRerunFinishes(inserted)
     }).pipe(Effect.scoped, Effect.provide(env)))
 
   it.live("listing refused for good mid-run (a column renamed under it): exit 1, marked rows backed", () =>
@@ -90,7 +82,7 @@ describe("a stage that fails for good ends the run", () => {
       assert.match(result.stderr, /lo-migrate: PostgreSQL list rows failed: .*mime_type/)
       yield* assertMarkedRowsBacked
       yield* assertNoTempFiles(tmp)
-      yield* rerunFinishes(inserted)
+      yield* assertRerunFinishes(inserted)
     }).pipe(Effect.scoped, Effect.provide(env)))
 
   it.live("the watermark write refused for good: exit 1 naming it, instead of a warning and a run without a resume point", () =>
@@ -113,7 +105,7 @@ describe("a stage that fails for good ends the run", () => {
       yield* assertNoTempFiles(tmp)
 
       yield* sql`DROP TRIGGER refuse ON lo_migrate_watermark`
-      yield* rerunFinishes(inserted)
+      yield* assertRerunFinishes(inserted)
     }).pipe(Effect.scoped, Effect.provide(env)))
 
   it.live("every session lost for good, the run lock's too (no new session allowed): exit 1, never a run without its lock", () =>
@@ -143,6 +135,6 @@ describe("a stage that fails for good ends the run", () => {
       assert.isBelow(result.elapsedMs, 45_000)
       yield* assertMarkedRowsBacked
       yield* assertNoTempFiles(tmp)
-      yield* rerunFinishes(inserted)
+      yield* assertRerunFinishes(inserted)
     }).pipe(Effect.scoped, Effect.provide(env)))
 })

@@ -14,7 +14,7 @@ import { TestDatabase } from "./support/Postgres.ts"
 import { assertNoTempFiles, endsWithin, markedCount, runnerOf, whenMarked } from "./support/RunControl.ts"
 import { TestS3 } from "./support/S3.ts"
 import * as TcpProxy from "./support/TcpProxy.ts"
-import { assertAllMigrated, assertMarkedRowsBacked, assertNoStrayKeys, freshTempDir } from "./support/Verify.ts"
+import { assertAllMigrated, assertMarkedRowsBacked, assertNoStrayKeys, assertRerunFinishes, freshTempDir } from "./support/Verify.ts"
 
 const env = FaultProxy.layerWith({ seed: 11 }).pipe(Layer.provideMerge(Layer.mergeAll(TestDatabase.layerClient, TestS3.layer)))
 const objects = /\/[0-9a-f]{64}(\?|$)/
@@ -39,16 +39,6 @@ const flagsVia = (pg: TcpProxy.TcpProxy, tmp: string) =>
       "--secret-key", s3.secretKey, "--bucket", s3.bucket, "--pg-timeout", "2", "--retries", "3",
       "--commit-chunk", "5", "--storer-threads", "2", "--in-mem-max", "2", "--temp-dir", tmp
     ]
-  })
-
-const rerunFinishes = (inserted: ReadonlyArray<InsertedObject>) =>
-  Effect.gen(function*() {
-    const db = yield* TestDatabase
-    const s3 = yield* TestS3
-    const rerun = yield* runCli(["migrate", "--pg-url", db.url, "--s3-url", s3.endpoint, "--access-key", s3.accessKey, "--secret-key", s3.secretKey, "--bucket", s3.bucket])
-    assert.strictEqual(rerun.code, 0, rerun.stderr)
-    yield* assertAllMigrated(inserted)
-    yield* assertNoStrayKeys
   })
 
 describe("a PostgreSQL server that stops answering", () => {
@@ -84,7 +74,7 @@ describe("a PostgreSQL server that stops answering", () => {
       yield* assertMarkedRowsBacked
       yield* assertNoTempFiles(tmp)
       yield* pg.thaw
-      yield* rerunFinishes(inserted)
+      yield* assertRerunFinishes(inserted)
     }).pipe(Effect.scoped, Effect.provide(env)))
 
   for (const first of ["SIGINT", "SIGTERM"] as const) {
@@ -125,7 +115,7 @@ describe("a PostgreSQL server that stops answering", () => {
         yield* pg.thaw
         yield* assertMarkedRowsBacked
         assert.isBelow(yield* markedCount, 200)
-        yield* rerunFinishes(inserted)
+        yield* assertRerunFinishes(inserted)
         void sql
         void readRows
       }).pipe(Effect.scoped, Effect.provide(env)))

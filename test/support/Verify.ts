@@ -3,7 +3,9 @@ import { assert } from "@effect/vitest"
 import { Effect, Option } from "effect"
 import * as NodeFs from "node:fs"
 import { type InsertedObject, readRows, sha256Hex } from "./Nice2Fixture.ts"
+import { runCli } from "./Cli.ts"
 import { TestS3 } from "./S3.ts"
+import { target } from "./Target.ts"
 
 /** Every object's row has sha2 = SHA-256 of its bytes, and S3 holds exactly those bytes under that key. */
 export const assertAllMigrated = (objects: ReadonlyArray<InsertedObject>) =>
@@ -46,3 +48,12 @@ export const freshTempDir = Effect.acquireRelease(
   Effect.sync(() => NodeFs.mkdtempSync(`${process.env.TMPDIR ?? "/tmp"}/lo-migrate-test-tmp-`)),
   (dir) => Effect.sync(() => NodeFs.rmSync(dir, { recursive: true, force: true }))
 )
+
+/** A plain rerun against the test servers, the faults gone: exit 0, every object migrated, no stray key. */
+export const assertRerunFinishes = (objects: ReadonlyArray<InsertedObject>) =>
+  Effect.gen(function*() {
+    const rerun = yield* runCli(["migrate", ...(yield* target)])
+    assert.strictEqual(rerun.code, 0, rerun.stderr)
+    yield* assertAllMigrated(objects)
+    yield* assertNoStrayKeys
+  })
