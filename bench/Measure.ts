@@ -11,12 +11,12 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { defaultPolicy } from "../src/pipeline/Retry.ts"
-import { Stats } from "../src/pipeline/Stats.ts"
-import { readChunkSize } from "../src/source/LargeObjects.ts"
-import type { Payload } from "../src/pipeline/Payload.ts"
-import { ObjectStore } from "../src/store/ObjectStore.ts"
-import * as S3Store from "../src/store/S3Store.ts"
+import { defaultPolicy } from "../src/core/Retry.ts"
+import { Stats } from "../src/core/Stats.ts"
+import { readChunkSize } from "../src/postgres/LargeObjects.ts"
+import type { Payload } from "../src/core/Payload.ts"
+import { ObjectStore } from "../src/s3/ObjectStore.ts"
+import * as S3Store from "../src/s3/S3Store.ts"
 import { type Listed, withPg } from "./Dataset.ts"
 
 export const MiB = 1024 * 1024
@@ -174,7 +174,7 @@ export interface EndToEnd extends Rate {
   readonly maxRssMiB: number
 }
 
-const bin = fileURLToPath(new URL("../dist/bin.js", import.meta.url))
+const bin = fileURLToPath(new URL("../dist/cli/bin.js", import.meta.url))
 const usageHook = fileURLToPath(new URL("./ReportUsage.ts", import.meta.url))
 
 /** lo-migrate migrate as a child process; its own CPU time and peak RSS come from ReportUsage.ts. */

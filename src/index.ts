@@ -17,9 +17,9 @@ export {
   type MigrationOptions,
   type RunOptions,
   type Summary
-} from "./Migration.ts"
+} from "./migrate/Migration.ts"
 /** The run as a function of Settings (`run`, `layer`, `provideTo`), as the CLI uses it. */
-export * as MigrationRun from "./Migration.ts"
+export * as MigrationRun from "./migrate/Migration.ts"
 
 // domain
 export * from "./domain/Errors.ts"
@@ -31,25 +31,25 @@ export { defaults, type Settings, type SettingsInput, validate as validateSettin
 // pipeline
 export type { Finished, ProgressEvent, RowFailed, Snapshot, Started } from "./pipeline/Events.ts"
 export * as Events from "./pipeline/Events.ts"
-export { Stats, type StatsSnapshot } from "./pipeline/Stats.ts"
+export { Stats, type StatsSnapshot } from "./core/Stats.ts"
 export { Failures } from "./pipeline/Failures.ts"
 export * as Display from "./pipeline/Display.ts"
 export * as Monitor from "./pipeline/Monitor.ts"
 export * as ProgressDisplay from "./pipeline/ProgressDisplay.ts"
-export * as Pipeline from "./pipeline/Pipeline.ts"
+export * as Pipeline from "./migrate/Pipeline.ts"
 export * as Stage from "./pipeline/Stage.ts"
-export * as Observer from "./pipeline/Observer.ts"
-export * as Receiver from "./pipeline/Receiver.ts"
-export * as Payload from "./pipeline/Payload.ts"
-export * as Retry from "./pipeline/Retry.ts"
+export * as Observer from "./migrate/Observer.ts"
+export * as Receiver from "./migrate/Receiver.ts"
+export * as Payload from "./core/Payload.ts"
+export * as Retry from "./core/Retry.ts"
 
 // sources and stores
-export { Source } from "./source/Source.ts"
-export * as Sources from "./source/Source.ts"
-export * as Nice2 from "./source/Nice2.ts"
-export * as LargeObjects from "./source/LargeObjects.ts"
-export { ObjectStore, type ObjectInfo, type PutRequest } from "./store/ObjectStore.ts"
-export * as S3Store from "./store/S3Store.ts"
+export { Source } from "./phases/Source.ts"
+export * as Sources from "./phases/Source.ts"
+export * as Nice2 from "./profiles/nice2/Nice2.ts"
+export * as LargeObjects from "./postgres/LargeObjects.ts"
+export { ObjectStore, type ObjectInfo, type PutRequest } from "./s3/ObjectStore.ts"
+export * as S3Store from "./s3/S3Store.ts"
 
 // observability
 export * as Metrics from "./observability/Metrics.ts"

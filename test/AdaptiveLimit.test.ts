@@ -3,7 +3,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
 import { TestClock } from "effect/testing"
-import * as AdaptiveLimit from "../src/store/AdaptiveLimit.ts"
+import * as AdaptiveLimit from "../src/s3/AdaptiveLimit.ts"
 
 describe("AdaptiveLimit", () => {
   it.effect("halves on SlowDown once per cooldown, recovers additively after successes", () =>

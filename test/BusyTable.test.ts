@@ -5,7 +5,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, Option } from "effect"
 import { SqlClient } from "effect/sql"
-import { lockTimeoutMs } from "../src/source/Ddl.ts"
+import { lockTimeoutMs } from "../src/postgres/Ddl.ts"
 import { runCli } from "./support/Cli.ts"
 import { createNice2Schema, insertObject, randomBytes, readRows } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"

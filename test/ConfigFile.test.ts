@@ -6,7 +6,7 @@ import { Command, Flag } from "effect/cli"
 import * as fc from "fast-check"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
-import * as ConfigFile from "../src/ConfigFile.ts"
+import * as ConfigFile from "../src/cli/ConfigFile.ts"
 import { scopedTempDir } from "./support/TempDir.ts"
 
 const demo = Command.make("demo", {

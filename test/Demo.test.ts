@@ -3,7 +3,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as NodeFs from "node:fs"
-import { demoSizes } from "../src/commands/demo.ts"
+import { demoSizes } from "../src/cli/demo.ts"
 import { runCli } from "./support/Cli.ts"
 
 const KiB = 1024

@@ -4,7 +4,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Cause } from "effect"
 import { SqlError } from "effect/sql"
 import { DatabaseError } from "../src/domain/Errors.ts"
-import { report } from "../src/FailureReport.ts"
+import { report } from "../src/cli/FailureReport.ts"
 
 const connectionClosed = () =>
   new SqlError.SqlError({

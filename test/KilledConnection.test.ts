@@ -7,9 +7,9 @@ import { Cause, Context, Effect, Exit, Fiber, Layer, Redacted, Scope } from "eff
 import { SqlClient } from "effect/sql"
 import type { Stored } from "../src/domain/LargeObject.ts"
 import type { MigratedRow } from "../src/domain/MigratedObject.ts"
-import { Stats } from "../src/pipeline/Stats.ts"
-import * as Nice2 from "../src/source/Nice2.ts"
-import { Source } from "../src/source/Source.ts"
+import { Stats } from "../src/core/Stats.ts"
+import * as Nice2 from "../src/profiles/nice2/Nice2.ts"
+import { Source } from "../src/phases/Source.ts"
 import { addSha2Column, createNice2Schema, insertObject, randomBytes, readRows } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
 

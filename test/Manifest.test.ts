@@ -5,7 +5,7 @@ import { Effect } from "effect"
 import * as fc from "fast-check"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
-import * as Manifest from "../src/store/Manifest.ts"
+import * as Manifest from "../src/s3/Manifest.ts"
 import { scopedTempDir } from "./support/TempDir.ts"
 
 const entry = fc.record({

@@ -16,7 +16,7 @@ import {
   reportEvery,
   toFixedHalfEven
 } from "../src/pipeline/Monitor.js"
-import { Stats, type StatsSnapshot } from "../src/pipeline/Stats.js"
+import { Stats, type StatsSnapshot } from "../src/core/Stats.js"
 
 /** A fixed formatter so the tests don't depend on the machine's time zone. */
 const utc = (ms: number): string => new Date(ms).toISOString().slice(0, 19).replace("T", " ")

@@ -22,7 +22,7 @@ describe("npm pack", () => {
             execFileSync(npm, ["pack", "--json", "--ignore-scripts", "--pack-destination", dir], { cwd: root, encoding: "utf8" })
           ) as ReadonlyArray<{ filename: string; files: ReadonlyArray<{ path: string }> }>
           const files = packed[0]!.files.map((f) => f.path)
-          for (const f of ["package.json", "README.md", "dist/bin.js", "dist/index.js", "dist/index.d.ts", "dist/commands/demo.js"]) {
+          for (const f of ["package.json", "README.md", "dist/cli/bin.js", "dist/index.js", "dist/index.d.ts", "dist/cli/demo.js"]) {
             assert.include(files, f)
           }
           assert.isTrue(files.every((f) => f === "package.json" || f === "README.md" || f.startsWith("dist/")), files.join(" "))
@@ -38,7 +38,7 @@ describe("npm pack", () => {
             NodeFs.symlinkSync(NodePath.join(shared, name), NodePath.join(modules, name))
           }
           const app = NodePath.join(dir, "app")
-          const bin = NodePath.join(modules, "lo-migrate", "dist", "bin.js")
+          const bin = NodePath.join(modules, "lo-migrate", "dist", "cli", "bin.js")
           assert.match(NodeFs.readFileSync(bin, "utf8"), /^#!\/usr\/bin\/env node\n/)
           assert.match(execFileSync(process.execPath, [bin, "--version"], { cwd: app, encoding: "utf8" }), /0\.1\.0/)
           const help = execFileSync(process.execPath, [bin, "--help"], { cwd: app, encoding: "utf8" })

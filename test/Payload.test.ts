@@ -6,7 +6,7 @@ import * as NodeFs from "node:fs"
 import * as NodeFsP from "node:fs/promises"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
-import * as Payload from "../src/pipeline/Payload.ts"
+import * as Payload from "../src/core/Payload.ts"
 
 const tempDir = Effect.acquireRelease(
   Effect.sync(() => NodeFs.mkdtempSync(NodePath.join(NodeOs.tmpdir(), "lo-migrate-payload-"))),

@@ -8,7 +8,7 @@ import { FaultProxy } from "./support/FaultProxy.ts"
 import { addSha2Column, createNice2Schema, insertObject, randomBytes, readRows, unlinkLargeObject } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
 import { TestS3 } from "./support/S3.ts"
-import * as Plan from "../src/Plan.ts"
+import * as Plan from "../src/migrate/Plan.ts"
 import { pgFlags, target } from "./support/Target.ts"
 
 const env = Layer.mergeAll(TestDatabase.layerClient, TestS3.layer)

@@ -2,8 +2,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Data, Effect, Fiber, Layer } from "effect"
 import { TestClock } from "effect/testing"
-import { retrying, type RetryPolicy } from "../src/pipeline/Retry.ts"
-import { Stats } from "../src/pipeline/Stats.ts"
+import { retrying, type RetryPolicy } from "../src/core/Retry.ts"
+import { Stats } from "../src/core/Stats.ts"
 
 class Flaky extends Data.TaggedError("Flaky")<{ readonly transient: boolean }> {}
 

@@ -4,7 +4,7 @@ import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Layer, Redacted, Ref, Scope } from "effect"
 import { SqlClient } from "effect/sql"
-import * as RunLock from "../src/source/RunLock.ts"
+import * as RunLock from "../src/postgres/RunLock.ts"
 import { TestDatabase } from "./support/Postgres.ts"
 
 /** A second, independent pool on the same database, named so its backends can be told apart. */

@@ -5,7 +5,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Layer } from "effect"
 import { SqlClient } from "effect/sql"
-import * as RunLock from "../src/source/RunLock.ts"
+import * as RunLock from "../src/postgres/RunLock.ts"
 import { runCli } from "./support/Cli.ts"
 import { FaultProxy } from "./support/FaultProxy.ts"
 import { createNice2Schema, insertObject, randomBytes, readRows } from "./support/Nice2Fixture.ts"

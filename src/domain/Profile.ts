@@ -5,7 +5,7 @@
  */
 import { Effect, Redacted } from "effect"
 import { SettingsError } from "./Errors.ts"
-import * as Identifier from "../source/Identifier.ts"
+import * as Identifier from "./Identifier.ts"
 
 export const profiles = ["nice2", "table", "relstorage"] as const
 export type ProfileName = typeof profiles[number]

@@ -9,8 +9,8 @@ import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { EmbeddedUnavailable } from "../domain/DemoErrors.ts"
-import { defaultPolicy } from "../pipeline/Retry.ts"
-import { makeClient } from "../store/S3Store.ts"
+import { defaultPolicy } from "../core/Retry.ts"
+import { makeClient } from "../s3/S3Store.ts"
 
 export interface EmbeddedS3 {
   readonly endpoint: string

@@ -6,7 +6,7 @@
 import { Effect, type Scope } from "effect"
 import * as Http from "node:http"
 import { SettingsError } from "../domain/Errors.ts"
-import { Stats, type StatsSnapshot } from "../pipeline/Stats.ts"
+import { Stats, type StatsSnapshot } from "../core/Stats.ts"
 
 export const contentType = "text/plain; version=0.0.4; charset=utf-8"
 

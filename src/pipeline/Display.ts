@@ -5,7 +5,7 @@
  */
 import { Effect } from "effect"
 import { type Monitor, makeMonitor, type MonitorOptions } from "./Monitor.ts"
-import type { Stats } from "./Stats.ts"
+import type { Stats } from "../core/Stats.ts"
 
 export interface Display {
   /** runs until interrupted (when the pipeline ends) */

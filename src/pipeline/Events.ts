@@ -3,7 +3,7 @@
  * `--progress json` writes, one JSON object a line. All counts come from Stats snapshots.
  */
 import type { RowFailure } from "../domain/LargeObject.ts"
-import type { StatsSnapshot } from "./Stats.ts"
+import type { StatsSnapshot } from "../core/Stats.ts"
 
 /** The run has passed its pre-flight checks and knows how many rows it has to migrate. */
 export interface Started {

@@ -7,7 +7,7 @@ import { Context, Effect, Layer, type Scope } from "effect"
 import * as NodeFs from "node:fs"
 import { SettingsError } from "../domain/Errors.ts"
 import type { RowFailure } from "../domain/LargeObject.ts"
-import { Stats } from "./Stats.ts"
+import { Stats } from "../core/Stats.ts"
 
 /** Failures listed in the summary; beyond this they are still counted and logged. */
 export const listedFailures = 1000

@@ -10,7 +10,7 @@
  * the effectful part only sleeps, takes snapshots and hands the text to a `write` callback.
  */
 import { Duration, Effect, Ref } from "effect"
-import { Stats, type QueueName, type StageName, type StatsSnapshot } from "./Stats.js"
+import { Stats, type QueueName, type StageName, type StatsSnapshot } from "../core/Stats.js"
 
 // ---------------------------------------------------------------------------------------------
 // Rust-style number formatting

@@ -9,7 +9,7 @@ import { type Console, Duration, Effect } from "effect"
 import { format } from "node:util"
 import type { Display, DisplayFactory } from "./Display.ts"
 import { formatBytes, formatDuration, progressOf } from "./Monitor.ts"
-import { Stats, type StatsSnapshot } from "./Stats.ts"
+import { Stats, type StatsSnapshot } from "../core/Stats.ts"
 
 export interface RenderInput {
   readonly current: StatsSnapshot

@@ -1,10 +1,10 @@
-// Runs the real executable (dist/bin.js, built by `npm test` before vitest) in a child process, as a
+// Runs the real executable (dist/cli/bin.js, built by `npm test` before vitest) in a child process, as a
 // user would: argv, environment, stdout, stderr, exit code, signals.
 import { Effect } from "effect"
 import { spawn, type ChildProcess } from "node:child_process"
 import { fileURLToPath } from "node:url"
 
-export const binPath = fileURLToPath(new URL("../../dist/bin.js", import.meta.url))
+export const binPath = fileURLToPath(new URL("../../dist/cli/bin.js", import.meta.url))
 
 export interface CliResult {
   readonly code: number | null

@@ -3,7 +3,7 @@
 import { Effect } from "effect"
 import type { ChildProcess } from "node:child_process"
 import * as NodeFs from "node:fs"
-import * as Manifest from "../../src/store/Manifest.ts"
+import * as Manifest from "../../src/s3/Manifest.ts"
 
 /** The manifest's lines (header first), without the final newline. */
 export const manifestLines = (path: string): ReadonlyArray<string> =>

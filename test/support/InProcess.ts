@@ -3,8 +3,8 @@
 // commit (a store call happens after the read and before the commit), deterministically.
 import { Effect, References } from "effect"
 import { type SettingsInput, validate } from "../../src/domain/Settings.ts"
-import * as Migration from "../../src/Migration.ts"
-import { ObjectStore } from "../../src/store/ObjectStore.ts"
+import * as Migration from "../../src/migrate/Migration.ts"
+import { ObjectStore } from "../../src/s3/ObjectStore.ts"
 import { TestDatabase } from "./Postgres.ts"
 import { TestS3 } from "./S3.ts"
 

@@ -1,0 +1,22 @@
+/** The `Source` layer of a profile: every profile serves every command (plan, migrate, verify, prune, upload-blobs). */
+import type { Layer } from "effect"
+import type { SqlClient } from "effect/sql"
+import type { Profile, Shard } from "../domain/Profile.ts"
+import type { RetryPolicy } from "../core/Retry.ts"
+import type { Stats } from "../core/Stats.ts"
+import * as Nice2 from "./nice2/Nice2.ts"
+import type { Source } from "../phases/Source.ts"
+import * as RelStorageSource from "./relstorage/RelStorageSource.ts"
+import * as TableSource from "./table/TableSource.ts"
+
+export const layer = (
+  profile: Profile,
+  shard: Shard | undefined,
+  policy: RetryPolicy,
+  destination: RelStorageSource.DestinationOptions = {}
+): Layer.Layer<Source, never, SqlClient.SqlClient | Stats> =>
+  profile._tag === "nice2"
+    ? Nice2.layer(policy, shard)
+    : profile._tag === "table"
+    ? TableSource.layer(profile, shard, policy)
+    : RelStorageSource.layer(profile, shard, policy, destination)

@@ -1,0 +1,619 @@
+/**
+ * The relstorage profile after the copy: what `plan`, `verify`, `prune` and `migrate --finalize` ask of
+ * `blob_chunk` (the source database) and `blob_state` (the same database, or another one with
+ * `--dest-pg-url`). Everything reads only, except `release` (deletes a blob's chunks and unlinks its
+ * large objects, in one transaction of the source database) and `finalize` (adds a CHECK constraint).
+ *
+ * Across two databases nothing can be joined: blobs are matched by paging both tables in key order
+ * ((zoid, tid), 1000 at a time) and merging, or by looking a page of keys up on the other side, so
+ * memory stays bounded whatever the number of blobs.
+ */
+import { Effect } from "effect"
+import type { SqlClient, SqlError } from "effect/sql"
+import { type DatabaseError, SchemaMismatch } from "../../domain/Errors.ts"
+import type { Candidate } from "../../domain/LargeObject.ts"
+import { bytesOfOid, type MigratedRow, oidsOf, type Released } from "../../domain/MigratedObject.ts"
+import type { RelStorageProfile, Shard } from "../../domain/Profile.ts"
+import * as LargeObjects from "../../postgres/LargeObjects.ts"
+import { invRead, oidArray } from "../../postgres/LargeObjects.ts"
+import type { Examples, Inventory, Source } from "../../phases/Source.ts"
+import { transaction } from "../../postgres/Transaction.ts"
+import { afterKey, keyArrays, keyOf } from "./BlobKey.ts"
+
+/** examples shown per problem */
+const exampleCount = 10
+/** keys per page when two databases are matched */
+const mergePage = 1000
+/** what verify and prune name as the "object" of an inline blob */
+export const inlineObject = "blob_state.data"
+/** the constraint `--finalize` adds: a blob is either inline or in S3, never both, never neither */
+export const finalConstraint = "blob_state_data_xor_s3_key"
+
+type Raw = Record<string, unknown>
+type Query = (operation: string, text: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<Raw>, DatabaseError>
+type Run = <A>(operation: string, effect: Effect.Effect<A, SqlError.SqlError>) => Effect.Effect<A, DatabaseError>
+
+export interface Context {
+  readonly profile: RelStorageProfile
+  readonly shard: Shard | undefined
+  /** blob_state lives next to blob_chunk (no --dest-pg-url) */
+  readonly sameDatabase: boolean
+  /** the source database's client (blob_chunk, the large objects) */
+  readonly sql: SqlClient.SqlClient
+  readonly run: Run
+  /** a statement on the source database */
+  readonly query: Query
+  /** a statement on blob_state's database (the source one without --dest-pg-url) */
+  readonly destQuery: Query
+  /** which of `keys` have a blob_state row */
+  readonly recorded: (keys: ReadonlyArray<string>) => Effect.Effect<ReadonlySet<string>, DatabaseError>
+  /** blob_chunk's primary key columns; fails when the table is missing */
+  readonly blobChunk: Effect.Effect<ReadonlyArray<string>, SchemaMismatch | DatabaseError>
+  /** the `--shard` condition on `c.zoid, c.tid`, numbered from `$next` */
+  readonly shardFilter: (next: number) => { readonly text: string; readonly params: ReadonlyArray<unknown> }
+}
+
+type Lifecycle = Pick<
+  Source["Service"],
+  "inventory" | "sample" | "migratedPage" | "unmigratedWithData" | "references" | "release" | "finalize" | "unmigratedReason" | "releaseMeaning"
+>
+
+type Key = readonly [bigint, bigint]
+const parse = (key: string): Key => {
+  const [zoid, tid] = key.split("/")
+  return [BigInt(zoid!), BigInt(tid!)]
+}
+const compare = (a: Key, b: Key): number => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0)
+const present = (oid: string) => `EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = ${oid})`
+const nums = (v: unknown): ReadonlyArray<number> => ((v ?? []) as ReadonlyArray<string | number | bigint | null>).flatMap((x) => (x === null ? [] : [Number(x)]))
+
+export const make = (ctx: Context): Lifecycle => {
+  const { destQuery, profile, query, recorded, run, sameDatabase, shardFilter, sql } = ctx
+
+  const stateExists = (q: Query) =>
+    Effect.map(q("look for blob_state", "SELECT to_regclass('blob_state') IS NOT NULL AS present", []), ([r]) => r?.present === true)
+
+  /** the chunks (oids in chunk_num order, and their lengths) of each of `keys` that still has some */
+  const chunksOf = (keys: ReadonlyArray<string>) =>
+    keys.length === 0 ? Effect.succeed(new Map<string, { oids: ReadonlyArray<number>; sizes: ReadonlyArray<number> }>()) : Effect.map(
+      query(
+        "read blob chunks",
+        `SELECT c.zoid::text AS zoid, c.tid::text AS tid,
+           array_agg(c.chunk::bigint ORDER BY c.chunk_num) FILTER (WHERE c.chunk IS NOT NULL) AS oids,
+           array_agg(CASE WHEN ${present("c.chunk")} THEN lo_lseek64(lo_open(c.chunk, ${invRead}), 0, 2) ELSE 0 END
+             ORDER BY c.chunk_num) FILTER (WHERE c.chunk IS NOT NULL) AS sizes
+         FROM blob_chunk c JOIN unnest($1::bigint[], $2::bigint[]) AS u(zoid, tid) ON c.zoid = u.zoid AND c.tid = u.tid
+         GROUP BY c.zoid, c.tid`,
+        keyArrays(keys)
+      ),
+      (rows) => new Map(rows.map((r) => [keyOf(r), { oids: nums(r.oids), sizes: nums(r.sizes) }]))
+    )
+
+  /** which of `keys` have a blob_state row */
+  // verify, prune, finalize: blob_state rows in key order, each with its chunks as they are now. S3 blobs
+  // are checked at their s3_key; inline ones by the length and SHA-256 of `data`, computed by PostgreSQL.
+  // Pages stay full (Verification ends at a short page): rows without chunks are skipped for prune.
+  const migratedPage = (from: string | undefined, limit: number, options: { readonly withData: boolean }) =>
+    Effect.gen(function*() {
+      if (!(yield* stateExists(destQuery))) return []
+      const out: Array<MigratedRow> = []
+      let position = from
+      while (out.length < limit) {
+        const a = afterKey(position, 1)
+        const s = shardFilter(a.params.length + 1)
+        const rows = yield* destQuery(
+          "list migrated blobs",
+          `SELECT c.zoid::text AS zoid, c.tid::text AS tid, c.blob_size::text AS size, c.s3_key,
+             CASE WHEN c.s3_key IS NULL THEN length(c.data) END AS inline_length,
+             CASE WHEN c.s3_key IS NULL THEN encode(sha256(c.data), 'hex') END AS inline_sha256
+           FROM blob_state c WHERE true${a.text}${s.text}
+           ORDER BY c.zoid, c.tid LIMIT $${a.params.length + s.params.length + 1}`,
+          [...a.params, ...s.params, limit]
+        )
+        const chunks = yield* chunksOf(rows.map(keyOf))
+        for (const r of rows) {
+          const key = keyOf(r)
+          position = key
+          const c = chunks.get(key)
+          if (options.withData && (c === undefined || c.oids.length === 0)) continue
+          const oids = c?.oids ?? []
+          const s3 = r.s3_key !== null && r.s3_key !== undefined
+          out.push({
+            key,
+            oid: oids[0] ?? null,
+            oids,
+            oidSizes: c?.sizes ?? [],
+            size: Number(r.size),
+            sha256: undefined,
+            objectKey: s3 ? String(r.s3_key) : inlineObject,
+            ...(s3 ? {} : {
+              inline: {
+                length: r.inline_length === null ? null : Number(r.inline_length),
+                sha256: r.inline_sha256 === null ? null : String(r.inline_sha256)
+              }
+            })
+          })
+          if (out.length === limit) break
+        }
+        if (rows.length < limit) break
+      }
+      return out
+    })
+
+  /** Blobs of blob_chunk without a blob_state row, in key order: count and the first `limit`. */
+  const unmigrated = (limit: number, sharded: boolean) =>
+    Effect.gen(function*() {
+      const s = sharded ? shardFilter(1) : { text: "", params: [] as ReadonlyArray<unknown> }
+      const hasState = yield* stateExists(destQuery)
+      if (sameDatabase) {
+        const notDone = hasState ? "NOT EXISTS (SELECT 1 FROM blob_state s WHERE s.zoid = c.zoid AND s.tid = c.tid)" : "true"
+        const [n] = yield* query(
+          "count unmigrated blobs",
+          `SELECT count(*) AS n FROM (SELECT DISTINCT c.zoid, c.tid FROM blob_chunk c WHERE ${notDone}${s.text}) b`,
+          s.params
+        )
+        const rows = yield* query(
+          "list unmigrated blobs",
+          `SELECT c.zoid::text AS zoid, c.tid::text AS tid, min(c.chunk::bigint) AS oid FROM blob_chunk c
+           WHERE ${notDone}${s.text} GROUP BY c.zoid, c.tid ORDER BY c.zoid, c.tid LIMIT $${s.params.length + 1}`,
+          [...s.params, limit]
+        )
+        return { count: Number(n?.n ?? 0), examples: rows.map((r) => ({ key: keyOf(r), oid: Number(r.oid ?? 0) })) }
+      }
+      // another database: blob_chunk's keys page by page, each page looked up in blob_state
+      let count = 0
+      const examples: Array<{ key: string; oid: number }> = []
+      let position: string | undefined
+      while (true) {
+        const a = afterKey(position, 1)
+        const sf = sharded ? shardFilter(a.params.length + 1) : { text: "", params: [] as ReadonlyArray<unknown> }
+        const rows = yield* query(
+          "list blobs",
+          `SELECT c.zoid::text AS zoid, c.tid::text AS tid, min(c.chunk::bigint) AS oid FROM blob_chunk c
+           WHERE true${a.text}${sf.text} GROUP BY c.zoid, c.tid ORDER BY c.zoid, c.tid LIMIT $${a.params.length + sf.params.length + 1}`,
+          [...a.params, ...sf.params, mergePage]
+        )
+        const done = hasState ? yield* recorded(rows.map(keyOf)) : new Set<string>()
+        for (const r of rows) {
+          if (done.has(keyOf(r))) continue
+          count += 1
+          if (examples.length < limit) examples.push({ key: keyOf(r), oid: Number(r.oid ?? 0) })
+        }
+        if (rows.length < mergePage) break
+        position = keyOf(rows[rows.length - 1]!)
+      }
+      return { count, examples }
+    })
+
+  const unmigratedWithData = (limit: number): Effect.Effect<Examples<{ readonly key: string; readonly oid: number }>, SchemaMismatch | DatabaseError> =>
+    Effect.andThen(ctx.blobChunk, unmigrated(limit, true))
+
+  const references = (oids: ReadonlyArray<number>) =>
+    oids.length === 0 ? Effect.succeed([]) : run(
+      "find chunks referencing large objects",
+      sql<{ readonly oid: number; readonly zoid: string; readonly tid: string; readonly present: boolean }>`
+        SELECT c.chunk AS oid, c.zoid::text AS zoid, c.tid::text AS tid,
+          EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = c.chunk) AS present
+        FROM blob_chunk c WHERE c.chunk = ANY(${oidArray([...new Set(oids)])})`
+    ).pipe(Effect.map((rows) => rows.map((r) => ({ oid: Number(r.oid), key: `${r.zoid}/${r.tid}`, present: r.present }))))
+
+  /** the rows whose blob_state row is still what was verified (same size; same s3_key, or same inline bytes) */
+  const stillRecorded = (rows: ReadonlyArray<MigratedRow>) =>
+    rows.length === 0 ? Effect.succeed(new Set<string>()) : Effect.map(
+      destQuery(
+        "recheck blob_state",
+        `SELECT s.zoid::text AS zoid, s.tid::text AS tid FROM blob_state s
+         JOIN unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[]) AS u(zoid, tid, size, s3_key, sha256)
+           ON s.zoid = u.zoid AND s.tid = u.tid
+         WHERE s.blob_size = u.size AND CASE WHEN u.s3_key <> '' THEN s.s3_key = u.s3_key
+           ELSE s.s3_key IS NULL AND encode(sha256(s.data), 'hex') = u.sha256 END`,
+        [
+          ...keyArrays(rows.map((r) => r.key)),
+          rows.map((r) => String(r.size ?? -1)),
+          rows.map((r) => (r.inline === undefined ? r.objectKey ?? "" : "")),
+          rows.map((r) => r.inline?.sha256 ?? "")
+        ]
+      ),
+      (found) => new Set(found.map(keyOf))
+    )
+
+  // prune: in one transaction of the source database, a verified blob's chunks are deleted only while
+  // they still are the large objects that were verified (locked first), then each of those large
+  // objects that no remaining chunk references is unlinked. RelStorage's own trigger
+  // (blob_chunk_delete_trigger) may already unlink them on the DELETE: counted as unlinked all the same.
+  const release = (rows: ReadonlyArray<MigratedRow>) =>
+    Effect.gen(function*() {
+      const intact = yield* stillRecorded(rows)
+      const candidates = rows.filter((r) => intact.has(r.key) && oidsOf(r).length > 0)
+      if (candidates.length === 0) {
+        return { released: [], changed: [...rows], unlinked: [], kept: [], absent: [] } satisfies Released
+      }
+      const [zoids, tids] = keyArrays(candidates.map((r) => r.key))
+      return yield* run(
+        "release blob chunks",
+        transaction(sql, Effect.gen(function*() {
+          const current = yield* sql<{ readonly zoid: string; readonly tid: string; readonly oid: number | null; readonly present: boolean }>`
+            SELECT c.zoid::text AS zoid, c.tid::text AS tid, c.chunk AS oid,
+              EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = c.chunk) AS present
+            FROM blob_chunk c JOIN unnest(${zoids}::bigint[], ${tids}::bigint[]) AS u(zoid, tid) ON c.zoid = u.zoid AND c.tid = u.tid
+            ORDER BY c.zoid, c.tid, c.chunk_num
+            FOR UPDATE OF c`
+          const now = new Map<string, Array<number | null>>()
+          const presentBefore = new Map<number, boolean>()
+          for (const c of current) {
+            const key = `${c.zoid}/${c.tid}`
+            now.set(key, [...(now.get(key) ?? []), c.oid === null ? null : Number(c.oid)])
+            if (c.oid !== null) presentBefore.set(Number(c.oid), c.present)
+          }
+          const same = (r: MigratedRow) => {
+            const verified = oidsOf(r)
+            const there = now.get(r.key) ?? []
+            return there.length === verified.length && there.every((oid, i) => oid === verified[i])
+          }
+          const released = candidates.filter(same)
+          if (released.length > 0) {
+            const [rz, rt] = keyArrays(released.map((r) => r.key))
+            yield* sql`DELETE FROM blob_chunk c USING unnest(${rz}::bigint[], ${rt}::bigint[]) AS u(zoid, tid)
+              WHERE c.zoid = u.zoid AND c.tid = u.tid`
+          }
+          const oids = [...new Set(released.flatMap(oidsOf))]
+          // after the delete, a chunk still referencing an oid belongs to a blob not released now; one
+          // lookup for the batch (RelStorage's index blob_chunk_loid serves it; without it, one scan)
+          const state = oids.length === 0 ? [] : yield* sql<{ readonly oid: number; readonly present: boolean; readonly referenced_by: string | null }>`
+            SELECT o.oid,
+              EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = o.oid) AS present, r.referenced_by
+            FROM unnest(${oidArray(oids)}) AS o(oid)
+            LEFT JOIN (SELECT c.chunk, string_agg(c.zoid || '/' || c.tid, ',' ORDER BY c.zoid, c.tid) AS referenced_by
+                       FROM blob_chunk c WHERE c.chunk = ANY(${oidArray(oids)}) GROUP BY c.chunk) r ON r.chunk = o.oid`
+          const toUnlink = state.filter((s) => s.present && s.referenced_by === null).map((s) => Number(s.oid))
+          if (toUnlink.length > 0) yield* sql`SELECT lo_unlink(o.oid) FROM unnest(${oidArray(toUnlink)}) AS o(oid)`
+          const byTrigger = state.filter((s) => !s.present && presentBefore.get(Number(s.oid)) === true).map((s) => Number(s.oid))
+          const bytes = (oid: number) => bytesOfOid(released.find((r) => oidsOf(r).includes(oid))!, oid)
+          return {
+            released,
+            changed: rows.filter((r) => !released.includes(r)),
+            unlinked: [...toUnlink, ...byTrigger].map((oid) => ({ oid, bytes: bytes(oid) })),
+            kept: state.filter((s) => s.present && s.referenced_by !== null).map((s) => ({
+              oid: Number(s.oid),
+              referencedBy: s.referenced_by!.split(",")
+            })),
+            absent: state.filter((s) => !s.present && presentBefore.get(Number(s.oid)) !== true).map((s) => Number(s.oid))
+          } satisfies Released
+        }))
+      )
+    })
+
+  // --finalize (after the verification of every migrated blob): every blob of blob_chunk has its
+  // blob_state row, each row is either inline or in S3; then the CHECK constraint makes that final
+  const finalize = Effect.gen(function*() {
+    yield* ctx.blobChunk
+    if (!(yield* stateExists(destQuery))) {
+      return yield* new SchemaMismatch({ table: "blob_state", problem: "does not exist: run the migration first" })
+    }
+    const open = yield* unmigrated(exampleCount, false)
+    if (open.count > 0) {
+      return yield* new SchemaMismatch({
+        table: "blob_state",
+        problem: `${open.count} blob(s) of blob_chunk have no blob_state row (e.g. ${open.examples.map((e) => `${e.key} (oid ${e.oid})`).join("; ")}` +
+          `${open.count > open.examples.length ? "; ..." : ""}): cannot finalize (rerun the migration; a blob whose chunk is dangling ` +
+          "is never migrated: repair or delete it)"
+      })
+    }
+    const [broken] = yield* destQuery("count malformed blob_state rows", "SELECT count(*) AS n FROM blob_state WHERE (data IS NULL) = (s3_key IS NULL)", [])
+    if (Number(broken?.n ?? 0) > 0) {
+      const examples = yield* destQuery(
+        "list malformed blob_state rows",
+        `SELECT zoid::text AS zoid, tid::text AS tid, data IS NULL AS no_data FROM blob_state
+         WHERE (data IS NULL) = (s3_key IS NULL) ORDER BY zoid, tid LIMIT ${exampleCount}`,
+        []
+      )
+      const named = examples.map((r) => `${keyOf(r)} (${r.no_data === true ? "neither" : "both"})`)
+      return yield* new SchemaMismatch({
+        table: "blob_state",
+        problem: `${broken?.n} row(s) have both or neither of data and s3_key (e.g. ${named.join(", ")}): ` +
+          "cannot add CHECK ((data IS NULL) <> (s3_key IS NULL)); delete those rows and rerun the migration"
+      })
+    }
+    const [has] = yield* destQuery(
+      "look for the constraint",
+      "SELECT count(*) AS n FROM pg_catalog.pg_constraint WHERE conrelid = to_regclass('blob_state') AND conname = $1",
+      [finalConstraint]
+    )
+    if (Number(has?.n ?? 0) > 0) {
+      yield* Effect.logInfo(`blob_state: constraint ${finalConstraint} exists already`)
+      return
+    }
+    yield* destQuery(
+      "add the CHECK constraint",
+      `ALTER TABLE blob_state ADD CONSTRAINT ${finalConstraint} CHECK ((data IS NULL) <> (s3_key IS NULL))`,
+      []
+    )
+    yield* Effect.logInfo(`blob_state: added CHECK constraint ${finalConstraint} (each blob is inline or in S3, exactly one)`)
+  })
+
+  // plan. One scan groups the chunks into blobs; a blob's size is blob_state.blob_size once migrated,
+  // else the sum of its large objects' lengths (LargeObjects.lengthJoin: each descriptor closed at once,
+  // so linear in the chunks). Migrated blobs whose chunks were pruned count as migrated.
+  const inventory = (sizeBounds: ReadonlyArray<number>) =>
+    Effect.gen(function*() {
+      yield* ctx.blobChunk
+      const hasState = yield* stateExists(destQuery)
+      const tally = sameDatabase ? yield* tallySame(sizeBounds, hasState) : yield* tallyAcross(sizeBounds, hasState)
+      const [shared] = yield* query(
+        "count shared oids",
+        `SELECT count(*) AS oids, coalesce(sum(s.n), 0)::text AS rows
+         FROM (SELECT count(*) AS n FROM blob_chunk c WHERE c.chunk IS NOT NULL GROUP BY c.chunk HAVING count(*) > 1) s`,
+        []
+      )
+      const sharedExamples = yield* query(
+        "list shared oids",
+        `SELECT c.chunk::bigint AS oid, string_agg(c.zoid || '/' || c.tid, ',' ORDER BY c.zoid, c.tid) AS keys
+         FROM blob_chunk c WHERE c.chunk IS NOT NULL
+         GROUP BY c.chunk HAVING count(*) > 1 ORDER BY c.chunk LIMIT ${exampleCount}`,
+        []
+      )
+      const notes: Array<string> = []
+      if (!sameDatabase) notes.push("blob_state is in another database (--dest-pg-url): its blobs matched with blob_chunk's by key")
+      if (!hasState) notes.push("table blob_state does not exist yet: every blob counts as not migrated; migrate creates it")
+      notes.push(
+        `at --blob-threshold ${profile.blobThreshold}: ${tally.toS3.n} blob(s), ${tally.toS3.bytes} bytes to S3; ` +
+          `${tally.inline.n} blob(s), ${tally.inline.bytes} bytes inline into blob_state.data (no S3 request)`
+      )
+      notes.push("sizes of blobs to migrate read from their large objects (lo_lseek64); migrated ones from blob_state.blob_size")
+      if (tally.pruned > 0) notes.push(`${tally.pruned} migrated blob(s) have no chunks left in blob_chunk (pruned)`)
+      const result: Inventory = {
+        total: tally.todo.n + tally.done.n,
+        migrated: tally.done.n,
+        remaining: tally.todo.n,
+        totalBytes: tally.todo.bytes + tally.done.bytes,
+        migratedBytes: tally.done.bytes,
+        remainingBytes: tally.todo.bytes,
+        histogram: tally.histogram,
+        unknownSize: tally.unknownSize,
+        nullData: tally.nullChunks,
+        dangling: tally.dangling,
+        malformedKeys: { count: 0, examples: [] },
+        sharedOids: {
+          oids: Number(shared?.oids ?? 0),
+          rows: Number(shared?.rows ?? 0),
+          examples: sharedExamples.map((r) => ({ oid: Number(r.oid), keys: String(r.keys).split(",") }))
+        },
+        notes
+      }
+      return result
+    })
+
+  interface Sum {
+    n: number
+    bytes: bigint
+  }
+  interface Tally {
+    readonly todo: Sum
+    readonly done: Sum
+    readonly toS3: Sum
+    readonly inline: Sum
+    readonly histogram: ReadonlyArray<{ readonly upTo: number | undefined; readonly objects: number; readonly bytes: bigint }>
+    readonly unknownSize: number
+    readonly pruned: number
+    readonly nullChunks: Examples<string>
+    readonly dangling: Examples<{ readonly key: string; readonly oid: number }>
+  }
+
+  const tallySame = (sizeBounds: ReadonlyArray<number>, hasState: boolean) =>
+    Effect.gen(function*() {
+      const migratedSize = hasState
+        ? "(SELECT s.blob_size FROM blob_state s WHERE s.zoid = c.zoid AND s.tid = c.tid)"
+        : "NULL::bigint"
+      const groups = yield* query(
+        "count blobs and bytes",
+        `WITH b AS MATERIALIZED (
+           SELECT c.zoid, c.tid, bool_and(c.chunk IS NOT NULL AND ${present("c.chunk")}) AS whole,
+             ${migratedSize} AS done_size
+           FROM blob_chunk c GROUP BY c.zoid, c.tid),
+         r AS MATERIALIZED (
+           SELECT b.done_size IS NULL AS todo,
+             coalesce(b.done_size, CASE WHEN b.whole THEN
+               (SELECT sum(len.size)::bigint FROM blob_chunk c ${LargeObjects.lengthJoin("c.chunk", "len")}
+                WHERE c.zoid = b.zoid AND c.tid = b.tid) END) AS size
+           FROM b)
+         SELECT r.todo, width_bucket(r.size, $1::int8[]) AS bucket, r.size >= $2::bigint AS s3,
+           count(*) AS n, coalesce(sum(r.size), 0)::text AS bytes
+         FROM r GROUP BY 1, 2, 3`,
+        [sizeBounds.map((b) => b + 1), profile.blobThreshold]
+      )
+      const sum = (rows: ReadonlyArray<Raw>): Sum =>
+        rows.reduce<Sum>((acc, r) => ({ n: acc.n + Number(r.n), bytes: acc.bytes + BigInt(String(r.bytes)) }), { n: 0, bytes: 0n })
+      const todo = groups.filter((r) => r.todo === true)
+      const done = sum(groups.filter((r) => r.todo !== true))
+      // migrated blobs whose chunks are gone (pruned) are migrated all the same
+      const [pruned] = hasState
+        ? yield* query(
+          "count pruned blobs",
+          `SELECT count(*) AS n, coalesce(sum(s.blob_size), 0)::text AS bytes FROM blob_state s
+           WHERE NOT EXISTS (SELECT 1 FROM blob_chunk c WHERE c.zoid = s.zoid AND c.tid = s.tid)`,
+          []
+        )
+        : [undefined]
+      const prunedSum = { n: Number(pruned?.n ?? 0), bytes: BigInt(String(pruned?.bytes ?? 0)) }
+      const notDone = hasState ? "NOT EXISTS (SELECT 1 FROM blob_state s WHERE s.zoid = c.zoid AND s.tid = c.tid)" : "true"
+      const problem = (operation: string, where: string) =>
+        Effect.gen(function*() {
+          const [n] = yield* query(
+            `count ${operation}`,
+            `SELECT count(DISTINCT (c.zoid, c.tid)) AS n FROM blob_chunk c WHERE ${notDone} AND ${where}`,
+            []
+          )
+          const rows = yield* query(
+            `list ${operation}`,
+            `SELECT c.zoid::text AS zoid, c.tid::text AS tid, min(c.chunk::bigint) AS oid FROM blob_chunk c
+             WHERE ${notDone} AND ${where} GROUP BY c.zoid, c.tid ORDER BY c.zoid, c.tid LIMIT ${exampleCount}`,
+            []
+          )
+          return { count: Number(n?.n ?? 0), rows }
+        })
+      const nullChunks = yield* problem("NULL chunks", "c.chunk IS NULL")
+      const dangling = yield* problem("dangling chunks", `c.chunk IS NOT NULL AND NOT ${present("c.chunk")}`)
+      const tally: Tally = {
+        todo: sum(todo),
+        done: { n: done.n + prunedSum.n, bytes: done.bytes + prunedSum.bytes },
+        toS3: sum(todo.filter((r) => r.s3 === true)),
+        inline: sum(todo.filter((r) => r.s3 === false)),
+        histogram: [...sizeBounds, undefined].map((upTo, i) => {
+          const b = sum(todo.filter((r) => r.bucket !== null && Number(r.bucket) === i))
+          return { upTo, objects: b.n, bytes: b.bytes }
+        }),
+        unknownSize: sum(todo.filter((r) => r.bucket === null)).n,
+        pruned: prunedSum.n,
+        nullChunks: { count: nullChunks.count, examples: nullChunks.rows.map(keyOf) },
+        dangling: { count: dangling.count, examples: dangling.rows.map((r) => ({ key: keyOf(r), oid: Number(r.oid) })) }
+      }
+      return tally
+    })
+
+  // --dest-pg-url: blob_chunk's blobs and blob_state's rows, each paged in key order, merged
+  const tallyAcross = (sizeBounds: ReadonlyArray<number>, hasState: boolean) =>
+    Effect.gen(function*() {
+      const todo: Sum = { n: 0, bytes: 0n }
+      const done: Sum = { n: 0, bytes: 0n }
+      const toS3: Sum = { n: 0, bytes: 0n }
+      const inline: Sum = { n: 0, bytes: 0n }
+      const buckets = [...sizeBounds, undefined].map((upTo) => ({ upTo, objects: 0, bytes: 0n }))
+      let unknownSize = 0
+      let pruned = 0
+      const nullChunks = { count: 0, examples: [] as Array<string> }
+      const dangling = { count: 0, examples: [] as Array<{ key: string; oid: number }> }
+
+      // blob_state's side: a cursor over its keys
+      let stateRows: ReadonlyArray<Raw> = []
+      let stateAt = 0
+      let stateAfter: string | undefined
+      let stateDone = !hasState
+      const peekState = Effect.gen(function*() {
+        if (stateAt < stateRows.length) return stateRows[stateAt]
+        if (stateDone) return undefined
+        const a = afterKey(stateAfter, 1)
+        stateRows = yield* destQuery(
+          "list blob_state",
+          `SELECT c.zoid::text AS zoid, c.tid::text AS tid, c.blob_size::text AS size FROM blob_state c
+           WHERE true${a.text} ORDER BY c.zoid, c.tid LIMIT $${a.params.length + 1}`,
+          [...a.params, mergePage]
+        )
+        stateAt = 0
+        if (stateRows.length < mergePage) stateDone = true
+        if (stateRows.length > 0) stateAfter = keyOf(stateRows[stateRows.length - 1]!)
+        return stateRows[0]
+      })
+      const countDone = (r: Raw) => {
+        done.n += 1
+        done.bytes += BigInt(String(r.size))
+        stateAt += 1
+      }
+
+      // pages of `mergePage` blobs: the descriptors a page opens end with its statement
+      const read = `CASE WHEN ${present("c.chunk")} THEN lo_lseek64(lo_open(c.chunk, ${invRead}), 0, 2) END`
+      let position: string | undefined
+      while (true) {
+        const a = afterKey(position, 1)
+        const blobs = yield* query(
+          "list blobs and sizes",
+          `SELECT c.zoid::text AS zoid, c.tid::text AS tid,
+             bool_and(c.chunk IS NOT NULL AND ${present("c.chunk")}) AS whole,
+             bool_or(c.chunk IS NULL) AS has_null,
+             min(CASE WHEN c.chunk IS NOT NULL AND NOT ${present("c.chunk")} THEN c.chunk::bigint END) AS dangling_oid,
+             sum(${read})::text AS size
+           FROM blob_chunk c WHERE true${a.text}
+           GROUP BY c.zoid, c.tid ORDER BY c.zoid, c.tid LIMIT $${a.params.length + 1}`,
+          [...a.params, mergePage]
+        )
+        for (const b of blobs) {
+          const key = keyOf(b)
+          const k = parse(key)
+          let s = yield* peekState
+          while (s !== undefined && compare(parse(keyOf(s)), k) < 0) {
+            pruned += 1
+            countDone(s)
+            s = yield* peekState
+          }
+          if (s !== undefined && compare(parse(keyOf(s)), k) === 0) {
+            countDone(s)
+            continue
+          }
+          todo.n += 1
+          if (b.has_null === true) {
+            nullChunks.count += 1
+            if (nullChunks.examples.length < exampleCount) nullChunks.examples.push(key)
+          }
+          if (b.dangling_oid !== null && b.dangling_oid !== undefined) {
+            dangling.count += 1
+            if (dangling.examples.length < exampleCount) dangling.examples.push({ key, oid: Number(b.dangling_oid) })
+          }
+          const size = b.whole === true && b.size !== null && b.size !== undefined ? BigInt(String(b.size)) : undefined
+          if (size === undefined) {
+            unknownSize += 1
+            continue
+          }
+          todo.bytes += size
+          const bucket = buckets[sizeBounds.filter((bound) => BigInt(bound) < size).length]!
+          bucket.objects += 1
+          bucket.bytes += size
+          const side = size >= BigInt(profile.blobThreshold) ? toS3 : inline
+          side.n += 1
+          side.bytes += size
+        }
+        if (blobs.length < mergePage) break
+        position = keyOf(blobs[blobs.length - 1]!)
+      }
+      let rest = yield* peekState
+      while (rest !== undefined) {
+        pruned += 1
+        countDone(rest)
+        rest = yield* peekState
+      }
+      const tally: Tally = { todo, done, toS3, inline, histogram: buckets, unknownSize, pruned, nullChunks, dangling }
+      return tally
+    })
+
+  // blobs to migrate in random order; plan reads their first chunk. With blob_state elsewhere, more are
+  // picked and the migrated ones dropped.
+  const sample = (limit: number) =>
+    Effect.gen(function*() {
+      yield* ctx.blobChunk
+      const hasState = yield* stateExists(destQuery)
+      const notDone = hasState && sameDatabase
+        ? "NOT EXISTS (SELECT 1 FROM blob_state s WHERE s.zoid = b.zoid AND s.tid = b.tid)"
+        : "true"
+      const pick = hasState && !sameDatabase ? limit * 4 + 10 : limit
+      // the length is read only for the blobs picked: the random sort happens in the subquery
+      const rows = yield* query(
+        "sample blobs",
+        `SELECT p.zoid::text AS zoid, p.tid::text AS tid, p.oid::bigint AS oid,
+           CASE WHEN ${present("p.oid")} THEN lo_lseek64(lo_open(p.oid, ${invRead}), 0, 2) END AS size
+         FROM (SELECT b.zoid, b.tid,
+                 (SELECT c.chunk FROM blob_chunk c WHERE c.zoid = b.zoid AND c.tid = b.tid ORDER BY c.chunk_num LIMIT 1) AS oid
+               FROM (SELECT DISTINCT zoid, tid FROM blob_chunk) b
+               WHERE ${notDone} ORDER BY random() LIMIT $1) p
+         WHERE p.oid IS NOT NULL`,
+        [pick]
+      )
+      const done = hasState && !sameDatabase ? yield* recorded(rows.map(keyOf)) : new Set<string>()
+      return rows.filter((r) => !done.has(keyOf(r))).slice(0, limit).map((r): Candidate => ({
+        key: keyOf(r),
+        oid: Number(r.oid),
+        size: Number(r.size ?? 0),
+        contentType: "application/octet-stream",
+        expectedSha1: undefined
+      }))
+    })
+
+  return {
+    inventory,
+    sample,
+    migratedPage,
+    unmigratedWithData,
+    references,
+    release,
+    finalize,
+    unmigratedReason: "no blob_state row",
+    releaseMeaning: "chunks deleted"
+  }
+}
