@@ -44,8 +44,11 @@ export * as Payload from "./core/Payload.ts"
 export * as Retry from "./core/Retry.ts"
 
 // sources and stores
-export { Source } from "./phases/Source.ts"
-export * as Sources from "./phases/Source.ts"
+export { AfterCopy } from "./phases/AfterCopy.ts"
+export { CopySource } from "./phases/CopySource.ts"
+export { PlanSource } from "./phases/PlanSource.ts"
+export * as ProfileServices from "./phases/ProfileServices.ts"
+export * as Statement from "./postgres/Statement.ts"
 export * as Nice2 from "./profiles/nice2/Nice2.ts"
 export * as LargeObjects from "./postgres/LargeObjects.ts"
 export { ObjectStore, type ObjectInfo, type PutRequest } from "./s3/ObjectStore.ts"

@@ -1,4 +1,4 @@
-// A PostgreSQL session killed in the middle of one of the Source's transactions (pg_terminate_backend):
+// A PostgreSQL session killed in the middle of one of the profile's transactions (pg_terminate_backend):
 // the transaction is retried on a fresh connection, or ends as a typed DatabaseError; it never dies
 // with the driver's "Connection closed" (effect/sql turns a failing ROLLBACK into a defect).
 import { PgClient } from "@effect/sql-pg"
@@ -9,13 +9,14 @@ import type { Stored } from "../src/domain/LargeObject.ts"
 import type { MigratedRow } from "../src/domain/MigratedObject.ts"
 import { Stats } from "../src/core/Stats.ts"
 import * as Nice2 from "../src/profiles/nice2/Nice2.ts"
-import { Source } from "../src/phases/Source.ts"
+import { AfterCopy } from "../src/phases/AfterCopy.ts"
+import { CopySource } from "../src/phases/CopySource.ts"
 import { addSha2Column, createNice2Schema, insertObject, randomBytes, readRows } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
 
 const appName = "lo-migrate-killtest"
 
-/** The tool's Source on its own pool, named so that its backends (and only they) can be killed. */
+/** The tool's CopySource on its own pool, named so that its backends (and only they) can be killed. */
 const toolSource = (attempts: number) =>
   Layer.unwrap(Effect.gen(function*() {
     const db = yield* TestDatabase
@@ -92,7 +93,7 @@ describe("a PostgreSQL session killed mid-transaction", () => {
       const objects = yield* seed(3)
       const scope = yield* Scope.make()
       const tool = yield* Layer.build(toolSource(5)).pipe(Scope.provide(scope))
-      const commit = Context.get(tool, Source).commit(objects.map(storedOf))
+      const commit = Context.get(tool, CopySource).commit(objects.map(storedOf))
       const exit = yield* killWhileInTransaction(objects[1]!.hash, commit)
       assertNoDefect(exit)
       assert.isTrue(Exit.isSuccess(exit), String(exit))
@@ -112,7 +113,7 @@ describe("a PostgreSQL session killed mid-transaction", () => {
       const scope = yield* Scope.make()
       const tool = yield* Layer.build(toolSource(5)).pipe(Scope.provide(scope))
       const rows: ReadonlyArray<MigratedRow> = objects.map((o) => ({ key: o.hash, oid: o.oid, size: o.size, sha256: o.sha256! }))
-      const release = Context.get(tool, Source).release(rows)
+      const release = Context.get(tool, AfterCopy).release(rows)
       const exit = yield* killWhileInTransaction(objects[0]!.hash, release)
       assertNoDefect(exit)
       assert.isTrue(Exit.isSuccess(exit), String(exit))
@@ -128,7 +129,7 @@ describe("a PostgreSQL session killed mid-transaction", () => {
       const scope = yield* Scope.make()
       // one attempt: a kill is seen as a typed failure rather than hidden by a retry
       const tool = yield* Layer.build(toolSource(1)).pipe(Scope.provide(scope))
-      const source = Context.get(tool, Source)
+      const source = Context.get(tool, CopySource)
       let failed = 0
       for (let i = 0; i < 40; i++) {
         const fiber = yield* Effect.forkChild(Effect.exit(source.commit(chunk)))

@@ -1,4 +1,4 @@
-// The Source methods prune relies on, against the real PostgreSQL as the ordinary role: `release` sets
+// The AfterCopy methods prune relies on, against the real PostgreSQL as the ordinary role: `release` sets
 // data = NULL and unlinks in one transaction, leaves changed rows alone, and undoes everything when
 // an unlink fails.
 import { PgClient } from "@effect/sql-pg"
@@ -9,7 +9,7 @@ import type { MigratedRow } from "../src/domain/MigratedObject.ts"
 import { defaultPolicy } from "../src/core/Retry.ts"
 import { Stats } from "../src/core/Stats.ts"
 import * as Nice2 from "../src/profiles/nice2/Nice2.ts"
-import { Source } from "../src/phases/Source.ts"
+import { AfterCopy } from "../src/phases/AfterCopy.ts"
 import { addSha2Column, createNice2Schema, insertObject, randomBytes, readRows } from "./support/Nice2Fixture.ts"
 import { pgTestServer, TestDatabase } from "./support/Postgres.ts"
 
@@ -35,7 +35,7 @@ const migratedRow = (o: { hash: string; oid: number | null; size: number }, sha2
 describe("Nice2 release (prune's transaction)", () => {
   it.live("releases matching rows, leaves changed rows alone", () =>
     Effect.gen(function*() {
-      const source = yield* Source
+      const source = yield* AfterCopy
       const sql = yield* SqlClient.SqlClient
       yield* createNice2Schema()
       yield* addSha2Column
@@ -58,7 +58,7 @@ describe("Nice2 release (prune's transaction)", () => {
     Effect.gen(function*() {
       const server = pgTestServer()
       if (server.external) return // needs a second role to own a large object
-      const source = yield* Source
+      const source = yield* AfterCopy
       const db = yield* TestDatabase
       yield* createNice2Schema()
       yield* addSha2Column

@@ -1,4 +1,4 @@
-// The relstorage Source methods prune relies on, against the real PostgreSQL as the ordinary role:
+// The relstorage profile methods prune relies on, against the real PostgreSQL as the ordinary role:
 // `migratedPage` gives each blob its chunks (in chunk_num order, with their lengths); `release` deletes
 // a blob's chunks and unlinks their large objects only while the chunks are still the verified ones and
 // the blob_state row is unchanged.
@@ -9,7 +9,8 @@ import type { RelStorageProfile } from "../src/domain/Profile.ts"
 import { defaultPolicy } from "../src/core/Retry.ts"
 import { Stats } from "../src/core/Stats.ts"
 import * as RelStorageSource from "../src/profiles/relstorage/RelStorageSource.ts"
-import { Source } from "../src/phases/Source.ts"
+import { AfterCopy } from "../src/phases/AfterCopy.ts"
+import { CopySource } from "../src/phases/CopySource.ts"
 import { createLargeObject, randomBytes } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
 import { chunkKeys, createBlobChunk, insertBlob, largeObjectExists } from "./support/RelStorageFixture.ts"
@@ -23,10 +24,11 @@ const env = RelStorageSource.layer(profile, undefined, defaultPolicy(1)).pipe(
 describe("relstorage release (prune's transaction)", () => {
   it.live("releases blobs as verified; a blob whose chunks or blob_state row changed is left alone", () =>
     Effect.gen(function*() {
-      const source = yield* Source
+      const source = yield* AfterCopy
+      const copy = yield* CopySource
       const sql = yield* SqlClient.SqlClient
       yield* createBlobChunk("history-preserving")
-      yield* source.prepare
+      yield* copy.prepare
       const a = yield* insertBlob(1, 1, [randomBytes(1500, 1), randomBytes(700, 2)])
       const b = yield* insertBlob(2, 1, [randomBytes(2000, 3)])
       const c = yield* insertBlob(3, 1, [randomBytes(3000, 4)])
@@ -62,10 +64,11 @@ describe("relstorage release (prune's transaction)", () => {
 
   it.live("migratedPage pages stay full when blobs without chunks are skipped", () =>
     Effect.gen(function*() {
-      const source = yield* Source
+      const source = yield* AfterCopy
+      const copy = yield* CopySource
       const sql = yield* SqlClient.SqlClient
       yield* createBlobChunk("history-free")
-      yield* source.prepare
+      yield* copy.prepare
       // 30 blob_state rows, only every third blob still has its chunk
       for (let z = 1; z <= 30; z++) {
         if (z % 3 === 0) yield* insertBlob(z, 7, [randomBytes(10, z)])

@@ -1,5 +1,5 @@
 // Resume semantics as a property, against the tests' real PostgreSQL and s3rver, the pipeline running
-// in-process through the library API (Migration.run) with the ObjectStore and Source services wrapped
+// in-process through the library API (Migration.run) with the ObjectStore and CopySource services wrapped
 // by counting / failing / interrupting decorators.
 //
 // For random data sets (0 B to 6 MiB objects, some rows invalid) and random schedules (each run of the
@@ -10,7 +10,7 @@
 // - no temp file left, after every run;
 // - at most 1 + (number of interrupted or failed runs) uploads per object;
 // - at every observed instant, no row marked whose object is not in S3: checked inside the wrapped
-//   `Source.commit` before it delegates (HEAD of every object of the chunk: present, right size and
+//   `CopySource.commit` before it delegates (HEAD of every object of the chunk: present, right size and
 //   sha256 metadata) and after every run (every marked row's object read back and hashed).
 //
 // LO_MIGRATE_PROPERTY_RUNS sets the number of generated cases (default 15; raise it for a soak).
@@ -23,7 +23,7 @@ import { DatabaseError, StoreError } from "../src/domain/Errors.ts"
 import type { Stored } from "../src/domain/LargeObject.ts"
 import { type Settings, validate } from "../src/domain/Settings.ts"
 import * as Migration from "../src/migrate/Migration.ts"
-import { Source } from "../src/phases/Source.ts"
+import { CopySource } from "../src/phases/CopySource.ts"
 import { ObjectStore } from "../src/s3/ObjectStore.ts"
 import { createNice2Schema, insertObject, type InsertedObject, randomBytes, readRows, sha256Hex } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
@@ -178,7 +178,7 @@ const runOnce = (settings: Settings, plan: RunPlan | undefined, counters: Counte
 
     const program = Effect.gen(function*() {
       const store = yield* ObjectStore
-      const source = yield* Source
+      const source = yield* CopySource
       const checkChunk = (chunk: ReadonlyArray<Stored>) =>
         Effect.forEach(chunk, (s) =>
           store.head(s.key).pipe(
@@ -197,7 +197,7 @@ const runOnce = (settings: Settings, plan: RunPlan | undefined, counters: Counte
             return store.put(request)
           }), () => new StoreError({ operation: "PutObject", key: request.key, cause: "injected failure" }))
       })
-      const wrappedSource = Source.of({
+      const wrappedSource = CopySource.of({
         ...source,
         page: (after, limit) =>
           step("page", source.page(after, limit), () => new DatabaseError({ operation: "list rows", cause: "injected failure" })),
@@ -209,7 +209,7 @@ const runOnce = (settings: Settings, plan: RunPlan | undefined, counters: Counte
       })
       return yield* Migration.run(settings, { report: () => Effect.void }).pipe(
         Effect.provideService(ObjectStore, wrappedStore),
-        Effect.provideService(Source, wrappedSource),
+        Effect.provideService(CopySource, wrappedSource),
         // the runs' own logs (failed rows, retries) would drown the test output
         Effect.provideService(References.MinimumLogLevel, "None")
       )

@@ -1,4 +1,4 @@
-// What the run lock and the resume watermark are keyed by (src/source/RunKey.ts), through the
+// What the run lock and the resume watermark are keyed by (src/postgres/RunKey.ts), through the
 // executable: the watermark by the table, its key columns and the result, so a rerun with other
 // --key-columns starts afresh instead of resuming after a key of another shape; the lock by the table
 // as the catalog names it, so nice2 and --profile table on _nice_binary exclude each other; and a

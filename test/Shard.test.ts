@@ -17,7 +17,7 @@ const env = FaultProxy.layer.pipe(Layer.provideMerge(Layer.mergeAll(TestDatabase
 
 const target = targetVia
 
-/** the run lock nice2 takes here: _nice_binary as the catalog names it (src/source/RunKey.ts) */
+/** the run lock nice2 takes here: _nice_binary as the catalog names it (src/postgres/RunKey.ts) */
 const nice2Lock = "public._nice_binary"
 
 const tableArgs = ["--profile", "table", "--table", "public.attachments", "--oid-column", "content", "--key-column", "id", "--key-template", "att/{sha256}"]

@@ -14,7 +14,7 @@ import { defaultPolicy } from "../src/core/Retry.ts"
 import { makeTracker } from "../src/pipeline/Watermark.ts"
 import { Stats } from "../src/core/Stats.ts"
 import * as RelStorageSource from "../src/profiles/relstorage/RelStorageSource.ts"
-import { Source } from "../src/phases/Source.ts"
+import { CopySource } from "../src/phases/CopySource.ts"
 import { runCli } from "./support/Cli.ts"
 import { createLargeObject, randomBytes, sha256Hex, unlinkLargeObject } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
@@ -349,7 +349,7 @@ describe("RelStorageSource.page with shared large objects", () => {
       yield* insertBlob(6, 1, [c!, d!]) // rides with 4/1 (its page's alias beyond it)
       yield* insertBlob(7, 1, [b!])
       const listing = Effect.gen(function*() {
-        const src = yield* Source
+        const src = yield* CopySource
         const pages: Array<ReadonlyArray<string>> = []
         let after: string | undefined
         while (true) {
@@ -361,7 +361,7 @@ describe("RelStorageSource.page with shared large objects", () => {
       })
       const expected = [["1/1+3/1", "2/1+7/1"], ["4/1+6/1", "5/1"]]
       yield* Effect.gen(function*() {
-        yield* (yield* Source).prepare
+        yield* (yield* CopySource).prepare
         assert.deepStrictEqual(yield* listing, expected)
         // nothing was committed: the next listing (a new run) hands everything out again
         assert.deepStrictEqual(yield* listing, expected)

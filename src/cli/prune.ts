@@ -9,7 +9,7 @@ import { VerificationFailed } from "../domain/Errors.ts"
 import { bytesOfOid, describeBad, describeLevel, describeOids, type MigratedRow, oidsOf } from "../domain/MigratedObject.ts"
 import { writeStderr } from "../core/Output.ts"
 import { defaultPolicy } from "../core/Retry.ts"
-import { Source } from "../phases/Source.ts"
+import { AfterCopy } from "../phases/AfterCopy.ts"
 import { ObjectStore } from "../s3/ObjectStore.ts"
 import * as Verification from "../migrate/Verification.ts"
 import { atLeast, settingsOf } from "./Connect.ts"
@@ -59,7 +59,7 @@ export const prune = Command.make("prune", {
   const wouldRelease = new Set<string>()
 
   const work = Effect.gen(function*() {
-    const source = yield* Source
+    const source = yield* AfterCopy
     const store = yield* ObjectStore
     yield* writeStderr(
       `prune: ${source.table}, copies in ${store.target} checked first (${describeLevel(level)})` +
@@ -119,12 +119,12 @@ export const prune = Command.make("prune", {
 
     const unmigrated = yield* source.unmigratedWithData(listedUnmigrated)
     for (const row of unmigrated.examples) {
-      yield* Console.log(`REFUSED ${row.key.trim()} (oid ${row.oid}): not migrated (${source.unmigratedReason ?? "no sha2"}); large object kept`)
+      yield* Console.log(`REFUSED ${row.key.trim()} (oid ${row.oid}): not migrated (${source.unmigratedReason}); large object kept`)
     }
     if (unmigrated.count > unmigrated.examples.length) {
       yield* Console.log(`... and ${unmigrated.count - unmigrated.examples.length} more rows not migrated`)
     }
-    return { released: source.releaseMeaning ?? "data = NULL", unmigrated: unmigrated.count }
+    return { released: source.releaseMeaning, unmigrated: unmigrated.count }
   }).pipe(
     Connections.provide(settings.pgUrl, Connections.databaseAndStore(settings, parallel)),
     Effect.onExit((exit) =>

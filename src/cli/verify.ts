@@ -9,7 +9,7 @@ import { SettingsError, VerificationFailed } from "../domain/Errors.ts"
 import { describeBad, describeLevel, type VerifyLevel } from "../domain/MigratedObject.ts"
 import { writeStderr } from "../core/Output.ts"
 import { defaultPolicy } from "../core/Retry.ts"
-import { Source } from "../phases/Source.ts"
+import { AfterCopy } from "../phases/AfterCopy.ts"
 import { ObjectStore } from "../s3/ObjectStore.ts"
 import * as Verification from "../migrate/Verification.ts"
 import { atLeast, settingsOf } from "./Connect.ts"
@@ -79,7 +79,7 @@ export const verify = Command.make("verify", {
   const progress = Verification.makeProgress(level, from)
 
   const work = Effect.gen(function*() {
-    const source = yield* Source
+    const source = yield* AfterCopy
     const store = yield* ObjectStore
     yield* writeStderr(
       `verify: ${source.table} against ${store.target} (${describeLevel(level)}), ${parallel} at once` +

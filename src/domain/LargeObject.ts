@@ -1,7 +1,7 @@
 /**
  * What flows through the pipeline: a candidate row, the object read from PostgreSQL, the object in S3.
  */
-import type { Payload } from "../core/Payload.ts"
+import type { Payload } from "./Payload.ts"
 
 /** A row still to migrate, as the observer lists it. */
 export interface Candidate {

@@ -1,7 +1,7 @@
 /**
  * Which source a run reads (`--profile`) and which slice of it (`--shard i/n`): validated settings,
- * turned into a `Source` layer by `source/Profiles.ts`. Identifiers given by users are parsed here and
- * only ever reach SQL quoted (`source/Identifier.ts`).
+ * turned into the phase services by `profiles/Profiles.ts`. Identifiers given by users are parsed here and
+ * only ever reach SQL quoted (`Identifier.ts`).
  */
 import { Effect, Redacted } from "effect"
 import { SettingsError } from "./Errors.ts"

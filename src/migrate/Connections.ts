@@ -14,14 +14,14 @@ import { Stats } from "../core/Stats.ts"
 import * as Nice2 from "../profiles/nice2/Nice2.ts"
 import * as Profiles from "../profiles/Profiles.ts"
 import * as PgSession from "../postgres/PgSession.ts"
-import { checkConnection, describeUrl } from "../phases/Source.ts"
+import { checkConnection, describeUrl } from "../postgres/Statement.ts"
 import * as S3Store from "../s3/S3Store.ts"
 
 /** The PostgreSQL pool: `connections` at most, TLS per the URL's sslmode or `--pg-ca`, bounded by `--pg-timeout`. */
 export const pg = (pgUrl: Redacted.Redacted<string>, connections: number, pgCa: string | undefined, pgTimeout?: number | undefined) =>
   PgClient.layer(PgSession.poolConfig(pgUrl, { maxConnections: connections, pgCa, timeoutSeconds: pgTimeout }))
 
-/** PostgreSQL only (plan): the Source, its client, Stats. */
+/** PostgreSQL only (plan): the profile's services, its client, Stats. */
 export const database = (options: {
   readonly pgUrl: Redacted.Redacted<string>
   readonly pgCa: string | undefined

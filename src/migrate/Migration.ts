@@ -31,7 +31,8 @@ import { Staging } from "../s3/StagingStore.ts"
 import { shardSuffix } from "../domain/Profile.ts"
 import * as Profiles from "../profiles/Profiles.ts"
 import * as RunLock from "../postgres/RunLock.ts"
-import { checkConnection, describeUrl, Source } from "../phases/Source.ts"
+import { CopySource } from "../phases/CopySource.ts"
+import { checkConnection, describeUrl } from "../postgres/Statement.ts"
 import { ObjectStore } from "../s3/ObjectStore.ts"
 import { StopRequest } from "../core/StopRequest.ts"
 import * as Verification from "./Verification.ts"
@@ -152,7 +153,7 @@ export const provideTo = <LE = never>(settings: Settings, options: ServiceOption
 /** Runs one migration with the services of `layer(settings)`. */
 export const run = (settings: Settings, options: RunOptions) =>
   Effect.scoped(Effect.gen(function*() {
-    const source = yield* Source
+    const source = yield* CopySource
     const store = yield* ObjectStore
     const stats = yield* Stats
     const failures = yield* Failures
@@ -257,7 +258,7 @@ export const run = (settings: Settings, options: RunOptions) =>
     yield* Effect.scoped(Effect.gen(function*() {
       yield* Effect.forkScoped(monitor.loop)
       const flow = Option.isSome(staging)
-        ? Effect.provideService(pipeline, Source, stagingView(source, staging.value.isStaged, countInline))
+        ? Effect.provideService(pipeline, CopySource, stagingView(source, staging.value.isStaged, countInline))
         : pipeline
       // whichever ends first ends the others: the pipeline (done or failed), a failed watermark write,
       // a run lock that could not be kept

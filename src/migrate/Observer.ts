@@ -4,7 +4,7 @@
  */
 import { Cause, Effect } from "effect"
 import type { DatabaseError } from "../domain/Errors.ts"
-import type { ListedRow, Source } from "../phases/Source.ts"
+import type { CopySource, ListedRow } from "../phases/CopySource.ts"
 
 export interface ObserverOptions {
   readonly pageSize: number
@@ -21,7 +21,7 @@ export interface ObserverOptions {
  * the limit is reached, or a stop was asked for.
  */
 export const pages = (
-  source: Source["Service"],
+  source: CopySource["Service"],
   options: ObserverOptions
 ): Effect.Effect<Effect.Effect<ReadonlyArray<ListedRow>, Cause.Done | DatabaseError>> =>
   Effect.sync(() => {

@@ -12,7 +12,7 @@ import { type DatabaseError, describeCause, type PayloadError, type StoreError }
 import type { Candidate, Received, Stored } from "../domain/LargeObject.ts"
 import type { Settings } from "../domain/Settings.ts"
 import * as LargeObjects from "../postgres/LargeObjects.ts"
-import { Source } from "../phases/Source.ts"
+import { CopySource } from "../phases/CopySource.ts"
 import { ObjectStore } from "../s3/ObjectStore.ts"
 import * as Aliases from "../phases/Aliases.ts"
 import { Failures } from "../pipeline/Failures.ts"
@@ -54,7 +54,7 @@ export type PipelineSettings = Pick<
 
 export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>) =>
   Effect.gen(function*() {
-    const source = yield* Source
+    const source = yield* CopySource
     const store = yield* ObjectStore
     const stats = yield* Stats
     // rows read once for several (aliases) settle the watermark as one group
@@ -188,7 +188,7 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
     })
 
     // A failing stage stops the stages above it at once; the ones below still commit what was stored.
-    yield* Stage.pipeline<DatabaseError | PayloadError | StoreError, SqlClient.SqlClient | Stats | Source | Failures>([
+    yield* Stage.pipeline<DatabaseError | PayloadError | StoreError, SqlClient.SqlClient | Stats | CopySource | Failures>([
       observer,
       receivers,
       storers,
@@ -235,7 +235,7 @@ export const commit = <A, E, R>(
   }
 ) =>
   Effect.gen(function*() {
-    const source = yield* Source
+    const source = yield* CopySource
     const stats = yield* Stats
     const failures = options.failures ?? (yield* Failures)
     const refusals = options.refusals ?? { count: 0 }

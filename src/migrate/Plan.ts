@@ -10,7 +10,7 @@ import type { SqlClient } from "effect/sql"
 import { DatabaseError, type SchemaMismatch } from "../domain/Errors.ts"
 import { formatBytes, formatDuration } from "../pipeline/Monitor.ts"
 import * as LargeObjects from "../postgres/LargeObjects.ts"
-import { type Inventory, Source } from "../phases/Source.ts"
+import { type Inventory, PlanSource } from "../phases/PlanSource.ts"
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -71,7 +71,7 @@ export const fit = (samples: ReadonlyArray<{ readonly size: number; readonly sec
 
 const measure = (options: PlanOptions, inventory: Inventory) =>
   Effect.gen(function*() {
-    const source = yield* Source
+    const source = yield* PlanSource
     if (inventory.remaining === 0 || options.sample <= 0) return undefined
     const candidates = yield* source.sample(options.sample)
     const samples: Array<{ size: number; seconds: number }> = []
@@ -110,9 +110,9 @@ const measure = (options: PlanOptions, inventory: Inventory) =>
 
 export const make = (
   options: PlanOptions
-): Effect.Effect<Plan, SchemaMismatch | DatabaseError, Source | SqlClient.SqlClient> =>
+): Effect.Effect<Plan, SchemaMismatch | DatabaseError, PlanSource | SqlClient.SqlClient> =>
   Effect.gen(function*() {
-    const source = yield* Source
+    const source = yield* PlanSource
     const inventory = yield* source.inventory(sizeBounds)
     const estimate = yield* measure(options, inventory)
     return { table: source.table, inventory, estimate, options }

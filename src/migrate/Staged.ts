@@ -2,20 +2,20 @@
  * The source as the deferred mode's staging run sees it: rows already in the manifest are not listed
  * again, and no staged row is marked (staged rows are marked by `upload-blobs`, after their upload).
  *
- * Objects the profile keeps in the database (`Source.inline`: relstorage's small blobs) need no S3, so
+ * Objects the profile keeps in the database (`CopySource.inline`: relstorage's small blobs) need no S3, so
  * nothing is staged for them: the staging run records them itself, by the profile's own commit, and
  * they are never listed again.
  */
 import { Effect } from "effect"
 import type { Stored } from "../domain/LargeObject.ts"
-import type { ListedRow, Source } from "../phases/Source.ts"
+import type { CopySource, ListedRow } from "../phases/CopySource.ts"
 
 export const stagingView = (
-  source: Source["Service"],
+  source: CopySource["Service"],
   isStaged: (key: string) => boolean,
   /** told of the inline objects recorded (vanished and changed ones excluded) */
   onInline: (recorded: ReadonlyArray<Stored>) => Effect.Effect<void> = () => Effect.void
-): Source["Service"] => ({
+): CopySource["Service"] => ({
   ...source,
   // Pages stay full (`limit` rows unless the table is exhausted): the observer takes a short page as the end.
   page: (after, limit) =>

@@ -27,7 +27,8 @@ import { formatBytes } from "../pipeline/Monitor.ts"
 import * as Stage from "../pipeline/Stage.ts"
 import { Stats } from "../core/Stats.ts"
 import * as RunLock from "../postgres/RunLock.ts"
-import { checkConnection, describeUrl, Source } from "../phases/Source.ts"
+import { CopySource } from "../phases/CopySource.ts"
+import { checkConnection, describeUrl } from "../postgres/Statement.ts"
 import * as Manifest from "../s3/Manifest.ts"
 import { ObjectStore } from "../s3/ObjectStore.ts"
 
@@ -82,7 +83,7 @@ export interface UploadOptions {
 
 export const run = (settings: Settings, manifest: string, options: UploadOptions) =>
   Effect.scoped(Effect.gen(function*() {
-    const source = yield* Source
+    const source = yield* CopySource
     const store = yield* ObjectStore
     const stats = yield* Stats
     const failures = yield* Failures

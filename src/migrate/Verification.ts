@@ -24,7 +24,8 @@ import { formatBytes } from "../pipeline/Monitor.ts"
 import { retrying, type RetryPolicy } from "../core/Retry.ts"
 import type { Stats } from "../core/Stats.ts"
 import * as LargeObjects from "../postgres/LargeObjects.ts"
-import { isRetryableSql, Source } from "../phases/Source.ts"
+import { AfterCopy } from "../phases/AfterCopy.ts"
+import { isRetryableSql } from "../postgres/Statement.ts"
 import { ObjectStore } from "../s3/ObjectStore.ts"
 import { isTransient } from "../s3/S3Store.ts"
 
@@ -231,7 +232,7 @@ export interface RunOptions<E, R> {
 /** Checks every migrated row after `progress.from`, updating `progress` as it goes. */
 export const run = <E = never, R = never>(options: RunOptions<E, R>, progress: Progress) =>
   Effect.scoped(Effect.gen(function*() {
-    const source = yield* Source
+    const source = yield* AfterCopy
     if (options.progress !== undefined) {
       const { every, label, write } = options.progress
       yield* Effect.forkScoped(
@@ -286,7 +287,7 @@ export const requireAllGood = (options: {
   readonly concurrency: number
   readonly retry: RetryPolicy
   readonly report: (text: string) => Effect.Effect<void>
-}): Effect.Effect<void, VerificationFailed | StoreError | DatabaseError | SchemaMismatch, Source | ObjectStore | SqlClient.SqlClient | Stats> =>
+}): Effect.Effect<void, VerificationFailed | StoreError | DatabaseError | SchemaMismatch, AfterCopy | ObjectStore | SqlClient.SqlClient | Stats> =>
   Effect.gen(function*() {
     const progress = makeProgress("head", undefined)
     yield* run({

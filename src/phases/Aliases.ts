@@ -11,7 +11,7 @@
  */
 import { Effect, Result } from "effect"
 import type { Candidate, RowFailure } from "../domain/LargeObject.ts"
-import type { ListedRow } from "./Source.ts"
+import type { ListedRow } from "./CopySource.ts"
 import type { WatermarkTracker } from "../pipeline/Watermark.ts"
 
 /** The candidate and its aliases: every row the one read serves. */

@@ -23,7 +23,7 @@
 import { Effect } from "effect"
 import type { SqlClient } from "effect/sql"
 import type { DatabaseError } from "../domain/Errors.ts"
-import type { Runner } from "../phases/Source.ts"
+import type { Runner } from "./Statement.ts"
 
 export interface RunKey {
   /** the run lock's name: the table, schema-qualified as the catalog names it */

@@ -16,7 +16,7 @@ import type { RetryPolicy } from "../core/Retry.ts"
 import type { Stats } from "../core/Stats.ts"
 import { describeCause } from "../domain/Errors.ts"
 import type { RunKey } from "./RunKey.ts"
-import { statement } from "../phases/Source.ts"
+import { statement } from "./Statement.ts"
 
 export const tableName = "lo_migrate_watermark"
 

@@ -22,7 +22,9 @@ import * as Ddl from "../../postgres/Ddl.ts"
 import { oidArray } from "../../postgres/LargeObjects.ts"
 import * as Nice2Lifecycle from "./Nice2Lifecycle.ts"
 import * as RunKey from "../../postgres/RunKey.ts"
-import { type ListedWithWarning, logWarnings, Source, runner } from "../../phases/Source.ts"
+import { type ListedWithWarning, logWarnings } from "../../phases/CopySource.ts"
+import * as ProfileServices from "../../phases/ProfileServices.ts"
+import { runner } from "../../postgres/Statement.ts"
 import { transaction } from "../../postgres/Transaction.ts"
 
 export const table = "_nice_binary"
@@ -61,9 +63,8 @@ const toListed = (row: Row): ListedWithWarning => {
   }, warning]
 }
 
-export const layer = (policy: RetryPolicy, shard?: Shard | undefined): Layer.Layer<Source, never, SqlClient.SqlClient | Stats> =>
-  Layer.effect(
-    Source,
+export const layer = (policy: RetryPolicy, shard?: Shard | undefined): Layer.Layer<ProfileServices.ProfileServices, never, SqlClient.SqlClient | Stats> =>
+  ProfileServices.layer(
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const run = yield* runner(policy)
@@ -228,7 +229,8 @@ export const layer = (policy: RetryPolicy, shard?: Shard | undefined): Layer.Lay
         )
       })
 
-      return Source.of({
+      return {
+        copy: {
         table,
         // the key columns are the profile's own: an earlier version's watermark (the table's name) fits
         runKey: RunKey.resolve(sql, run, { relation: table, keyColumns: ["hash"], result: "sha2", legacy: { name: table, adopt: true } }),
@@ -239,8 +241,9 @@ export const layer = (policy: RetryPolicy, shard?: Shard | undefined): Layer.Lay
         page,
         commit,
         recorded,
-        finalize,
+        finalize
+        },
         ...Nice2Lifecycle.make(sql, run, shard)
-      })
+      }
     })
   )

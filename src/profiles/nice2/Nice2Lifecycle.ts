@@ -10,7 +10,8 @@ import { type DatabaseError, SchemaMismatch } from "../../domain/Errors.ts"
 import type { Candidate } from "../../domain/LargeObject.ts"
 import type { MigratedRow, Released } from "../../domain/MigratedObject.ts"
 import type { Shard } from "../../domain/Profile.ts"
-import type { Inventory, Source } from "../../phases/Source.ts"
+import type { Inventory } from "../../phases/PlanSource.ts"
+import type { ProfileParts } from "../../phases/ProfileServices.ts"
 import { oidArray } from "../../postgres/LargeObjects.ts"
 import { transaction } from "../../postgres/Transaction.ts"
 
@@ -26,10 +27,7 @@ const num = (v: bigint | number | string | null | undefined): number => Number(v
 const big = (v: bigint | number | string | null | undefined): bigint => BigInt(v ?? 0)
 const splitKeys = (v: string | null): ReadonlyArray<string> => (v === null || v === "" ? [] : v.split(","))
 
-type Lifecycle = Pick<
-  Source["Service"],
-  "inventory" | "sample" | "migratedPage" | "unmigratedWithData" | "references" | "release"
->
+type Lifecycle = Pick<ProfileParts, "plan" | "afterCopy">
 
 export const make = (sql: SqlClient.SqlClient, run: Run, shard?: Shard | undefined): Lifecycle => {
   // verify and prune with --shard i/n: only the shard's rows (the same hash as the migration's listing)
@@ -294,5 +292,15 @@ export const make = (sql: SqlClient.SqlClient, run: Run, shard?: Shard | undefin
     )
   }
 
-  return { inventory, sample, migratedPage, unmigratedWithData, references, release }
+  return {
+    plan: { inventory, sample },
+    afterCopy: {
+      migratedPage,
+      unmigratedWithData,
+      references,
+      release,
+      unmigratedReason: "no sha2",
+      releaseMeaning: "data = NULL"
+    }
+  }
 }

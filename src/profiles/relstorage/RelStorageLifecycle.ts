@@ -16,7 +16,9 @@ import { bytesOfOid, type MigratedRow, oidsOf, type Released } from "../../domai
 import type { RelStorageProfile, Shard } from "../../domain/Profile.ts"
 import * as LargeObjects from "../../postgres/LargeObjects.ts"
 import { invRead, oidArray } from "../../postgres/LargeObjects.ts"
-import type { Examples, Inventory, Source } from "../../phases/Source.ts"
+import type { CopySource } from "../../phases/CopySource.ts"
+import type { Examples, Inventory } from "../../phases/PlanSource.ts"
+import type { ProfileParts } from "../../phases/ProfileServices.ts"
 import { transaction } from "../../postgres/Transaction.ts"
 import { afterKey, keyArrays, keyOf } from "./BlobKey.ts"
 
@@ -53,10 +55,7 @@ export interface Context {
   readonly shardFilter: (next: number) => { readonly text: string; readonly params: ReadonlyArray<unknown> }
 }
 
-type Lifecycle = Pick<
-  Source["Service"],
-  "inventory" | "sample" | "migratedPage" | "unmigratedWithData" | "references" | "release" | "finalize" | "unmigratedReason" | "releaseMeaning"
->
+type Lifecycle = Pick<ProfileParts, "plan" | "afterCopy"> & Pick<CopySource["Service"], "finalize">
 
 type Key = readonly [bigint, bigint]
 const parse = (key: string): Key => {
@@ -606,14 +605,15 @@ export const make = (ctx: Context): Lifecycle => {
     })
 
   return {
-    inventory,
-    sample,
-    migratedPage,
-    unmigratedWithData,
-    references,
-    release,
-    finalize,
-    unmigratedReason: "no blob_state row",
-    releaseMeaning: "chunks deleted"
+    plan: { inventory, sample },
+    afterCopy: {
+      migratedPage,
+      unmigratedWithData,
+      references,
+      release,
+      unmigratedReason: "no blob_state row",
+      releaseMeaning: "chunks deleted"
+    },
+    finalize
   }
 }

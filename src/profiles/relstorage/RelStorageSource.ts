@@ -28,7 +28,9 @@ import type { Stats } from "../../core/Stats.ts"
 import { recordedByKey } from "../../postgres/KeyLookup.ts"
 import { lockNamespace } from "../../postgres/RunLock.ts"
 import { transaction } from "../../postgres/Transaction.ts"
-import { describeUrl, type ListedRow, Source, runner } from "../../phases/Source.ts"
+import type { ListedRow } from "../../phases/CopySource.ts"
+import * as ProfileServices from "../../phases/ProfileServices.ts"
+import { describeUrl, runner } from "../../postgres/Statement.ts"
 import * as RelStorageLifecycle from "./RelStorageLifecycle.ts"
 import * as RunKey from "../../postgres/RunKey.ts"
 import { afterKey, keyArrays, keyOf, splitKey } from "./BlobKey.ts"
@@ -56,9 +58,8 @@ export const layer = (
   shard: Shard | undefined,
   policy: RetryPolicy,
   options: DestinationOptions = {}
-): Layer.Layer<Source, never, SqlClient.SqlClient | Stats> =>
-  Layer.effect(
-    Source,
+): Layer.Layer<ProfileServices.ProfileServices, never, SqlClient.SqlClient | Stats> =>
+  ProfileServices.layer(
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const scope = yield* Effect.scope
@@ -380,7 +381,8 @@ export const layer = (
         )
       }
 
-      return Source.of({
+      return {
+        copy: {
         table: "blob_chunk",
         // the lock and the watermark stay in the source database; a blob_state elsewhere is named in the
         // watermark (its rows say what is done), and only a same-database watermark of an earlier version fits
@@ -402,7 +404,10 @@ export const layer = (
         page,
         commit,
         recorded,
-        ...lifecycle
-      })
+        finalize: lifecycle.finalize
+        },
+        plan: lifecycle.plan,
+        afterCopy: lifecycle.afterCopy
+      }
     })
   )

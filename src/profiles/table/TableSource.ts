@@ -26,7 +26,10 @@ import * as Aliases from "../../phases/Aliases.ts"
 import { recordedByKey } from "../../postgres/KeyLookup.ts"
 import * as LargeObjects from "../../postgres/LargeObjects.ts"
 import * as RunKey from "../../postgres/RunKey.ts"
-import { type Inventory, type ListedWithWarning, logWarnings, Source, runner } from "../../phases/Source.ts"
+import { type ListedWithWarning, logWarnings } from "../../phases/CopySource.ts"
+import type { Inventory } from "../../phases/PlanSource.ts"
+import * as ProfileServices from "../../phases/ProfileServices.ts"
+import { runner } from "../../postgres/Statement.ts"
 
 /** examples shown per problem */
 const exampleCount = 10
@@ -37,9 +40,8 @@ export const layer = (
   profile: TableProfile,
   shard: Shard | undefined,
   policy: RetryPolicy
-): Layer.Layer<Source, never, SqlClient.SqlClient | Stats> =>
-  Layer.effect(
-    Source,
+): Layer.Layer<ProfileServices.ProfileServices, never, SqlClient.SqlClient | Stats> =>
+  ProfileServices.layer(
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const run = yield* runner(policy)
@@ -560,7 +562,8 @@ export const layer = (
         yield* Effect.logInfo(`${shown}: ${quote(profile.sha256Column)} is NOT NULL now (no unique index: rows may share a content)`)
       })
 
-      return Source.of({
+      return {
+        copy: {
         table: shown,
         // an earlier version's watermark (the quoted table name) does not say which key columns it is of
         runKey: RunKey.resolve(sql, run, {
@@ -576,13 +579,17 @@ export const layer = (
         page,
         commit,
         recorded,
-        finalize,
-        inventory,
-        sample,
-        migratedPage,
-        unmigratedWithData,
-        references,
-        release
-      })
+        finalize
+        },
+        plan: { inventory, sample },
+        afterCopy: {
+          migratedPage,
+          unmigratedWithData,
+          references,
+          release,
+          unmigratedReason: `no ${quote(profile.sha256Column)}`,
+          releaseMeaning: `${quote(profile.oidColumn)} = NULL`
+        }
+      }
     })
   )
