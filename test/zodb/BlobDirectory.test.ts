@@ -10,8 +10,9 @@ import * as BlobDirectory from "../../src/zodb/sources/BlobDirectory.ts"
 import * as FileStorage from "../../src/zodb/sources/FileStorage.ts"
 import { hex16 } from "../../src/zodb/sources/FileStorageErrors.ts"
 import { scopedTempDir } from "../support/TempDir.ts"
+import { fixturesDir } from "./support/Fixtures.ts"
 
-const fixtures = "/work/shared/fixtures/zodb"
+const fixtures = fixturesDir
 const blobsDir = `${fixtures}/filestorage/blobs`
 
 const jsonl = <A>(path: string): Array<A> =>

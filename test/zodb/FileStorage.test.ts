@@ -12,9 +12,10 @@ import * as vm from "node:vm"
 import * as FileStorage from "../../src/zodb/sources/FileStorage.ts"
 import { hex16 } from "../../src/zodb/sources/FileStorageErrors.ts"
 import { scopedTempDir } from "../support/TempDir.ts"
+import { fixturesDir } from "./support/Fixtures.ts"
 import { buildDataFs, recordBounds, transactionBounds } from "./support/DataFsBuilder.ts"
 
-const fixtures = "/work/shared/fixtures/zodb"
+const fixtures = fixturesDir
 const mainFs = `${fixtures}/filestorage/Data.fs`
 const historyFs = `${fixtures}/filestorage-history/Data.fs`
 const benchFs = `${fixtures}/bench-scale/Data.fs`
