@@ -395,7 +395,7 @@ export class Cursor {
       const data = mode === "full" ? await this.win.copy(pos + DATA_HEADER_LENGTH, d.plen) : null
       return { record: { oid: d.oid, tid, offset: pos, data, backpointerTid: null, dataTid: tid }, next: pos + length }
     }
-    const back = u64(this.win.view, (await this.win.at(pos + DATA_HEADER_LENGTH, 8)))
+    const back = u64(this.win.view, await this.win.at(pos + DATA_HEADER_LENGTH, 8))
     if (back === 0) {
       c.noDataRecords++
       return { record: { oid: d.oid, tid, offset: pos, data: null, backpointerTid: null, dataTid: null }, next: pos + length }
@@ -419,10 +419,11 @@ export class Cursor {
     let limit = offset
     let backpointerTid: bigint | undefined
     while (true) {
-      if (back < MAGIC_LENGTH || back + DATA_HEADER_LENGTH + 8 > limit) {
+      // `limit`: the record must end before the one that points to it
+      if (back < MAGIC_LENGTH || back + DATA_HEADER_LENGTH > limit) {
         this.backpointerMissing(oid, tid, offset, back, back === first ? "there is no record there" : "the chain leads outside the file")
       }
-      const d = decodeDataHeader(this.back.view, await this.back.at(back, DATA_HEADER_LENGTH + 8))
+      const d = decodeDataHeader(this.back.view, await this.back.at(back, DATA_HEADER_LENGTH))
       if (d.oid !== oid) this.backpointerMissing(oid, tid, offset, back, `the record there belongs to oid ${hex16(d.oid)}`)
       if (d.vlen !== 0 || d.tid > tid) this.backpointerMissing(oid, tid, offset, back, "there is no valid record there")
       backpointerTid ??= d.tid
@@ -433,7 +434,8 @@ export class Cursor {
         const data = await this.back.copy(back + DATA_HEADER_LENGTH, d.plen)
         return { data, backpointerTid, dataTid: d.tid }
       }
-      const next = u64(this.back.view, (await this.back.at(back + DATA_HEADER_LENGTH, 8)))
+      if (back + DATA_HEADER_LENGTH + 8 > limit) this.backpointerMissing(oid, tid, offset, back, "there is no valid record there")
+      const next = u64(this.back.view, await this.back.at(back + DATA_HEADER_LENGTH, 8))
       if (next === 0) return { data: null, backpointerTid, dataTid: null } // the chain ends in an undone creation
       if (next >= back) this.backpointerMissing(oid, tid, offset, next, "the chain does not lead backward")
       limit = back
