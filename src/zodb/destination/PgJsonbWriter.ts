@@ -17,8 +17,10 @@
  *   zodb-pgjsonb never writes), competing by tid like any revision; `finalize` deletes them.
  * - object_history (history-preserving): every revision, tombstones included, `ON CONFLICT DO NOTHING`;
  *   zodb-pgjsonb keeps the previous revisions only (copy-before-overwrite), so `finalize` removes the
- *   rows that are the current revision in object_state (its `compact_history()`). Copying the displaced
- *   row instead, as zodb-pgjsonb does, loses a revision when two writers race on one oid.
+ *   rows that are the current revision in object_state (its `compact_history()`). Copying only the
+ *   displaced row, as zodb-pgjsonb does, loses a revision when two writers race on one oid; it is
+ *   copied too (`ON CONFLICT DO NOTHING`), for the current rows written before this copy (an earlier,
+ *   finalized run, or zodb-pgjsonb itself), which object_history does not hold.
  * - blob_state: (zoid, tid, blob_size, data | s3_key), every version kept; s3_key is
  *   `blobs/{zoid:016x}/{tid:016x}.blob` WITHOUT the s3-prefix (zodb-pgjsonb's S3 client adds it).
  *
@@ -286,6 +288,13 @@ const statement = (
       ctes.push(`h AS (
         INSERT INTO object_history (${objectColumns})
         SELECT zoid, $1, class_mod, class_name, state, state_size, refs FROM u
+        ON CONFLICT (zoid, tid) DO NOTHING)`)
+      // the revision this one displaces, when it is not in object_history yet: one written before this
+      // copy (an earlier, finalized run, or zodb-pgjsonb itself); the copy's own are there already
+      ctes.push(`p AS (
+        INSERT INTO object_history (${objectColumns})
+        SELECT o.zoid, o.tid, o.class_mod, o.class_name, o.state, o.state_size, o.refs
+        FROM object_state o JOIN u ON o.zoid = u.zoid WHERE o.tid < $1
         ON CONFLICT (zoid, tid) DO NOTHING)`)
     }
     ctes.push(`s AS (
