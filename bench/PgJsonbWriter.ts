@@ -4,6 +4,8 @@
  *
  *   PGJSONB_BENCH_ROWS=10000   records per case (default 10,000)
  *   PGJSONB_BENCH_RUNS=3       runs per case, the median is printed
+ *   PGJSONB_BENCH_NO_NOTIFY=1  writer cases with trg_notify_commit disabled (NOTIFY takes a cluster-wide
+ *                              lock at commit, which serializes concurrent commits), to see what it costs
  *
  * Cases: one transaction of N records; N/10 transactions of 10 records, one at a time and 4 at once
  * (pool of 4), history-free and history-preserving; `\copy object_state FROM` (psql, CSV) of the same
@@ -72,6 +74,9 @@ const main = async () => {
     return withDb(() =>
       Effect.gen(function*() {
         const w = yield* make({ historyPreserving: hp })
+        if (process.env.PGJSONB_BENCH_NO_NOTIFY === "1") {
+          yield* (yield* SqlClient.SqlClient).unsafe(`ALTER TABLE transaction_log DISABLE TRIGGER trg_notify_commit`)
+        }
         const t0 = performance.now()
         yield* Effect.forEach(txs, (t) => w.commit(t), { concurrency, discard: true })
         const ms = performance.now() - t0

@@ -361,6 +361,8 @@ describe("PgJsonbWriter: resume and the post-copy step", () => {
         assert.deepStrictEqual(yield* w.committedTids(0n, 5n), [])
         assert.isFalse(yield* w.hasTransaction(30n))
         assert.strictEqual(yield* w.readWatermark, undefined)
+        const during = yield* PgJsonbSchema.inspect(sql)
+        assert.isTrue(during._tag === "PgJsonb" && during.copyInProgress)
         yield* w.setWatermark(20n)
         yield* w.setWatermark(10n)
         assert.strictEqual(yield* w.readWatermark, 20n)
@@ -379,5 +381,6 @@ describe("PgJsonbWriter: resume and the post-copy step", () => {
         // the schema is zodb-pgjsonb's again, nothing of the copy's left
         const again = yield* PgJsonbSchema.ensure(sql, { historyPreserving: true })
         assert.deepStrictEqual(again.repaired, [])
+        assert.isFalse(again.inspection.copyInProgress)
       })))
 })

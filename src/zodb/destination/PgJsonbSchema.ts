@@ -206,6 +206,8 @@ export type Inspection =
     readonly lastTid: bigint | undefined
     /** object_state columns that are not zodb-pgjsonb's (a state processor's, e.g. plone-pgcatalog's): left NULL by the copy */
     readonly extraColumns: ReadonlyArray<string>
+    /** the copy's watermark table exists: a copy started and was not finalized (its tombstones may be in object_state) */
+    readonly copyInProgress: boolean
   }
 
 /** zodb-pgjsonb's tables that hold data: any of them without transaction_log is not its schema */
@@ -281,7 +283,8 @@ const classify = (sql: SqlClient.SqlClient, at: string, snap: Catalog.Snapshot) 
       historyPreserving: snap.tables["object_history"] !== undefined,
       hasData: r?.last !== null && r?.last !== undefined,
       lastTid: r?.last === null || r?.last === undefined ? undefined : BigInt(r.last),
-      extraColumns: (os?.columns ?? []).filter((c) => !own.has(c.name)).map((c) => c.name)
+      extraColumns: (os?.columns ?? []).filter((c) => !own.has(c.name)).map((c) => c.name),
+      copyInProgress: snap.tables[watermarkTable] !== undefined
     } as const
   })
 
