@@ -20,8 +20,8 @@
 import { Effect } from "effect"
 import type { SqlClient, SqlError } from "effect/sql"
 import { DatabaseError, type TableBusy } from "../../domain/Errors.ts"
-import { alter } from "../../source/Ddl.ts"
-import { transaction } from "../../source/Transaction.ts"
+import { alter } from "../../postgres/Ddl.ts"
+import { transaction } from "../../postgres/Transaction.ts"
 import * as Catalog from "./Catalog.ts"
 import { DestinationNotPgJsonb, DestinationSchemaMismatch } from "./Errors.ts"
 
