@@ -61,7 +61,7 @@ export class LossTally {
     for (const text of this.integralFloats) {
       out.push({
         reason: "float-integral",
-        detail: `float ${text}: jsonb stores the integer ${positionalFloat(Number(text)).slice(0, -2)}`,
+        detail: `float ${text}: jsonb stores the integer ${shorten(positionalFloat(Number(text)).slice(0, -2))}`,
         repaired: f
       })
     }
@@ -760,6 +760,8 @@ class Writer {
     return new StateError({ offset: this.options.offset, path: this.pathText(), problem })
   }
 }
+
+const shorten = (digits: string): string => digits.length > 24 ? digits.slice(0, 24) + "..." : digits
 
 const isI64 = (v: number | bigint): boolean => typeof v === "number" || (v >= I64_MIN && v <= I64_MAX)
 
