@@ -48,7 +48,7 @@ const violation = (from: string, to: string): string | undefined => {
   if (rank[toTop] === undefined) return `${from} -> ${to}: folder ${toTop}/ has no layer`
   if (fromTop === toTop) {
     // inside a wing: a room may not use a sibling room; the wing's own files may use any room
-    if (toRoom !== undefined && fromRoom !== undefined && toRoom !== fromRoom && !(fromTop === "zodb")) {
+    if (toRoom !== undefined && fromRoom !== undefined && toRoom !== fromRoom) {
       return `${from} -> ${to}: ${fromTop}/${fromRoom}/ may not use its sibling ${fromTop}/${toRoom}/`
     }
     if (toRoom === undefined && fromRoom !== undefined) return `${from} -> ${to}: a room may not use its wing's top files`

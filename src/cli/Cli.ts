@@ -10,6 +10,7 @@ import { plan } from "./plan.ts"
 import { prune } from "./prune.ts"
 import { uploadBlobs } from "./uploadBlobs.ts"
 import { verify } from "./verify.ts"
+import { zodbConvert } from "./zodbConvert.ts"
 
 export const version = "0.1.0"
 
@@ -23,7 +24,7 @@ export const configFlag = GlobalFlag.Setting(ConfigFile.flagName)({
 
 export const cli = Command.make("lo-migrate").pipe(
   Command.withDescription("Move PostgreSQL large objects into S3-compatible storage, re-keyed by SHA-256"),
-  Command.withSubcommands([migrate, uploadBlobs, plan, verify, prune, demo]),
+  Command.withSubcommands([migrate, uploadBlobs, plan, verify, prune, zodbConvert, demo]),
   Command.withGlobalFlags([configFlag])
 )
 
@@ -32,3 +33,6 @@ export const run = Stdio.Stdio.use(({ args }) =>
   Effect.flatMap(args, (argv) =>
     Effect.flatMap(ConfigFile.apply(cli, argv, process.env), (withFile) => Command.runWith(cli, { version })(withFile)))
 )
+
+/** The `zodb-convert` executable: the same command as `lo-migrate zodb-convert`, at the root. */
+export const runZodbConvert = Stdio.Stdio.use(({ args }) => Effect.flatMap(args, Command.runWith(zodbConvert, { version })))

@@ -5,6 +5,8 @@ import { spawn, type ChildProcess } from "node:child_process"
 import { fileURLToPath } from "node:url"
 
 export const binPath = fileURLToPath(new URL("../../dist/cli/bin.js", import.meta.url))
+/** the `zodb-convert` executable */
+export const zodbConvertBinPath = fileURLToPath(new URL("../../dist/cli/zodbConvertBin.js", import.meta.url))
 
 export interface CliResult {
   readonly code: number | null
@@ -15,6 +17,8 @@ export interface CliResult {
 
 export interface CliOptions {
   readonly env?: Readonly<Record<string, string | undefined>>
+  /** the executable (default lo-migrate's) */
+  readonly bin?: string
   /** called once the process is running, e.g. to kill it at some moment */
   readonly onStart?: (child: ChildProcess, output: { readonly stderr: () => string; readonly stdout: () => string }) => void
 }
@@ -30,7 +34,7 @@ const cleanEnv = (): Record<string, string | undefined> => {
 
 export const runCli = (args: ReadonlyArray<string>, options: CliOptions = {}): Effect.Effect<CliResult> =>
   Effect.callback<CliResult>((resume) => {
-    const child = spawn(process.execPath, [binPath, ...args], {
+    const child = spawn(process.execPath, [options.bin ?? binPath, ...args], {
       env: { ...cleanEnv(), ...options.env } as NodeJS.ProcessEnv,
       stdio: ["ignore", "pipe", "pipe"]
     })

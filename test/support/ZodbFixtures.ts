@@ -1,16 +1,15 @@
-// The golden ZODB fixtures (shared/fixtures/zodb, see its README.md): expected codec output per record,
+// The golden ZODB fixtures (test/data/zodb, copied unchanged; see its README.md): expected codec output per record,
 // read with each state's JSON text kept byte for byte.
 import { existsSync, readFileSync } from "node:fs"
 import { dirname, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { gunzipSync } from "node:zlib"
 
-/** The fixture directory: $ZODB_FIXTURES, else shared/ beside the repository. */
+/** The fixture directory: $ZODB_FIXTURES_DIR (a regenerated set), else the repository's copy. */
 export const zodbFixtures = (): string => {
-  const env = process.env.ZODB_FIXTURES
+  const env = process.env.ZODB_FIXTURES_DIR
   if (env !== undefined && env !== "") return env
-  const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..")
-  return resolve(repo, "..", "shared", "fixtures", "zodb")
+  return resolve(dirname(fileURLToPath(import.meta.url)), "..", "data", "zodb")
 }
 
 export const fixturesPresent = (): boolean => existsSync(resolve(zodbFixtures(), "README.md"))

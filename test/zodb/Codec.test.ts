@@ -15,11 +15,9 @@ import {
   type ExpectedRecord,
   expectedLosses,
   expectedRecords,
-  fixturesPresent,
   zodbFixtures
 } from "../support/ZodbFixtures.ts"
 
-const present = fixturesPresent()
 
 /** Compares one record with the codec's output; returns what differs ("" when nothing). */
 const differences = (e: ExpectedRecord, d: DecodedRecord): string => {
@@ -53,7 +51,7 @@ const checkAll = (records: ReadonlyArray<{ readonly e: ExpectedRecord; readonly 
 const withPickles = (name: string) =>
   expectedRecords(name).filter((e) => e.pickle !== null).map((e) => ({ e, pickle: e.pickle! }))
 
-describe.skipIf(!present)("record codec against zodb-json-codec's output", () => {
+describe("record codec against zodb-json-codec's output", () => {
   it("filestorage.jsonl: all 315 records with data (2 of them backpointers) match, byte for byte", () => {
     const records = withPickles("filestorage")
     assert.strictEqual(records.length, 315)
@@ -133,7 +131,7 @@ const reasonOf = (text: string): LossReason => {
   return hit[1]
 }
 
-describe.skipIf(!present)("codec losses", () => {
+describe("codec losses", () => {
   it("flags exactly the records of codec-losses.jsonl (filestorage), with at least its reasons", () => {
     const expected = new Map<string, Set<LossReason>>()
     for (const l of expectedLosses().filter((l) => l.source === "filestorage")) {
@@ -188,7 +186,7 @@ const rawAt = (text: string, key: string): string => {
   return text.slice(i)
 }
 
-describe.skipIf(!present)("faithful forms", () => {
+describe("faithful forms", () => {
   it("floats: ≥1e16 positional with .0 (jsonb-equal to the codec's), -0.0, NaN and inf as float(text)", () => {
     const codec = decodeRecord(record("0000000000000001"), { mode: "codec" })
     const faithful = decodeRecord(record("0000000000000001"))

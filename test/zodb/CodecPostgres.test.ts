@@ -6,14 +6,11 @@ import { Effect } from "effect"
 import { SqlClient } from "effect/sql"
 import { decodeRecord } from "../../src/zodb/codec/RecordCodec.ts"
 import { TestDatabase } from "../support/Postgres.ts"
-import { expectedRecords, fixturesPresent } from "../support/ZodbFixtures.ts"
+import { expectedRecords } from "../support/ZodbFixtures.ts"
 
-const records = () =>
-  fixturesPresent()
-    ? ["filestorage", "history"].flatMap((n) => expectedRecords(n)).filter((e) => e.pickle !== null)
-    : []
+const records = () => ["filestorage", "history"].flatMap((n) => expectedRecords(n)).filter((e) => e.pickle !== null)
 
-describe.skipIf(!fixturesPresent())("codec JSON in PostgreSQL", () => {
+describe("codec JSON in PostgreSQL", () => {
   it.layer(TestDatabase.layerClient)((it) => {
     it.effect("all 675 fixture states equal the codec's under jsonb =, in codec mode", () =>
       Effect.gen(function*() {

@@ -6,11 +6,11 @@ import { resolve } from "node:path"
 import { extensionBytes } from "../../src/zodb/codec/Extension.ts"
 import { readFileStorage } from "../support/FileStorage.ts"
 import { pickle, type Py } from "../support/Pickler.ts"
-import { expectedTransactions, fixturesPresent, zodbFixtures } from "../support/ZodbFixtures.ts"
+import { expectedTransactions, zodbFixtures } from "../support/ZodbFixtures.ts"
 
 const text = (b: Uint8Array) => Buffer.from(b).toString("utf8")
 
-describe.skipIf(!fixturesPresent())("extension bytes of the fixture transactions", () => {
+describe("extension bytes of the fixture transactions", () => {
   for (const [name, dir] of [["filestorage", "filestorage"], ["history", "filestorage-history"]] as const) {
     it(`${name}: every transaction gives zodb-pgjsonb's bytes`, () => {
       const expected = expectedTransactions(name)

@@ -102,11 +102,19 @@ export const layer = (options: FileStorageSourceOptions): Layer.Layer<ZodbSource
           return { payload, sha256: digests.sha256, md5: digests.md5 }
         })
 
+      const blobSize = (record: SourceRecord, tid: bigint) =>
+        blobDir === undefined
+          ? Effect.fail(new SourceError({ source: where, problem: "a blob record, but the storage has no blob-dir", tid, zoid: record.zoid }))
+          : BlobDirectory.findBlob(blobDir, record.zoid, tid, record.dataTid).pipe(
+            Effect.map((found) => found.size),
+            Effect.mapError((e) => new SourceError({ source: where, problem: e.message, tid, zoid: record.zoid }))
+          )
+
       const count = Effect.map(
         FileStorage.scan(options.path).pipe(Effect.mapError(toSourceError)),
         (s) => ({ transactions: s.transactions, records: s.dataRecords + s.backpointerRecords + s.noDataRecords, bytes: s.pickleBytes })
       )
 
-      return ZodbSource.of({ describe: where, transactions, blob, count, warnings: Ref.get(warnings) })
+      return ZodbSource.of({ describe: where, transactions, blob, blobSize, count, warnings: Ref.get(warnings) })
     })
   )

@@ -5,7 +5,8 @@
  *   `iter_transactions_range` does), each with its `object_state` rows in zoid order;
  * - history-free: there is no transaction table; each distinct `object_state.tid` is a transaction
  *   with empty user, description and extension, holding the current revision of its objects.
- * Keyset pages keep every statement short and memory flat: a page of transactions, then their
+ * RelStorage's tid-0 row ("special transaction for object creation") holds no objects and is no ZODB
+ * transaction: it is not copied. Keyset pages keep every statement short and memory flat: a page of transactions, then their
  * records in pages of rows. Blobs are read through `blob_chunk`'s large objects (one per chunk).
  */
 import { Effect, Layer, Option, Stream } from "effect"
@@ -82,12 +83,12 @@ export const layer = (options: RelStorageReaderOptions): Layer.Layer<ZodbSource,
             "list transactions",
             `SELECT tid::text AS tid, username, description, extension FROM transaction
              WHERE tid > $1 ORDER BY tid LIMIT $2`,
-            [String(after ?? -1n), pageSize]
+            [String(after ?? 0n), pageSize]
           )
           : query(
             "list transactions",
             `SELECT DISTINCT tid::text AS tid FROM object_state WHERE tid > $1 ORDER BY tid LIMIT $2`,
-            [String(after ?? -1n), pageSize]
+            [String(after ?? 0n), pageSize]
           )
 
       /** the records of the tids in [first, last], in (tid, zoid) order, page by page */
@@ -173,6 +174,18 @@ export const layer = (options: RelStorageReaderOptions): Layer.Layer<ZodbSource,
           return { payload, sha256: sha256.digest("hex"), md5: md5.digest("base64") }
         }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
 
+      const blobSize = ({ zoid }: SourceRecord, tid: bigint) =>
+        Effect.gen(function*() {
+          const chunks = yield* query(
+            "read blob_chunk",
+            `SELECT coalesce(sum(lo_lseek64(lo_open(chunk, 262144), 0, 2)), -1)::text AS size FROM blob_chunk WHERE zoid = $1 AND tid = $2`,
+            [String(zoid), String(tid)]
+          )
+          const size = Number(chunks[0]?.size ?? -1)
+          if (size < 0) return yield* fail("the blob record has no blob_chunk row", { tid, zoid })
+          return size
+        })
+
       const count = Effect.gen(function*() {
         const [records] = yield* query(
           "count records",
@@ -189,6 +202,7 @@ export const layer = (options: RelStorageReaderOptions): Layer.Layer<ZodbSource,
         describe: where,
         transactions,
         blob,
+        blobSize,
         count,
         warnings: Effect.succeed([])
       })

@@ -69,6 +69,8 @@ export class ZodbSource extends Context.Service<ZodbSource, {
   readonly transactions: (after: bigint | undefined) => Stream.Stream<SourceTransaction, SourceError>
   /** the bytes of the blob revision (zoid, tid), in a payload owned by the caller's scope */
   readonly blob: (record: SourceRecord, tid: bigint) => Effect.Effect<BlobContent, SourceError, Scope.Scope>
+  /** the size of the blob revision, without reading it (--dry-run) */
+  readonly blobSize: (record: SourceRecord, tid: bigint) => Effect.Effect<number, SourceError>
   /** what the copy will read, counted without decoding */
   readonly count: Effect.Effect<SourceCounts, SourceError>
   /** problems found while reading that did not stop it (a half-written last transaction) */
