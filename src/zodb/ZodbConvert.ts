@@ -35,6 +35,7 @@ import {
   type PgJsonbRecord,
   type PgJsonbTransaction
 } from "./destination/PgJsonbWriter.ts"
+import type { InvalidTransaction } from "./destination/Errors.ts"
 import { hex, type SourceError, type SourceRecord, type SourceTransaction, ZodbSource } from "./sources/ZodbSource.ts"
 
 export interface ConvertOptions {
@@ -228,6 +229,11 @@ export const run = (
       })).pipe(Effect.ignore)
     )
 
+    // every statement on the destination outlives a lost connection: commits are idempotent, and so
+    // are the watermark, the lookups and the finalize step
+    const again = <A, E extends DatabaseError | InvalidTransaction>(what: string, effect: Effect.Effect<A, E>) =>
+      retrying(effect, { policy: options.retry, isRetryable, what })
+
     const tracker = makeTracker()
     const fail = (failure: TransactionFailure, key: string) =>
       Effect.sync(() => {
@@ -250,7 +256,7 @@ export const run = (
               return false
             }
             progress.read++
-            if (mayBeCommitted !== undefined && tx.tid <= mayBeCommitted && (yield* writer.hasTransaction(tx.tid))) {
+            if (mayBeCommitted !== undefined && tx.tid <= mayBeCommitted && (yield* again(`look up transaction ${hex(tx.tid)}`, writer.hasTransaction(tx.tid)))) {
               progress.skipped++
               return true
             }
@@ -395,7 +401,7 @@ export const run = (
       if (current === undefined) return Effect.void
       const tid = BigInt(`0x${current}`)
       if (flushed !== undefined && tid <= flushed) return Effect.void
-      return Effect.andThen(writer.setWatermark(tid), Effect.sync(() => {
+      return Effect.andThen(again("record the watermark", writer.setWatermark(tid)), Effect.sync(() => {
         flushed = tid
         progress.watermark = tid
       }))
@@ -422,14 +428,15 @@ export const run = (
       Stage.run({ name: "blob-storer", workers: blobWorkers, take: Queue.take(blobQ), step: storeBlobs, input: blobQ, output: writeQ }),
       Stage.run({ name: "writer", workers, take: Queue.take(writeQ), step: write, input: writeQ })
     ])
-    yield* flow
+    // the watermark is recorded also when the flow fails: a rerun starts as late as it safely can
+    yield* flow.pipe(Effect.onError(() => Effect.andThen(Fiber.interrupt(ticker), flush.pipe(Effect.ignore))))
     yield* Fiber.interrupt(ticker)
     yield* flush
     yield* report
 
     // a copy with failures keeps its watermark (and tombstones): the rerun fills what is missing
     if (progress.failed.length === 0 && !progress.stopped) {
-      yield* writer.finalize(start === undefined ? undefined : { sinceTid: start })
+      yield* again("finalize the destination", writer.finalize(start === undefined ? undefined : { sinceTid: start }))
       progress.finalized = true
     }
     return progress

@@ -1,6 +1,7 @@
 // Shared pieces of the zodb-convert tests: the fixtures' expected rows, a config file for a test
 // database and s3rver, the CLI, and the destination read back as it is.
-import { Effect } from "effect"
+import { PgClient } from "@effect/sql-pg"
+import { Context, Effect, Layer, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
 import { spawn } from "node:child_process"
 import * as NodeFs from "node:fs"
@@ -8,7 +9,7 @@ import * as NodePath from "node:path"
 import { fixturesDir } from "../zodb/support/Fixtures.ts"
 import { findPgBinDir } from "../../src/embedded/TempCluster.ts"
 import { type CliOptions, runCli, zodbConvertBinPath } from "./Cli.ts"
-import type { TestDatabaseShape } from "./Postgres.ts"
+import { TestDatabase, type TestDatabaseShape } from "./Postgres.ts"
 import type { TestS3Shape } from "./S3.ts"
 
 export const fixtures = fixturesDir
@@ -57,6 +58,10 @@ export const keywordDsn = (db: TestDatabaseShape) =>
 export interface ConfigOptions {
   readonly source: string
   readonly db: TestDatabaseShape
+  /** connect to the destination through this port (a fault proxy in front of the server) */
+  readonly viaPort?: number | undefined
+  /** S3 through this endpoint (a fault proxy in front of s3rver) */
+  readonly s3Endpoint?: string | undefined
   readonly s3?: TestS3Shape | undefined
   readonly prefix?: string | undefined
   readonly historyPreserving?: boolean
@@ -66,13 +71,18 @@ export interface ConfigOptions {
 export const filestorageSection = (path: string, blobDir?: string) =>
   `<filestorage source>\n  path ${path}\n${blobDir === undefined ? "" : `  blob-dir ${blobDir}\n`}</filestorage>\n`
 
+/** A RelStorage source section for `dsn` (a libpq keyword DSN). */
+export const relstorageSection = (dsn: string, keepHistory: boolean) =>
+  `%import relstorage\n<relstorage source>\n  keep-history ${keepHistory}\n  <postgresql>\n    dsn ${dsn}\n  </postgresql>\n</relstorage>\n`
+
 /** A zodb-convert config file in `dir`: `source` is the source section, the destination is the test database. */
 export const writeConfig = (dir: string, options: ConfigOptions): string => {
   const s3 = options.s3
-  const text = `%import zodb_pgjsonb\n${options.source}\n<pgjsonb destination>\n  dsn ${keywordDsn(options.db)}\n` +
+  const dsn = options.viaPort === undefined ? keywordDsn(options.db) : keywordDsn({ ...options.db, host: "127.0.0.1", port: options.viaPort })
+  const text = `%import zodb_pgjsonb\n${options.source}\n<pgjsonb destination>\n  dsn ${dsn}\n` +
     `  history-preserving ${options.historyPreserving === true ? "true" : "false"}\n` +
     `  blob-threshold ${options.blobThreshold ?? "100KB"}\n` +
-    (s3 === undefined ? "" : `  s3-bucket-name ${s3.bucket}\n  s3-endpoint-url ${s3.endpoint}\n  s3-region ${s3.region}\n` +
+    (s3 === undefined ? "" : `  s3-bucket-name ${s3.bucket}\n  s3-endpoint-url ${options.s3Endpoint ?? s3.endpoint}\n  s3-region ${s3.region}\n` +
       `  s3-access-key ${s3.accessKey}\n  s3-secret-key ${s3.secretKey}\n  s3-use-ssl false\n` +
       (options.prefix === undefined ? "" : `  s3-prefix ${options.prefix}\n`)) +
     `</pgjsonb>\n`
@@ -187,3 +197,35 @@ export const restoreDump = (db: TestDatabaseShape, file: string): Effect.Effect<
     child.on("close", (code) =>
       resume(code === 0 ? Effect.void : Effect.die(new Error(`psql -f ${file} exited ${code}: ${stderr}`))))
   })
+
+/** The tables a conversion writes, with the key they are ordered by. */
+const tables = [
+  ["transaction_log", "tid"],
+  ["object_state", "zoid"],
+  ["blob_state", "zoid, tid"],
+  ["object_history", "zoid, tid"]
+] as const
+
+/** A digest of every table's rows, in key order, as this database holds them. */
+export const digest = (db: TestDatabaseShape) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const out: Record<string, string> = {}
+    for (const [table, key] of tables) {
+      const [present] = yield* sql.unsafe<{ t: string | null }>(`SELECT to_regclass('${table}')::text AS t`)
+      if (present?.t === null) continue
+      const [row] = yield* sql.unsafe<{ d: string | null; n: string }>(
+        `SELECT md5(string_agg(t::text, '|' ORDER BY ${key})) AS d, count(*)::text AS n FROM ${table} t`
+      )
+      out[table] = `${row!.n}:${row!.d}`
+    }
+    const [seq] = yield* sql.unsafe<{ v: string }>(`SELECT last_value::text AS v FROM zoid_seq`)
+    out.zoid_seq = seq!.v
+    const [wm] = yield* sql.unsafe<{ t: string | null }>(`SELECT to_regclass('zodb_convert_watermark')::text AS t`)
+    out.watermark_table = String(wm!.t)
+    return out
+  }).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(db.url), maxConnections: 1 })))
+
+/** A database of its own, dropped when the scope closes. */
+export const freshDb = Effect.map(Layer.build(Layer.fresh(TestDatabase.layer)), (c) => Context.get(c, TestDatabase))
+

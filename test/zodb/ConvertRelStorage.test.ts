@@ -18,14 +18,12 @@ import {
   fixtures,
   jsonl,
   keywordDsn,
+  relstorageSection,
   restoreDump,
   signed,
   writeConfig,
   zodbConvert
 } from "../support/Zodb.ts"
-
-const relstorageSection = (dsn: string, keepHistory: boolean) =>
-  `%import relstorage\n<relstorage source>\n  keep-history ${keepHistory}\n  <postgresql>\n    dsn ${dsn}\n  </postgresql>\n</relstorage>\n`
 
 for (const mode of ["hf", "hp"] as const) {
   const expected = jsonl<ExpectedRow>(`${fixtures}/expected/relstorage-${mode}.jsonl`)

@@ -4,42 +4,13 @@
 // records) so that a kill lands while transactions commit out of order; SIGINT stops gracefully (exit
 // 130, watermark recorded) and is resumed the same way.
 import { assert, describe, layer } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
-import { SqlClient } from "effect/sql"
-import { PgClient } from "@effect/sql-pg"
-import { Redacted } from "effect"
+import { Effect } from "effect"
 import * as fc from "fast-check"
-import { TestDatabase, type TestDatabaseShape } from "../support/Postgres.ts"
+import { TestDatabase } from "../support/Postgres.ts"
 import { scopedTempDir } from "../support/TempDir.ts"
-import { filestorageSection, fixtures, writeConfig, zodbConvert } from "../support/Zodb.ts"
+import { digest, filestorageSection, fixtures, freshDb, writeConfig, zodbConvert } from "../support/Zodb.ts"
 
 const dataFs = `${fixtures}/bench-scale/Data.fs`
-
-const tables = [
-  ["transaction_log", "tid"],
-  ["object_state", "zoid"],
-  ["blob_state", "zoid, tid"]
-] as const
-
-/** A digest of every table's rows, in key order, as this database holds them. */
-const digest = (db: TestDatabaseShape) =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient.SqlClient
-    const out: Record<string, string> = {}
-    for (const [table, key] of tables) {
-      const [row] = yield* sql.unsafe<{ d: string | null; n: string }>(
-        `SELECT md5(string_agg(t::text, '|' ORDER BY ${key})) AS d, count(*)::text AS n FROM ${table} t`
-      )
-      out[table] = `${row!.n}:${row!.d}`
-    }
-    const [seq] = yield* sql.unsafe<{ v: string }>(`SELECT last_value::text AS v FROM zoid_seq`)
-    out.zoid_seq = seq!.v
-    const [wm] = yield* sql.unsafe<{ t: string | null }>(`SELECT to_regclass('zodb_convert_watermark')::text AS t`)
-    out.watermark_table = String(wm!.t)
-    return out
-  }).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(db.url), maxConnections: 1 })))
-
-const freshDb = Effect.map(Layer.build(Layer.fresh(TestDatabase.layer)), (c) => Context.get(c, TestDatabase))
 
 describe("zodb-convert: killed at any instant, resumed with --incremental", () => {
   layer(TestDatabase.layer, { timeout: 600_000 })((it) => {

@@ -35,6 +35,7 @@
  */
 import { PgTypes } from "@effect/sql-pg"
 import { Context, Effect, Layer } from "effect"
+import { backoff, defaultPolicy } from "../../core/Retry.ts"
 import { SqlClient, SqlError } from "effect/sql"
 import { DatabaseError, type TableBusy } from "../../domain/Errors.ts"
 import { isRetryableSql } from "../../postgres/Statement.ts"
@@ -362,7 +363,12 @@ export const make = (
     const invalidText = options.invalidText ?? "fail"
     const maxBytes = options.maxStatementBytes ?? 32 * 1024 * 1024
     const maxRows = options.maxStatementRows ?? 20_000
-    const schema = yield* PgJsonbSchema.ensure(sql, { historyPreserving: hp })
+    // the setup is idempotent: a connection lost in the middle of it is tried again on a new one
+    const setupRetry = {
+      schedule: backoff(defaultPolicy(7)),
+      while: <E extends { readonly _tag: string }>(e: E) => e._tag === "DatabaseError" && isRetryable(e as unknown as DatabaseError)
+    }
+    const schema = yield* PgJsonbSchema.ensure(sql, { historyPreserving: hp }).pipe(Effect.retry(setupRetry))
     const db = (operation: string) => (cause: SqlError.SqlError) => new DatabaseError({ operation, cause })
 
     yield* transaction(sql, Effect.andThen(
@@ -371,7 +377,7 @@ export const make = (
         id boolean PRIMARY KEY DEFAULT true CHECK (id),
         tid bigint NOT NULL,
         updated_at timestamptz NOT NULL DEFAULT now())`)
-    )).pipe(Effect.mapError(db(`create ${PgJsonbSchema.watermarkTable}`)))
+    )).pipe(Effect.mapError(db(`create ${PgJsonbSchema.watermarkTable}`)), Effect.retry(setupRetry))
 
     const run = (s: { readonly text: string; readonly params: ReadonlyArray<unknown> }) =>
       sql.unsafe<{ inserted: number }>(s.text, s.params)

@@ -144,21 +144,19 @@ export const layer = (options: RelStorageReaderOptions): Layer.Layer<ZodbSource,
               ? [[], Option.none()] as const
               : [result[0], result[0].length < pageSize ? Option.none() : Option.some(result[1])] as const))
 
-      const blob = ({ zoid }: SourceRecord, tid: bigint) =>
+      /** one attempt at reading the blob: SQL errors stay raw, so that a lost connection is retried */
+      const readBlob = (zoid: bigint, tid: bigint) =>
         Effect.gen(function*() {
-          const chunks = yield* query(
-            "read blob_chunk",
+          const chunks = yield* sql.unsafe<Raw>(
             `SELECT chunk_num, chunk::bigint AS chunk FROM blob_chunk WHERE zoid = $1 AND tid = $2 ORDER BY chunk_num`,
             [String(zoid), String(tid)]
           )
           if (chunks.length === 0) return yield* fail("the blob record has no blob_chunk row", { tid, zoid })
           const oids = chunks.map((c) => Number(c.chunk))
-          const sizes = yield* Effect.forEach(oids, (oid) =>
-            LargeObjects.length(oid).pipe(Effect.mapError((e) => fail(`blob chunk (large object ${oid}): ${e.message}`, { tid, zoid }))))
+          const sizes = yield* Effect.forEach(oids, (oid) => LargeObjects.length(oid))
           const size = sizes.reduce((a, b) => a + b, 0)
           const scope = yield* Effect.scope
           const writer = yield* Payload.open({ expectedSize: size, inMemMax: options.inMemMax, tempDir: options.tempDir, parent: scope })
-            .pipe(Effect.mapError((e) => fail(`spool the blob: ${e.message}`, { tid, zoid })))
           const sha256 = createHash("sha256")
           const md5 = createHash("md5")
           let read = 0
@@ -167,12 +165,23 @@ export const layer = (options: RelStorageReaderOptions): Layer.Layer<ZodbSource,
               sha256.update(chunk)
               md5.update(chunk)
               return writer.write(chunk)
-            }).pipe(Effect.mapError((e) => fail(`read blob chunk (large object ${oid}): ${e.message}`, { tid, zoid })))
+            }).pipe(Effect.onError(() => writer.release))
           }
           if (read !== size) return yield* fail(`the blob's chunks changed while read (${read} of ${size} bytes)`, { tid, zoid })
-          const payload = yield* writer.seal.pipe(Effect.mapError((e) => fail(`spool the blob: ${e.message}`, { tid, zoid })))
+          const payload = yield* writer.seal
           return { payload, sha256: sha256.digest("hex"), md5: md5.digest("base64") }
         }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+
+      const blob = ({ zoid }: SourceRecord, tid: bigint) =>
+        retrying(readBlob(zoid, tid), {
+          policy: options.policy,
+          isRetryable: (e) => e._tag === "SqlError" && isRetryableSql(e),
+          what: `read the blob of ${zoid}/${tid}`
+        }).pipe(
+          Effect.provideContext(stats),
+          Effect.mapError((e) =>
+            e._tag === "ZodbSourceError" ? e : fail(`read the blob: ${e.message}`, { tid, zoid }))
+        )
 
       const blobSize = ({ zoid }: SourceRecord, tid: bigint) =>
         Effect.gen(function*() {
