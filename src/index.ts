@@ -54,6 +54,12 @@ export * as LargeObjects from "./postgres/LargeObjects.ts"
 export { ObjectStore, type ObjectInfo, type PutRequest } from "./s3/ObjectStore.ts"
 export * as S3Store from "./s3/S3Store.ts"
 
+// zodb-convert: a whole ZODB into zodb-pgjsonb (docs/zodb-convert.md)
+export { ZodbConversion, type ConversionOptions, type CopyOptions } from "./zodb/ZodbConversion.ts"
+export * as ZodbConvert from "./zodb/ZodbConvert.ts"
+export * as ZodbConvertConfig from "./zodb/ConvertConfig.ts"
+export * as ZodbCodec from "./zodb/codec/RecordCodec.ts"
+
 // observability
 export * as Metrics from "./observability/Metrics.ts"
 export * as Tracing from "./observability/Tracing.ts"

@@ -2,16 +2,15 @@
  * `zodb-convert` (also `lo-migrate zodb-convert`): a whole ZODB (FileStorage or RelStorage) into
  * zodb-pgjsonb, with the interface of the Python zodb-convert and its guide (docs/zodb-convert.md).
  */
-import { Console, Effect, Layer, Option, Ref, References } from "effect"
+import { Console, Effect, Option, Ref, References } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as NodeOs from "node:os"
 import { writeStderr } from "../core/Output.ts"
-import { defaultPolicy } from "../core/Retry.ts"
 import { StopRequest } from "../core/StopRequest.ts"
 import { SettingsError } from "../domain/Errors.ts"
 import * as ConvertConfig from "../zodb/ConvertConfig.ts"
 import * as ConvertDisplay from "../zodb/ConvertDisplay.ts"
-import * as ZodbConnections from "../zodb/ZodbConnections.ts"
+import { ZodbConversion } from "../zodb/ZodbConversion.ts"
 import * as ZodbConvert from "../zodb/ZodbConvert.ts"
 import { described, int } from "./Flags.ts"
 import * as ProgressMode from "./ProgressMode.ts"
@@ -78,8 +77,9 @@ const convert = Effect.fn("zodb-convert")(function*(f: Flags) {
     destDb: Option.getOrUndefined(f.destDb)
   })
   for (const i of config.ignored) yield* Effect.logDebug(`${i.at.file ?? ""}:${i.at.line}: ${i.key} in <${i.section}> ignored: ${i.reason}`)
-  const layers = yield* ZodbConnections.layer(config, {
-    workers: f.workers,
+  const conversion = ZodbConversion.make({
+    source: config.source,
+    destination: config.destination,
     retries: f.retries,
     tempDir: NodeOs.tmpdir(),
     env: process.env
@@ -87,9 +87,7 @@ const convert = Effect.fn("zodb-convert")(function*(f: Flags) {
   const dest = config.destination
 
   if (f.dryRun) {
-    const report = yield* ZodbConvert.dryRun({ blobThreshold: dest.blobThreshold, toS3: dest.s3 !== undefined, mode: f.codecForm }).pipe(
-      Effect.provide(layers.source.pipe(Layer.provide(layers.stats)))
-    )
+    const report = yield* conversion.dryRun({ mode: f.codecForm })
     const estimate = report.records / Math.max(1, Math.min(report.decodeRate * f.workers, 10_000))
     yield* Console.log(
       [
@@ -124,20 +122,14 @@ const convert = Effect.fn("zodb-convert")(function*(f: Flags) {
       if (mode === "json") return yield* ProgressMode.writeStdout(ConvertDisplay.json(p, "progress"))
       yield* writeStderr(`${ConvertDisplay.line(p)}\n`)
     })
-  const progress = yield* ZodbConvert.run({
+  const progress = yield* conversion.copyReport({
     workers: f.workers,
     incremental: f.incremental,
-    blobThreshold: dest.blobThreshold,
-    s3Prefix: dest.s3?.prefix,
     mode: f.codecForm,
     strict: f.strict,
-    retry: defaultPolicy(f.retries),
     stopping: Option.isSome(stopRequest) ? stopRequest.value.requested : undefined,
     onProgress
-  }).pipe(
-    Effect.provide(ZodbConnections.all(layers)),
-    Effect.scoped
-  )
+  })
   if (mode === "tty") yield* writeStderr("\n")
   if (mode === "json") yield* ProgressMode.writeStdout(ConvertDisplay.json(progress, "summary"))
   for (const l of ConvertDisplay.summary(progress)) yield* writeStderr(`${l}\n`)
