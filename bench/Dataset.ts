@@ -56,7 +56,7 @@ export const withPg = <A, E>(url: string, effect: Effect.Effect<A, E, SqlClient.
   )
 
 /** Creates database `name` owned by the app role, with the Nice2 schema; returns the app role's URL. */
-export const createDatabase = async (server: PgTestServer, name: string): Promise<string> => {
+export const createDatabase = async (server: PgTestServer, name: string, options: { readonly nice2?: boolean } = {}): Promise<string> => {
   const admin = server.adminUrl
   await withPg(admin, Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
@@ -64,7 +64,7 @@ export const createDatabase = async (server: PgTestServer, name: string): Promis
     yield* sql.unsafe(server.external ? `CREATE DATABASE "${name}"` : `CREATE DATABASE "${name}" OWNER "${server.appRole}"`)
   }), 1)
   const url = pgUrl(server, name)
-  await withPg(url, createNice2Schema())
+  if (options.nice2 !== false) await withPg(url, createNice2Schema())
   return url
 }
 

@@ -246,3 +246,57 @@ export const rawPutInChild = (endpoint: string, bucket: string, sizes: ReadonlyA
       }
     })
   })
+
+export interface ZodbRun {
+  readonly transactions: number
+  readonly records: number
+  /** pickle bytes read */
+  readonly bytes: number
+  readonly seconds: number
+  /** from the first transaction read to the last one committed (no setup, no finalize) */
+  readonly copySeconds: number
+  readonly wall: number
+  readonly cpuSeconds: number
+  readonly maxRssMiB: number
+}
+
+const zodbBin = fileURLToPath(new URL("../dist/cli/zodbConvertBin.js", import.meta.url))
+
+/** zodb-convert as a child process on `config`; its own CPU time and peak RSS come from ReportUsage.ts. */
+export const zodbConvert = async (config: string, extraArgs: ReadonlyArray<string> = []): Promise<ZodbRun> => {
+  const dir = mkdtempSync(join(tmpdir(), "lo-migrate-bench-usage-"))
+  const usageFile = join(dir, "usage.json")
+  try {
+    const nodeArgs = (process.env.LO_MIGRATE_BENCH_NODE_ARGS ?? "").split(" ").filter((a) => a !== "")
+    const args = [...nodeArgs, "--import", usageHook, zodbBin, config, "--progress", "json", "--interval", "3600", ...extraArgs]
+    const start = process.hrtime.bigint()
+    const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, args, {
+        env: { ...process.env, LO_MIGRATE_BENCH_USAGE: usageFile, LOG_LEVEL: "warn" },
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+      let stdout = ""
+      let stderr = ""
+      child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d))
+      child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d))
+      child.on("close", (code) => resolve({ code, stdout, stderr }))
+    })
+    const wall = seconds(start)
+    if (code !== 0) throw new Error(`zodb-convert exited with ${code}\n${stdout}\n${stderr.slice(-4000)}`)
+    const summary = stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, any>).find((l) => l.type === "summary")
+    if (summary === undefined) throw new Error(`no summary in the output:\n${stdout}`)
+    const usage = JSON.parse(readFileSync(usageFile, "utf8")) as NodeJS.ResourceUsage
+    return {
+      transactions: summary.transactions.committed,
+      records: summary.records,
+      bytes: summary.bytes,
+      seconds: summary.records / Math.max(1e-9, summary.rates.recordsPerSecond),
+      copySeconds: summary.copySeconds,
+      wall,
+      cpuSeconds: (usage.userCPUTime + usage.systemCPUTime) / 1e6,
+      maxRssMiB: usage.maxRSS / 1024
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}

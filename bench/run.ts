@@ -3,20 +3,24 @@
  * throwaway PostgreSQL cluster and s3rver process, so the ratios compare like with like.
  *
  *   LO_MIGRATE_BENCH_QUICK=1   smaller counts (about a minute), to try it out
- *   LO_MIGRATE_BENCH_ONLY=small,medium,large,mix,huge,scale,rss100k   run only these cases
+ *   LO_MIGRATE_BENCH_ONLY=small,medium,large,mix,huge,scale,zodb,rss100k   run only these cases
+ *     (zodb: zodb-convert over the fixtures' bench-scale FileStorage, against COPY of the same rows)
  *     (rss100k: 100,000 small objects with default settings, for the peak-RSS target; not in the default set)
  *   LO_MIGRATE_BENCH_NODE_ARGS="--cpu-prof"   extra Node flags for the lo-migrate process
  *
  * Prints markdown tables (pasted into BENCHMARKS.md) and the conditions they were measured under.
  */
 import { execFileSync } from "node:child_process"
-import { readFileSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
 import * as Os from "node:os"
 import { Effect } from "effect"
 import { SqlClient } from "effect/sql"
 import { defaults } from "../src/domain/Settings.ts"
 import * as Dataset from "./Dataset.ts"
-import { type EndToEnd, endToEnd, MiB, mibPerSecond, naive, perSecond, type Rate, rawPutInChild, rawRead } from "./Measure.ts"
+import { findPgBinDir } from "../src/embedded/TempCluster.ts"
+import { type EndToEnd, endToEnd, MiB, mibPerSecond, naive, perSecond, type Rate, rawPutInChild, rawRead, zodbConvert, type ZodbRun } from "./Measure.ts"
 import { startPostgres, startS3rver } from "./Servers.ts"
 
 const quick = (process.env.LO_MIGRATE_BENCH_QUICK ?? "") !== "" && process.env.LO_MIGRATE_BENCH_QUICK !== "0"
@@ -47,6 +51,28 @@ const results: Array<Row> = []
 const e2eRows: Array<{ name: string; r: EndToEnd }> = []
 const notes: Array<string> = []
 const putSpread: Array<string> = []
+const zodbRows: Array<{ name: string; r: ZodbRun }> = []
+let zodbCopy: { readonly rows: number; readonly seconds: number } | undefined
+
+/**
+ * PostgreSQL's own bulk insert of the rows zodb-convert wrote: object_state (and transaction_log)
+ * exported with psql's \\copy, then timed while \\copy loads them into empty tables of the same shape.
+ */
+const copyBaseline = async (url: string, dir: string) => {
+  const bin = findPgBinDir()
+  const psql = bin === undefined ? "psql" : join(bin, "psql")
+  const run = (command: string) => execFileSync(psql, ["-X", "-q", "-v", "ON_ERROR_STOP=1", url, "-c", command], { encoding: "utf8" })
+  const rowsFile = join(dir, "object_state.copy")
+  const logFile = join(dir, "transaction_log.copy")
+  run(`\\copy object_state TO '${rowsFile}'`)
+  run(`\\copy transaction_log TO '${logFile}'`)
+  run(`CREATE TABLE copy_object_state (LIKE object_state INCLUDING ALL); CREATE TABLE copy_transaction_log (LIKE transaction_log INCLUDING ALL)`)
+  const rows = Number(run(`SELECT count(*) FROM object_state`).trim().split("\n").find((l) => /^\s*\d+\s*$/.test(l)) ?? "0")
+  const start = process.hrtime.bigint()
+  run(`\\copy copy_transaction_log FROM '${logFile}'`)
+  run(`\\copy copy_object_state FROM '${rowsFile}'`)
+  return { rows, seconds: Number(process.hrtime.bigint() - start) / 1e9 }
+}
 
 const e2eLine = (name: string, r: EndToEnd) => {
   e2eRows.push({ name, r })
@@ -167,6 +193,21 @@ const main = async () => {
         }
       }
     }
+    if (wanted("zodb")) {
+      const dataFs = fileURLToPath(new URL("../test/data/zodb/bench-scale/Data.fs", import.meta.url))
+      for (const workers of [1, 4]) {
+        const url = await Dataset.createDatabase(pg.server, `bench_zodb_w${workers}`, { nice2: false })
+        const dir = mkdtempSync(join(Os.tmpdir(), "lo-migrate-bench-zodb-"))
+        const config = join(dir, "convert.conf")
+        writeFileSync(config, `<filestorage source>\n  path ${dataFs}\n</filestorage>\n<pgjsonb destination>\n  dsn ${url}\n</pgjsonb>\n`)
+        log(`zodb: zodb-convert -w ${workers}`)
+        const r = await zodbConvert(config, ["-w", String(workers)])
+        zodbRows.push({ name: `bench-scale Data.fs, -w ${workers}`, r })
+        log(`zodb -w ${workers}: ${f(r.records / r.copySeconds)} records/s in the copy phase, ${f(r.cpuSeconds, 1)} CPU s, ${f(r.maxRssMiB)} MiB peak RSS`)
+        if (workers === 4) zodbCopy = await copyBaseline(url, dir)
+        rmSync(dir, { recursive: true, force: true })
+      }
+    }
     if (wanted("rss100k")) {
       const n = quick ? 20_000 : 100_000
       log(`rss100k: filling ${f(n)} objects`)
@@ -199,6 +240,21 @@ const main = async () => {
   out.push("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
   for (const { name, r } of e2eRows) {
     out.push(`| ${name} | ${f(r.objects)} | ${f(r.bytes / MiB)} | ${f(r.seconds, 1)} | ${f(perSecond(r))} | ${f(mibPerSecond(r), 1)} | ${f(r.cpuSeconds, 1)} | ${f(r.cpuSeconds / r.objects * 1000, 2)} | ${f(r.cpuSeconds / (r.bytes / 1024 ** 3), 1)} | ${f(r.maxRssMiB)} |`)
+  }
+  if (zodbRows.length > 0) {
+    out.push("", "## zodb-convert (child process; bench-scale Data.fs: 502 transactions, 22,350 records, no blobs)", "")
+    out.push("| run | transactions | records | MiB of pickles | run s | copy s | records/s (copy) | MiB/s (copy) | process wall s | CPU s | CPU ms / record | peak RSS MiB |")
+    out.push("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for (const { name, r } of zodbRows) {
+      out.push(`| ${name} | ${f(r.transactions)} | ${f(r.records)} | ${f(r.bytes / MiB, 1)} | ${f(r.seconds, 2)} | ${f(r.copySeconds, 2)} | ${f(r.records / r.copySeconds)} | ${f(r.bytes / MiB / r.copySeconds, 1)} | ${f(r.wall, 2)} | ${f(r.cpuSeconds, 1)} | ${f(r.cpuSeconds / r.records * 1000, 3)} | ${f(r.maxRssMiB)} |`)
+    }
+    out.push("", "run s: from connecting to the end of finalize; copy s: from the first transaction read to the last committed.")
+    if (zodbCopy !== undefined) {
+      const w4 = zodbRows.find((z) => z.name.endsWith("-w 4"))!.r
+      out.push("", `PostgreSQL's own bulk insert of the same rows (psql \\copy of object_state, ${f(zodbCopy.rows)} rows, and transaction_log, ` +
+        `into empty tables of the same shape): ${f(zodbCopy.seconds, 2)} s, ${f(zodbCopy.rows / zodbCopy.seconds)} rows/s; ` +
+        `zodb-convert -w 4's copy phase took ${f(w4.copySeconds / zodbCopy.seconds, 2)}x as long for the same rows (its time includes reading and decoding the source).`)
+    }
   }
   out.push("", "Raw PUT rate before and after each case's lo-migrate run (the load on the machine moves it):", "")
   for (const n of putSpread) out.push(`- ${n}`)

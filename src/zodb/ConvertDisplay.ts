@@ -55,6 +55,7 @@ export const json = (p: ConvertProgress, type: "progress" | "summary"): string =
     etaSeconds: n.etaSeconds ?? null,
     queues: p.queues,
     watermark: p.watermark === undefined ? null : hex(p.watermark),
+    copySeconds: p.copyStartedAt === undefined || p.copyEndedAt === undefined ? null : (p.copyEndedAt - p.copyStartedAt) / 1000,
     ...(type === "summary"
       ? {
         stopped: p.stopped,

@@ -81,6 +81,9 @@ export interface LossReport {
 export interface ConvertProgress {
   readonly startedAt: number
   at: number
+  /** when the first transaction was read and when the last one was committed: the copy phase, without setup and finalize */
+  copyStartedAt: number | undefined
+  copyEndedAt: number | undefined
   /** what the source holds (for the percentage and the ETA); undefined until counted */
   total: { readonly transactions: number; readonly records: number; readonly bytes: number } | undefined
   read: number
@@ -187,6 +190,8 @@ export const run = (
     const progress: ConvertProgress = {
       startedAt,
       at: startedAt,
+      copyStartedAt: undefined,
+      copyEndedAt: undefined,
       total: undefined,
       read: 0,
       skipped: 0,
@@ -255,7 +260,7 @@ export const run = (
               progress.stopped = true
               return false
             }
-            progress.read++
+            if (progress.read++ === 0) progress.copyStartedAt = yield* Clock.currentTimeMillis
             if (mayBeCommitted !== undefined && tx.tid <= mayBeCommitted && (yield* again(`look up transaction ${hex(tx.tid)}`, writer.hasTransaction(tx.tid)))) {
               progress.skipped++
               return true
@@ -430,6 +435,7 @@ export const run = (
     ])
     // the watermark is recorded also when the flow fails: a rerun starts as late as it safely can
     yield* flow.pipe(Effect.onError(() => Effect.andThen(Fiber.interrupt(ticker), flush.pipe(Effect.ignore))))
+    progress.copyEndedAt = yield* Clock.currentTimeMillis
     yield* Fiber.interrupt(ticker)
     yield* flush
     yield* report
