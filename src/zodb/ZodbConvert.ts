@@ -43,6 +43,8 @@ export interface ConvertOptions {
   readonly workers: number
   /** concurrent blob reads and uploads */
   readonly blobWorkers?: number | undefined
+  /** source transactions committed together in one PostgreSQL transaction, at most (default 32) */
+  readonly batch?: number | undefined
   /** resume: start at the watermark (or after the last transaction of a finished copy), skip what is committed */
   readonly incremental: boolean
   /** blobs of at least this many bytes go to S3 when a store is given; smaller ones inline */
@@ -248,7 +250,8 @@ export const run = (
 
     const decodeQ = yield* Stage.channel<SourceTransaction>(workers * 2)
     const blobQ = yield* Stage.channel<Decoded>(workers * 2)
-    const writeQ = yield* Stage.channel<Decoded>(workers * 2)
+    // room for a full batch per writer, so that small transactions can travel together
+    const writeQ = yield* Stage.channel<Decoded>(Math.max(workers * 2, options.batch ?? 32))
 
     // ---- reader: the source in TID order --------------------------------------------------------
     const stopping = options.stopping ?? Effect.succeed(false)
@@ -380,24 +383,37 @@ export const run = (
           blob: p.blob
         })
     })
-    const write = (item: Decoded) =>
+    const committed = (item: Decoded, deletions: number) =>
+      Effect.sync(() => {
+        progress.committed++
+        progress.records += item.records.length
+        progress.deletions += deletions
+        for (const r of item.tx.records) progress.bytes += r.data?.length ?? 0
+        tracker.committed(item.key)
+      })
+    const writeOne = (item: Decoded) =>
       retrying(writer.commit(toDestination(item)), {
         policy: options.retry,
         isRetryable,
         what: `commit transaction ${item.key}`
       }).pipe(
-        Effect.flatMap((result) =>
-          Effect.sync(() => {
-            progress.committed++
-            progress.records += item.records.length
-            progress.deletions += result.deletions
-            for (const r of item.tx.records) progress.bytes += r.data?.length ?? 0
-            tracker.committed(item.key)
-          })
-        ),
+        Effect.flatMap((result) => committed(item, result.deletions)),
         Effect.catchTag("InvalidTransaction", (e) =>
           fail({ tid: item.tx.tid, zoid: e.zoid, problem: e.problem }, item.key))
       )
+    // small transactions travel together, one PostgreSQL transaction for a chunk of them; a chunk with
+    // an invalid transaction is written one by one, so that only that one fails
+    const write = (items: ReadonlyArray<Decoded>) =>
+      items.length === 1
+        ? writeOne(items[0]!)
+        : retrying(writer.commitMany(items.map(toDestination)), {
+          policy: options.retry,
+          isRetryable,
+          what: `commit transactions ${items[0]!.key}..${items[items.length - 1]!.key}`
+        }).pipe(
+          Effect.flatMap((results) => Effect.forEach(items, (item, i) => committed(item, results[i]!.deletions), { discard: true })),
+          Effect.catchTag("InvalidTransaction", () => Effect.forEach(items, writeOne, { discard: true }))
+        )
 
     // ---- the watermark, flushed about every second, and the progress --------------------------------
     let flushed = start
@@ -431,7 +447,7 @@ export const run = (
       reader,
       Stage.run<SourceTransaction, never, never>({ name: "decoder", workers, take: Queue.take(decodeQ), step: decode, input: decodeQ, output: blobQ }),
       Stage.run({ name: "blob-storer", workers: blobWorkers, take: Queue.take(blobQ), step: storeBlobs, input: blobQ, output: writeQ }),
-      Stage.run({ name: "writer", workers, take: Queue.take(writeQ), step: write, input: writeQ })
+      Stage.run({ name: "writer", workers, take: Stage.takeChunk(writeQ, options.batch ?? 32, "2 millis"), step: write, input: writeQ })
     ])
     // the watermark is recorded also when the flow fails: a rerun starts as late as it safely can
     yield* flow.pipe(Effect.onError(() => Effect.andThen(Fiber.interrupt(ticker), flush.pipe(Effect.ignore))))

@@ -1,7 +1,7 @@
 // Shared pieces of the zodb-convert tests: the fixtures' expected rows, a config file for a test
 // database and s3rver, the CLI, and the destination read back as it is.
 import { PgClient } from "@effect/sql-pg"
-import { Context, Effect, Layer, Redacted } from "effect"
+import { Context, Effect, Fiber, Layer, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
 import { spawn } from "node:child_process"
 import * as NodeFs from "node:fs"
@@ -229,3 +229,25 @@ export const digest = (db: TestDatabaseShape) =>
 /** A database of its own, dropped when the scope closes. */
 export const freshDb = Effect.map(Layer.build(Layer.fresh(TestDatabase.layer)), (c) => Context.get(c, TestDatabase))
 
+
+/**
+ * Runs `action` once the destination's transaction_log holds at least `count` rows (polled every 10 ms
+ * on a connection of its own; nothing happens before the table exists): a kill lands mid-copy, at a
+ * chosen point, however fast the machine is. Returns a canceller.
+ */
+export const whenCommitted = (db: TestDatabaseShape, count: number, action: () => void): (() => void) => {
+  const poll = Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    for (;;) {
+      const rows = yield* sql.unsafe<{ n: number }>(`SELECT count(*)::int AS n FROM transaction_log`).pipe(
+        Effect.orElseSucceed(() => [{ n: -1 }])
+      )
+      if ((rows[0]?.n ?? -1) >= count) return action()
+      yield* Effect.sleep("10 millis")
+    }
+  }).pipe(Effect.provide(PgClient.layer({ url: Redacted.make(db.url), maxConnections: 1 })))
+  const fiber = Effect.runFork(poll.pipe(Effect.ignore))
+  return () => {
+    Effect.runFork(Fiber.interrupt(fiber))
+  }
+}

@@ -8,7 +8,7 @@ import { Effect } from "effect"
 import * as fc from "fast-check"
 import { TestDatabase } from "../support/Postgres.ts"
 import { scopedTempDir } from "../support/TempDir.ts"
-import { digest, filestorageSection, fixtures, freshDb, writeConfig, zodbConvert } from "../support/Zodb.ts"
+import { digest, filestorageSection, fixtures, freshDb, whenCommitted, writeConfig, zodbConvert } from "../support/Zodb.ts"
 
 const dataFs = `${fixtures}/bench-scale/Data.fs`
 
@@ -25,23 +25,26 @@ describe("zodb-convert: killed at any instant, resumed with --incremental", () =
 
         yield* Effect.promise(() =>
           fc.assert(
-            fc.asyncProperty(fc.integer({ min: 200, max: 6000 }), fc.integer({ min: 1, max: 4 }), (killAfterMs, workers) =>
+            // the kill lands once `after` transactions are committed, plus a random delay of up to 50 ms
+            fc.asyncProperty(fc.integer({ min: 0, max: 480 }), fc.integer({ min: 0, max: 50 }), fc.integer({ min: 1, max: 4 }), (after, delayMs, workers) =>
               Effect.runPromise(Effect.scoped(Effect.gen(function*() {
                 const db = yield* freshDb
                 const runDir = yield* scopedTempDir("zodb-resume-run-")
                 const config = writeConfig(runDir, { source: filestorageSection(dataFs), db })
+                let cancel = () => {}
                 const killed = yield* zodbConvert([config, "-w", String(workers)], {
                   onStart: (child) => {
-                    setTimeout(() => child.kill("SIGKILL"), killAfterMs).unref()
+                    cancel = whenCommitted(db, after, () => setTimeout(() => child.kill("SIGKILL"), delayMs).unref())
                   }
                 })
+                cancel()
                 // it may have finished before the kill: then it must have exited 0
                 if (killed.signal === null) assert.strictEqual(killed.code, 0, killed.stderr)
                 const resumed = yield* zodbConvert([config, "--incremental", "-w", String(workers)])
                 assert.strictEqual(resumed.code, 0, resumed.stderr)
-                assert.deepStrictEqual(yield* digest(db), expected, `killed after ${killAfterMs} ms with -w ${workers}`)
+                assert.deepStrictEqual(yield* digest(db), expected, `killed after ${after} transactions + ${delayMs} ms with -w ${workers}`)
               })))),
-            { numRuns: 5, endOnFailure: true }
+            { numRuns: 8, endOnFailure: true }
           )
         )
       })))
@@ -57,20 +60,20 @@ describe("zodb-convert: killed at any instant, resumed with --incremental", () =
         const db = yield* freshDb
         const runDir = yield* scopedTempDir("zodb-sigint-run-")
         const config = writeConfig(runDir, { source: filestorageSection(dataFs), db })
+        let cancel = () => {}
         const stopped = yield* zodbConvert([config, "-w", "2", "--progress", "plain"], {
-          onStart: (child, output) => {
-            const timer = setInterval(() => {
-              if (output.stderr().includes("resuming") || output.stderr().length > 0) {
-                clearInterval(timer)
-                setTimeout(() => child.kill("SIGINT"), 400).unref()
-              }
-            }, 20)
+          onStart: (child) => {
+            cancel = whenCommitted(db, 100, () => child.kill("SIGINT"))
           }
         })
+        cancel()
         assert.strictEqual(stopped.code, 130, stopped.stderr)
         assert.match(stopped.stderr, /--incremental/)
         const partial = yield* digest(db)
         assert.notDeepEqual(partial, expected)
+        // stopped mid-copy: at least the 100 transactions seen, not all of them
+        const committed = Number(partial.transaction_log!.split(":")[0])
+        assert.isTrue(committed >= 100 && committed < 502, String(committed))
         const resumed = yield* zodbConvert([config, "--incremental"])
         assert.strictEqual(resumed.code, 0, resumed.stderr)
         assert.deepStrictEqual(yield* digest(db), expected)

@@ -306,7 +306,9 @@ const caseArb = historyArb.chain((history) =>
     return fc.tuple(
       fc.constant(history),
       fc.tuple(shuffledWithReplays(keys.slice(0, cut)), shuffledWithReplays(keys.slice(cut))),
-      fc.constantFrom(1, 3)
+      fc.constantFrom(1, 3),
+      // how many transactions travel together (commitMany); 1: commit
+      fc.constantFrom(1, 2, 4)
     )
   })
 )
@@ -314,7 +316,7 @@ const caseArb = historyArb.chain((history) =>
 describe("PgJsonbWriter: any commit order gives zodb-pgjsonb's in-order result", () => {
   for (const hp of [false, true]) {
     const mode = hp ? "history-preserving" : "history-free"
-    it.live(`${mode}: every table equals zodb-pgjsonb's, for shuffled, replayed and concurrent commits`, () =>
+    it.live(`${mode}: every table equals zodb-pgjsonb's, for shuffled, replayed, concurrent and batched commits`, () =>
       Effect.gen(function*() {
         const client = () => Effect.map(Layer.build(Layer.fresh(TestDatabase.layerClientWith({ maxConnections: 4 }))), (c) => Context.get(c, SqlClient.SqlClient))
         const ours = yield* client()
@@ -322,14 +324,19 @@ describe("PgJsonbWriter: any commit order gives zodb-pgjsonb's in-order result",
         const writer = yield* make({ historyPreserving: hp, maxStatementRows: 2 }).pipe(Effect.provideService(SqlClient.SqlClient, ours))
         yield* PgJsonbSchema.ensure(reference, { historyPreserving: hp })
         const context = yield* Effect.context<never>()
-        const check = (history: ReadonlyArray<PgJsonbTransaction>, runs: ReadonlyArray<ReadonlyArray<number>>, concurrency: number) =>
+        const check = (history: ReadonlyArray<PgJsonbTransaction>, runs: ReadonlyArray<ReadonlyArray<number>>, concurrency: number, batch: number) =>
           Effect.gen(function*() {
             yield* truncate(ours, hp)
             yield* truncate(reference, hp)
             for (const order of runs) {
               // a twin replay racing its original may deadlock (retryable); the retry finds it committed
-              yield* Effect.forEach(order, (i) =>
-                Effect.retry(writer.commit(history[i]!), { times: 5, while: isRetryable }), { concurrency, discard: true })
+              const chunks: Array<Array<number>> = []
+              for (let at = 0; at < order.length; at += batch) chunks.push(order.slice(at, at + batch))
+              yield* Effect.forEach(chunks, (chunk) =>
+                Effect.retry(
+                  chunk.length === 1 ? Effect.asVoid(writer.commit(history[chunk[0]!]!)) : Effect.asVoid(writer.commitMany(chunk.map((i) => history[i]!))),
+                  { times: 5, while: isRetryable }
+                ), { concurrency, discard: true })
               const first = order.length === 0 ? undefined : history[Math.min(...order)]!.tid
               yield* writer.finalize({ sinceTid: first })
             }
@@ -342,8 +349,8 @@ describe("PgJsonbWriter: any commit order gives zodb-pgjsonb's in-order result",
           })
         yield* Effect.promise(() =>
           fc.assert(
-            fc.asyncProperty(caseArb, ([history, runs, concurrency]) =>
-              Effect.runPromiseWith(context)(check(history, runs, concurrency))),
+            fc.asyncProperty(caseArb, ([history, runs, concurrency, batch]) =>
+              Effect.runPromiseWith(context)(check(history, runs, concurrency, batch))),
             { numRuns: 50 }
           )
         )

@@ -323,6 +323,83 @@ const statement = (
   return { text: `WITH ${ctes.join(",\n")}\n${result}`, params }
 }
 
+/** A row of a batch: the row and the tid of its transaction. */
+interface BatchRow extends Row {
+  readonly tid: bigint
+}
+
+/**
+ * One statement for the rows of several transactions whose transaction_log rows were just inserted
+ * in the same PostgreSQL transaction: every revision into object_history (history-preserving), the
+ * latest revision of each oid into object_state (one upsert may touch a row once; the tid guard keeps
+ * a newer revision already there), every blob_state row.
+ */
+const batchStatement = (
+  rows: ReadonlyArray<BatchRow>,
+  options: { readonly historyPreserving: boolean }
+): { readonly text: string; readonly params: ReadonlyArray<unknown> } => {
+  const params: Array<unknown> = []
+  const arg = (v: unknown) => {
+    params.push(v)
+    return `$${params.length}`
+  }
+  const latest = new Map<bigint, BatchRow>()
+  for (const r of rows) {
+    const seen = latest.get(r.zoid)
+    if (seen === undefined || seen.tid < r.tid) latest.set(r.zoid, r)
+  }
+  const current = [...latest.values()].sort((a, b) => (a.zoid < b.zoid ? -1 : a.zoid > b.zoid ? 1 : 0))
+  const unnest = (list: ReadonlyArray<BatchRow>) =>
+    `SELECT u.zoid, u.tid, u.class_mod, u.class_name, u.state::jsonb AS state, u.state_size, u.refs::bigint[] AS refs
+      FROM unnest(${arg(typed(list.map((r) => r.zoid), PgTypes.OID.int8))}::bigint[],
+        ${arg(typed(list.map((r) => r.tid), PgTypes.OID.int8))}::bigint[],
+        ${arg(typed(list.map((r) => r.classMod), PgTypes.OID.text))}::text[],
+        ${arg(typed(list.map((r) => r.className), PgTypes.OID.text))}::text[],
+        ${arg(typed(list.map((r) => r.state), PgTypes.OID.text))}::text[],
+        ${arg(typed(list.map((r) => r.stateSize), PgTypes.OID.int4))}::int4[],
+        ${arg(typed(list.map((r) => r.refs), PgTypes.OID.text))}::text[])
+        AS u(zoid, tid, class_mod, class_name, state, state_size, refs)`
+  const ctes: Array<string> = [`c AS MATERIALIZED (${unnest(current)})`]
+  if (options.historyPreserving) {
+    ctes.push(`a AS MATERIALIZED (${unnest(rows)})`)
+    ctes.push(`h AS (
+      INSERT INTO object_history (${objectColumns})
+      SELECT zoid, tid, class_mod, class_name, state, state_size, refs FROM a ORDER BY zoid, tid
+      ON CONFLICT (zoid, tid) DO NOTHING)`)
+    ctes.push(`p AS (
+      INSERT INTO object_history (${objectColumns})
+      SELECT o.zoid, o.tid, o.class_mod, o.class_name, o.state, o.state_size, o.refs
+      FROM object_state o JOIN c ON o.zoid = c.zoid WHERE o.tid < c.tid
+      ON CONFLICT (zoid, tid) DO NOTHING)`)
+  }
+  ctes.push(`s AS (
+    INSERT INTO object_state (${objectColumns})
+    SELECT zoid, tid, class_mod, class_name, state, state_size, refs FROM c ORDER BY zoid
+    ON CONFLICT (zoid) DO UPDATE SET tid = EXCLUDED.tid, class_mod = EXCLUDED.class_mod,
+      class_name = EXCLUDED.class_name, state = EXCLUDED.state, state_size = EXCLUDED.state_size,
+      refs = EXCLUDED.refs
+    WHERE object_state.tid < EXCLUDED.tid)`)
+  const blobs = rows.flatMap((r) => (r.blob === undefined ? [] : [{ zoid: r.zoid, tid: r.tid, ...r.blob }]))
+  if (blobs.length > 0) {
+    ctes.push(`b AS (
+      INSERT INTO blob_state (zoid, tid, blob_size, data, s3_key)
+      SELECT b.zoid, b.tid, b.blob_size, b.data, b.s3_key
+      FROM unnest(${arg(typed(blobs.map((b) => b.zoid), PgTypes.OID.int8))}::bigint[],
+        ${arg(typed(blobs.map((b) => b.tid), PgTypes.OID.int8))}::bigint[],
+        ${arg(typed(blobs.map((b) => b.size), PgTypes.OID.int8))}::bigint[],
+        ${arg(typed(blobs.map((b) => b.data), PgTypes.OID.bytea))}::bytea[],
+        ${arg(typed(blobs.map((b) => b.s3Key), PgTypes.OID.text))}::text[]) AS b(zoid, tid, blob_size, data, s3_key)
+      ON CONFLICT (zoid, tid) DO UPDATE SET blob_size = EXCLUDED.blob_size, data = EXCLUDED.data,
+        s3_key = EXCLUDED.s3_key)`)
+  }
+  return { text: `WITH ${ctes.join(",\n")}\nSELECT 1 AS inserted`, params }
+}
+
+/** The batch was not fresh: one of its transactions was committed already (a replay); commit one by one. */
+class NotFresh {
+  readonly _tag = "NotFresh"
+}
+
 // ---- the service ------------------------------------------------------------------------------------------
 
 export interface PgJsonbWriterShape {
@@ -331,6 +408,12 @@ export interface PgJsonbWriterShape {
   readonly schema: PgJsonbSchema.Ensured
   /** Commits one source transaction in one PostgreSQL transaction; a replay of a committed one writes nothing. */
   readonly commit: (tx: PgJsonbTransaction) => Effect.Effect<CommitResult, InvalidTransaction | DatabaseError>
+  /**
+   * Commits several source transactions in one PostgreSQL transaction (fewer round trips when they
+   * are small), all or none; an invalid one is refused before anything is written, and a batch holding
+   * one committed already falls back to `commit` for each.
+   */
+  readonly commitMany: (txs: ReadonlyArray<PgJsonbTransaction>) => Effect.Effect<ReadonlyArray<CommitResult>, InvalidTransaction | DatabaseError>
   /** The tids in [fromTid, toTid] that transaction_log has, ascending (ask in windows: all of them come back). */
   readonly committedTids: (fromTid: bigint, toTid: bigint) => Effect.Effect<ReadonlyArray<bigint>, DatabaseError>
   readonly hasTransaction: (tid: bigint) => Effect.Effect<boolean, DatabaseError>
@@ -403,6 +486,52 @@ export const make = (
       })).pipe(Effect.mapError(db(`commit transaction ${hexTid(p.tid)}`)))
     })
 
+    const commitMany = Effect.fn("PgJsonbWriter.commitMany")(function*(txs: ReadonlyArray<PgJsonbTransaction>) {
+      if (txs.length === 1) return [yield* commit(txs[0]!)]
+      const prepared: Array<Prepared> = []
+      for (const tx of txs) {
+        const p = prepare(tx, invalidText)
+        if (p instanceof InvalidTransaction) return yield* p
+        prepared.push(p)
+      }
+      const rows: Array<BatchRow> = prepared.flatMap((p) => p.rows.map((r) => ({ ...r, tid: p.tid })))
+      const bytes = rows.reduce((n, r) => n + r.bytes, 0)
+      // too big for one statement: each on its own (commit splits a large one itself)
+      if (bytes > maxBytes || rows.length > maxRows) return yield* Effect.forEach(txs, commit)
+      const attempt = transaction(sql, Effect.gen(function*() {
+        const [logged] = yield* sql.unsafe<{ n: number }>(
+          `WITH t AS (
+             INSERT INTO transaction_log (tid, username, description, extension)
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[])
+             ON CONFLICT (tid) DO NOTHING RETURNING tid)
+           SELECT count(*)::int AS n FROM t`,
+          [
+            typed(prepared.map((p) => p.tid), PgTypes.OID.int8),
+            typed(prepared.map((p) => p.user), PgTypes.OID.text),
+            typed(prepared.map((p) => p.description), PgTypes.OID.text),
+            typed(prepared.map((p) => p.extension), PgTypes.OID.bytea)
+          ]
+        )
+        if ((logged?.n ?? 0) !== prepared.length) return yield* Effect.fail(new NotFresh())
+        if (rows.length > 0) yield* run(batchStatement(rows, { historyPreserving: hp }))
+        return prepared.map((p): CommitResult => {
+          const objects = p.rows.filter((r) => r.state !== null).length
+          return {
+            tid: p.tid,
+            alreadyCommitted: false,
+            objects,
+            deletions: p.rows.length - objects,
+            blobs: p.rows.filter((r) => r.blob !== undefined).length,
+            statements: 2
+          }
+        })
+      }))
+      return yield* attempt.pipe(
+        Effect.catchIf((e): e is NotFresh => e instanceof NotFresh, () => Effect.forEach(txs, commit)),
+        Effect.mapError((e) => (e instanceof InvalidTransaction || e instanceof DatabaseError ? e : db(`commit transactions ${hexTid(prepared[0]!.tid)}..${hexTid(prepared[prepared.length - 1]!.tid)}`)(e as SqlError.SqlError)))
+      )
+    })
+
     const committedTids = Effect.fn("PgJsonbWriter.committedTids")(function*(fromTid: bigint, toTid: bigint) {
       const rows = yield* sql.unsafe<{ tid: bigint }>(
         `SELECT tid FROM transaction_log WHERE tid >= $1 AND tid <= $2 ORDER BY tid`,
@@ -445,7 +574,7 @@ export const make = (
       return yield* PgJsonbSchema.finalize(sql, { historyPreserving: hp, sinceTid: o?.sinceTid })
     })
 
-    return { historyPreserving: hp, schema, commit, committedTids, hasTransaction, lastTid, readWatermark, setWatermark, finalize }
+    return { historyPreserving: hp, schema, commit, commitMany, committedTids, hasTransaction, lastTid, readWatermark, setWatermark, finalize }
   })
 
 export class PgJsonbWriter extends Context.Service<PgJsonbWriter, PgJsonbWriterShape>()("zodb-convert/destination/PgJsonbWriter") {
