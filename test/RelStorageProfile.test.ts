@@ -10,7 +10,7 @@ import { createHash } from "node:crypto"
 import { runCli } from "./support/Cli.ts"
 import { randomBytes } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
-import { insertBlobBytes, readState } from "./support/RelStorageFixture.ts"
+import { createBlobChunk, insertBlobBytes, readState } from "./support/RelStorageFixture.ts"
 import { TestS3 } from "./support/S3.ts"
 import { target } from "./support/Target.ts"
 
@@ -22,10 +22,8 @@ const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest(
 describe("lo-migrate --profile relstorage", () => {
   it.live("history-preserving: small blobs inline, big ones to S3, chunks concatenated in order; rerun does nothing", () =>
     Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
       const s3 = yield* TestS3
-      yield* sql`CREATE TABLE blob_chunk (zoid bigint NOT NULL, tid bigint NOT NULL, chunk_num bigint NOT NULL,
-        chunk oid NOT NULL, PRIMARY KEY (zoid, tid, chunk_num))`
+      yield* createBlobChunk("history-preserving")
       const small = yield* insertBlobBytes(1, 10, [new TextEncoder().encode("small one")])
       const big = yield* insertBlobBytes(1, 11, [randomBytes(150 * KiB, 1)])
       const chunked = yield* insertBlobBytes(2, 10, [randomBytes(60 * KiB, 2), randomBytes(60 * KiB, 3), randomBytes(60 * KiB, 4)])
@@ -84,10 +82,8 @@ describe("lo-migrate --profile relstorage", () => {
 
   it.live("history-free layout, --blob-threshold 0 sends every blob to S3; verify --against-source", () =>
     Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
       const s3 = yield* TestS3
-      yield* sql`CREATE TABLE blob_chunk (zoid bigint NOT NULL, chunk_num bigint NOT NULL, tid bigint NOT NULL,
-        chunk oid NOT NULL, PRIMARY KEY (zoid, chunk_num))`
+      yield* createBlobChunk("history-free")
       const a = yield* insertBlobBytes(7, 100, [new TextEncoder().encode("tiny")])
       const b = yield* insertBlobBytes(8, 101, [randomBytes(3 * KiB, 9), randomBytes(10, 10)])
       const t = yield* target
@@ -119,8 +115,7 @@ describe("lo-migrate --profile relstorage", () => {
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const s3 = yield* TestS3
-      yield* sql`CREATE TABLE blob_chunk (zoid bigint NOT NULL, tid bigint NOT NULL, chunk_num bigint NOT NULL,
-        chunk oid NOT NULL, PRIMARY KEY (zoid, tid, chunk_num))`
+      yield* createBlobChunk("history-preserving")
       yield* insertBlobBytes(1, 1, [new TextEncoder().encode("inline")])
       const big = yield* insertBlobBytes(1, 2, [randomBytes(2 * KiB, 11), randomBytes(2 * KiB, 12)])
       yield* insertBlobBytes(2, 1, [randomBytes(5 * KiB, 13)])
@@ -160,8 +155,7 @@ describe("lo-migrate --profile relstorage", () => {
   it.live("--shard: two processes at once record every blob once", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
-      yield* sql`CREATE TABLE blob_chunk (zoid bigint NOT NULL, chunk_num bigint NOT NULL, tid bigint NOT NULL,
-        chunk oid NOT NULL, PRIMARY KEY (zoid, chunk_num))`
+      yield* createBlobChunk("history-free")
       for (let z = 1; z <= 12; z++) yield* insertBlobBytes(z, 1000 + z, [randomBytes(200 * z, 20 + z)])
       const t = yield* target
       const runs = yield* Effect.all(

@@ -11,7 +11,6 @@ import { TestDatabase } from "./support/Postgres.ts"
 import {
   chunkKeys,
   createBlobChunk,
-  createDeleteTrigger,
   insertBlob,
   largeObjectCount,
   largeObjectExists,
@@ -97,7 +96,6 @@ describe("lo-migrate prune --profile relstorage", () => {
     Effect.gen(function*() {
       const t = yield* target
       yield* createBlobChunk("history-free")
-      yield* createDeleteTrigger
       const inline = yield* insertBlob(7, 100, [new TextEncoder().encode("tiny")])
       const chunked = yield* insertBlob(8, 101, [randomBytes(3000, 9), randomBytes(10, 10)])
       const other = Context.get(yield* Layer.build(Layer.fresh(TestDatabase.layer)), TestDatabase)
