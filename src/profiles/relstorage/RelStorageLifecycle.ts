@@ -2,7 +2,8 @@
  * The relstorage profile after the copy: what `plan`, `verify`, `prune` and `migrate --finalize` ask of
  * `blob_chunk` (the source database) and `blob_state` (the same database, or another one with
  * `--dest-pg-url`). Everything reads only, except `release` (deletes a blob's chunks and unlinks its
- * large objects, in one transaction of the source database) and `finalize` (adds a CHECK constraint).
+ * large objects, in one transaction of the source database, only with an index on blob_chunk(chunk):
+ * ChunkIndex.ts), `preparePrune` (creates that index when asked) and `finalize` (adds a CHECK constraint).
  *
  * Across two databases nothing can be joined: blobs are matched by paging both tables in key order
  * ((zoid, tid), 1000 at a time) and merging, or by looking a page of keys up on the other side, so
@@ -21,6 +22,7 @@ import type { Examples, Inventory } from "../../phases/PlanSource.ts"
 import type { ProfileParts } from "../../phases/ProfileServices.ts"
 import { transaction } from "../../postgres/Transaction.ts"
 import { afterKey, keyArrays, keyOf } from "./BlobKey.ts"
+import * as ChunkIndex from "./ChunkIndex.ts"
 
 /** examples shown per problem */
 const exampleCount = 10
@@ -222,6 +224,9 @@ export const make = (ctx: Context): Lifecycle => {
   // (blob_chunk_delete_trigger) may already unlink them on the DELETE: counted as unlinked all the same.
   const release = (rows: ReadonlyArray<MigratedRow>) =>
     Effect.gen(function*() {
+      // never a DELETE on blob_chunk without the index (ChunkIndex.ts): checked once, before the first
+      const index = yield* chunkIndexChecked
+      if (!index.indexed) return yield* ChunkIndex.refusal(index)
       const intact = yield* stillRecorded(rows)
       const candidates = rows.filter((r) => intact.has(r.key) && oidsOf(r).length > 0)
       if (candidates.length === 0) {
@@ -257,7 +262,7 @@ export const make = (ctx: Context): Lifecycle => {
           }
           const oids = [...new Set(released.flatMap(oidsOf))]
           // after the delete, a chunk still referencing an oid belongs to a blob not released now; one
-          // lookup for the batch (RelStorage's index blob_chunk_loid serves it; without it, one scan)
+          // lookup for the batch, through the index on blob_chunk(chunk) that release insists on
           const state = oids.length === 0 ? [] : yield* sql<{ readonly oid: number; readonly present: boolean; readonly referenced_by: string | null }>`
             SELECT o.oid,
               EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = o.oid) AS present, r.referenced_by
@@ -281,6 +286,31 @@ export const make = (ctx: Context): Lifecycle => {
         }))
       )
     })
+
+  // prune's pre-flight: the index on blob_chunk(chunk) (ChunkIndex.ts); a dry run only reports
+  const preparePrune = (options: { readonly apply: boolean; readonly createIndex: boolean }) =>
+    Effect.gen(function*() {
+      yield* ctx.blobChunk
+      const state = yield* ChunkIndex.inspect(query)
+      if (state.indexed) return [`blob_chunk: index ${state.name} on (chunk) found`]
+      if (!options.apply) {
+        const refusal = ChunkIndex.refusal(state)
+        return options.createIndex
+          ? [`blob_chunk has no index on (chunk): prune --yes --create-chunk-index would run ${ChunkIndex.createStatement} first`]
+          : [`prune --yes will refuse: blob_chunk ${refusal.problem}. ${refusal.remedy}`]
+      }
+      if (!options.createIndex) return yield* ChunkIndex.refusal(state)
+      const seconds = yield* ChunkIndex.create(sql, state)
+      return [`blob_chunk had no index on (chunk): created the index: ${ChunkIndex.createStatement} (${seconds.toFixed(1)} s)`]
+    })
+  // a found index is remembered for the run (one lookup, not one per batch); a missing one is looked for again
+  let indexFound: ChunkIndex.State | undefined
+  const chunkIndexChecked = Effect.suspend(() =>
+    indexFound !== undefined ? Effect.succeed(indexFound) : Effect.tap(ChunkIndex.inspect(query), (state) =>
+      Effect.sync(() => {
+        if (state.indexed) indexFound = state
+      }))
+  )
 
   // --finalize (after the verification of every migrated blob): every blob of blob_chunk has its
   // blob_state row, each row is either inline or in S3; then the CHECK constraint makes that final
@@ -611,6 +641,7 @@ export const make = (ctx: Context): Lifecycle => {
       unmigratedWithData,
       references,
       release,
+      preparePrune,
       unmigratedReason: "no blob_state row",
       releaseMeaning: "chunks deleted"
     },

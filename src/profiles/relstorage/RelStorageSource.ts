@@ -34,6 +34,7 @@ import { describeUrl, runner } from "../../postgres/Statement.ts"
 import * as RelStorageLifecycle from "./RelStorageLifecycle.ts"
 import * as RunKey from "../../postgres/RunKey.ts"
 import { afterKey, keyArrays, keyOf, splitKey } from "./BlobKey.ts"
+import * as ChunkIndex from "./ChunkIndex.ts"
 
 const hex16 = (n: bigint) => n.toString(16).padStart(16, "0")
 
@@ -172,21 +173,14 @@ export const layer = (
       // Blobs made of the same large objects (same oids, same order) are read once: the page hands out
       // the first as the candidate and the others as its aliases (pipeline/Aliases.ts), within the page
       // and, with an index on blob_chunk(chunk), beyond it.
-      // Without the index each page would scan blob_chunk to find them (RelStorage creates
-      // blob_chunk_loid), so sharing is then found within a page only.
+      // Without the index each page would scan blob_chunk to find them (RelStorage created
+      // blob_chunk_loid before 3.0a4, none since: ChunkIndex.ts), so sharing is then found within a page only.
       const chunkIndexed = yield* Effect.cached(Effect.gen(function*() {
-        const [r] = yield* query(
-          "look for an index on blob_chunk(chunk)",
-          `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
-             JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-             WHERE i.indrelid = to_regclass('blob_chunk') AND a.attname = 'chunk') AS indexed`,
-          []
-        )
-        const indexed = r?.indexed === true
+        const { indexed } = yield* ChunkIndex.inspect(query)
         if (!indexed) {
           yield* Effect.logInfo(
             "blob_chunk has no index on (chunk): blobs sharing large objects are read once only when they are listed in the same page; " +
-              "CREATE INDEX ON blob_chunk (chunk) to find them across pages"
+              `${ChunkIndex.createStatement} finds them across pages (prune needs it anyway)`
           )
         }
         return indexed
