@@ -47,31 +47,33 @@ describe("lo-migrate --profile relstorage", () => {
       assert.strictEqual(Buffer.compare(Buffer.from(s1!.data!), Buffer.from(small)), 0)
       assert.isNull(sc!.s3_key)
       assert.strictEqual(Buffer.compare(Buffer.from(sc!.data!), Buffer.from(smallChunked)), 0, "inline chunks concatenated")
-      assert.strictEqual(b1!.s3_key, "tenant1/blobs/0000000000000001/000000000000000b.blob")
+      // s3_key as zodb-pgjsonb stores it, without the prefix; the object under prefix/s3_key
+      assert.strictEqual(b1!.s3_key, "blobs/0000000000000001/000000000000000b.blob")
       assert.isNull(b1!.data)
-      assert.strictEqual(c2!.s3_key, "tenant1/blobs/0000000000000002/000000000000000a.blob")
+      assert.strictEqual(c2!.s3_key, "blobs/0000000000000002/000000000000000a.blob")
       for (const [row, bytes] of [[b1!, big], [c2!, chunked]] as const) {
-        const stored = Option.getOrThrow(yield* s3.getObject(row.s3_key!))
+        const stored = Option.getOrThrow(yield* s3.getObject(`tenant1/${row.s3_key!}`))
         assert.strictEqual(Buffer.compare(Buffer.from(stored.bytes), Buffer.from(bytes)), 0, row.s3_key!)
         assert.strictEqual(stored.metadata.sha256, sha256(bytes))
       }
       // inline blobs made no S3 object
-      assert.deepStrictEqual([...(yield* s3.listKeys())].sort(), [b1!.s3_key!, c2!.s3_key!].sort())
+      assert.deepStrictEqual([...(yield* s3.listKeys())].sort(), [`tenant1/${b1!.s3_key!}`, `tenant1/${c2!.s3_key!}`].sort())
 
       const again = yield* runCli(args)
       assert.strictEqual(again.code, 0, again.stderr)
       assert.include(again.stdout, "migrated 0 object(s)")
       assert.include(again.stdout, "4 of 4 were already migrated")
 
-      // verify: the S3 blobs are checked (HEAD: size, sha256 metadata; --deep: the bytes), inline ones by length
+      // verify: the S3 blobs are checked (HEAD: size, sha256 metadata; --deep: the bytes), inline ones by
+      // length; at --s3-prefix + s3_key
       const verifyArgs = ["verify", ...(yield* target), "--profile", "relstorage", "--s3-prefix", "tenant1"]
       const verified = yield* runCli([...verifyArgs, "--deep"])
       assert.strictEqual(verified.code, 0, verified.stderr)
       assert.include(verified.stdout, "verified 4 migrated object(s)")
       assert.include(verified.stdout, "4 good, 0 bad")
       // a truncated object and one without sha256 metadata are named
-      yield* s3.putObject(c2!.s3_key!, chunked.slice(0, 100), { metadata: { sha256: sha256(chunked) } })
-      yield* s3.putObject(b1!.s3_key!, big)
+      yield* s3.putObject(`tenant1/${c2!.s3_key!}`, chunked.slice(0, 100), { metadata: { sha256: sha256(chunked) } })
+      yield* s3.putObject(`tenant1/${b1!.s3_key!}`, big)
       const bad = yield* runCli(verifyArgs)
       assert.strictEqual(bad.code, 1, bad.stderr)
       assert.include(bad.stdout, "BAD 2/10")

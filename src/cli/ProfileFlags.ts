@@ -49,7 +49,11 @@ export const profileFlags = {
     Flag.withFallbackConfig(Config.Redacted("LO_MIGRATE_DEST_PG_URL")),
     Flag.optional
   ),
-  s3Prefix: optionalString("s3-prefix", "relstorage profile: prefix of the S3 keys (PREFIX/blobs/{zoid:016x}/{tid:016x}.blob)"),
+  s3Prefix: optionalString(
+    "s3-prefix",
+    "relstorage profile: the objects go to PREFIX/blobs/{zoid:016x}/{tid:016x}.blob; blob_state.s3_key holds the key without " +
+      "PREFIX, as zodb-pgjsonb stores it (set its s3-prefix to the same value); verify, prune and upload-blobs need the same --s3-prefix"
+  ),
   shard: Flag.String("shard").pipe(
     Flag.withDescription(described(
       "i/n: work only on the rows whose key hashes to i of n (0 <= i < n); n processes with 0/n .. n-1/n share one migration",

@@ -5,6 +5,9 @@
  * large objects, in one transaction of the source database, only with an index on blob_chunk(chunk):
  * ChunkIndex.ts), `preparePrune` (creates that index when asked) and `finalize` (adds a CHECK constraint).
  *
+ * s3_key holds zodb-pgjsonb's key, without --s3-prefix; the bucket key is the prefix + "/" + s3_key
+ * (BlobKey.ts `bucketKeyOf`), as zodb-pgjsonb's S3 client forms it.
+ *
  * Across two databases nothing can be joined: blobs are matched by paging both tables in key order
  * ((zoid, tid), 1000 at a time) and merging, or by looking a page of keys up on the other side, so
  * memory stays bounded whatever the number of blobs.
@@ -21,7 +24,7 @@ import type { CopySource } from "../../phases/CopySource.ts"
 import type { Examples, Inventory } from "../../phases/PlanSource.ts"
 import type { ProfileParts } from "../../phases/ProfileServices.ts"
 import { transaction } from "../../postgres/Transaction.ts"
-import { afterKey, keyArrays, keyOf } from "./BlobKey.ts"
+import { afterKey, bucketKeyOf, bucketKeySql, keyArrays, keyOf, recordedPattern, sqlPrefix } from "./BlobKey.ts"
 import * as ChunkIndex from "./ChunkIndex.ts"
 
 /** examples shown per problem */
@@ -32,6 +35,8 @@ const mergePage = 1000
 export const inlineObject = "blob_state.data"
 /** the constraint `--finalize` adds: a blob is either inline or in S3, never both, never neither */
 export const finalConstraint = "blob_state_data_xor_s3_key"
+/** s3_key values not in zodb-pgjsonb's form (an older lo-migrate's, prefix included) */
+const legacyKeys = `s3_key IS NOT NULL AND s3_key !~ '${recordedPattern}'`
 
 type Raw = Record<string, unknown>
 type Query = (operation: string, text: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<Raw>, DatabaseError>
@@ -90,6 +95,22 @@ export const make = (ctx: Context): Lifecycle => {
       (rows) => new Map(rows.map((r) => [keyOf(r), { oids: nums(r.oids), sizes: nums(r.sizes) }]))
     )
 
+  /** blob_state rows whose s3_key is not zodb-pgjsonb's form: count and a few */
+  const legacyRows = Effect.gen(function*() {
+    const [n] = yield* destQuery("count s3_key values with a prefix", `SELECT count(*) AS n FROM blob_state WHERE ${legacyKeys}`, [])
+    const count = Number(n?.n ?? 0)
+    const examples = count === 0 ? [] : yield* destQuery(
+      "list s3_key values with a prefix",
+      `SELECT s3_key FROM blob_state WHERE ${legacyKeys} ORDER BY zoid, tid LIMIT 3`,
+      []
+    )
+    return { count, examples: examples.map((r) => String(r.s3_key)) }
+  })
+  const legacyNote = (legacy: { readonly count: number; readonly examples: ReadonlyArray<string> }) =>
+    `${legacy.count} blob_state row(s) hold their S3 key with a prefix (e.g. ${legacy.examples.join(", ")}), as lo-migrate ` +
+    "wrote them before it stored zodb-pgjsonb's key: they are checked at that key as it is, but zodb-pgjsonb adds its own " +
+    "s3-prefix to s3_key and will not find them; migrate --finalize with the --s3-prefix they were written with rewrites them"
+
   /** which of `keys` have a blob_state row */
   // verify, prune, finalize: blob_state rows in key order, each with its chunks as they are now. S3 blobs
   // are checked at their s3_key; inline ones by the length and SHA-256 of `data`, computed by PostgreSQL.
@@ -97,6 +118,10 @@ export const make = (ctx: Context): Lifecycle => {
   const migratedPage = (from: string | undefined, limit: number, options: { readonly withData: boolean }) =>
     Effect.gen(function*() {
       if (!(yield* stateExists(destQuery))) return []
+      if (from === undefined) {
+        const legacy = yield* legacyRows
+        if (legacy.count > 0) yield* Effect.logWarning(legacyNote(legacy))
+      }
       const out: Array<MigratedRow> = []
       let position = from
       while (out.length < limit) {
@@ -126,7 +151,7 @@ export const make = (ctx: Context): Lifecycle => {
             oidSizes: c?.sizes ?? [],
             size: Number(r.size),
             sha256: undefined,
-            objectKey: s3 ? String(r.s3_key) : inlineObject,
+            objectKey: s3 ? bucketKeyOf(profile.s3Prefix, String(r.s3_key)) : inlineObject,
             ...(s3 ? {} : {
               inline: {
                 length: r.inline_length === null ? null : Number(r.inline_length),
@@ -206,13 +231,15 @@ export const make = (ctx: Context): Lifecycle => {
         `SELECT s.zoid::text AS zoid, s.tid::text AS tid FROM blob_state s
          JOIN unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[]) AS u(zoid, tid, size, s3_key, sha256)
            ON s.zoid = u.zoid AND s.tid = u.tid
-         WHERE s.blob_size = u.size AND CASE WHEN u.s3_key <> '' THEN s.s3_key = u.s3_key
+         WHERE s.blob_size = u.size AND CASE WHEN u.s3_key <> '' THEN ${bucketKeySql("s.s3_key", "$6::text")} = u.s3_key
            ELSE s.s3_key IS NULL AND encode(sha256(s.data), 'hex') = u.sha256 END`,
         [
           ...keyArrays(rows.map((r) => r.key)),
           rows.map((r) => String(r.size ?? -1)),
+          // the bucket keys verified; s3_key gets the prefix back to compare
           rows.map((r) => (r.inline === undefined ? r.objectKey ?? "" : "")),
-          rows.map((r) => r.inline?.sha256 ?? "")
+          rows.map((r) => r.inline?.sha256 ?? ""),
+          sqlPrefix(profile.s3Prefix)
         ]
       ),
       (found) => new Set(found.map(keyOf))
@@ -390,6 +417,10 @@ export const make = (ctx: Context): Lifecycle => {
       )
       notes.push("sizes of blobs to migrate read from their large objects (lo_lseek64); migrated ones from blob_state.blob_size")
       if (tally.pruned > 0) notes.push(`${tally.pruned} migrated blob(s) have no chunks left in blob_chunk (pruned)`)
+      if (hasState) {
+        const legacy = yield* legacyRows
+        if (legacy.count > 0) notes.push(legacyNote(legacy))
+      }
       const result: Inventory = {
         total: tally.todo.n + tally.done.n,
         migrated: tally.done.n,

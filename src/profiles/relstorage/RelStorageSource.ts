@@ -9,8 +9,9 @@
  * objects in chunk_num order (`Candidate.oids`).
  *
  * "Migrated" means a `blob_state` row exists for (zoid, tid). Blobs of at least `blobThreshold` bytes
- * go to S3 under `[prefix/]blobs/{zoid:016x}/{tid:016x}.blob` and get `s3_key` (data NULL); smaller ones
- * are stored inline in `data` (s3_key NULL) without an S3 request, committed by the same committers.
+ * go to S3 under `[prefix/]blobs/{zoid:016x}/{tid:016x}.blob` and get `s3_key` = the key without the
+ * prefix, as zodb-pgjsonb stores it (data NULL; BlobKey.ts); smaller ones are stored inline in `data`
+ * (s3_key NULL) without an S3 request, committed by the same committers.
  */
 import { Effect, Layer, Result } from "effect"
 import { SqlClient } from "effect/sql"
@@ -33,15 +34,11 @@ import * as ProfileServices from "../../phases/ProfileServices.ts"
 import { describeUrl, runner } from "../../postgres/Statement.ts"
 import * as RelStorageLifecycle from "./RelStorageLifecycle.ts"
 import * as RunKey from "../../postgres/RunKey.ts"
-import { afterKey, keyArrays, keyOf, splitKey } from "./BlobKey.ts"
+import { afterKey, bucketKeyOf, keyArrays, keyOf, recordedKeyOf, s3KeyOf, splitKey } from "./BlobKey.ts"
 import * as ChunkIndex from "./ChunkIndex.ts"
 
-const hex16 = (n: bigint) => n.toString(16).padStart(16, "0")
-
-
-/** The S3 key of a blob, as zodb-pgjsonb lays them out. */
-export const s3KeyOf = (prefix: string | undefined, zoid: bigint, tid: bigint): string =>
-  `${prefix === undefined || prefix === "" ? "" : `${prefix.replace(/\/+$/, "")}/`}blobs/${hex16(zoid)}/${hex16(tid)}.blob`
+/** The bucket key of a blob (`[prefix/]blobs/{zoid:016x}/{tid:016x}.blob`). */
+export { s3KeyOf }
 
 type Raw = Record<string, unknown>
 
@@ -316,7 +313,8 @@ export const layer = (
               live.map((s) => s.candidate.size),
               // placeholders instead of NULLs: the driver cannot type an array of NULLs only
               live.map((s) => (s.inline ?? new Uint8Array(0))),
-              live.map((s) => (s.inline === undefined ? s.key : "")),
+              // zodb-pgjsonb's s3_key: the bucket key without --s3-prefix (its S3 client adds its own)
+              live.map((s) => (s.inline === undefined ? recordedKeyOf(profile.s3Prefix, s.key) : "")),
               live.map((s) => s.inline !== undefined),
               live.map((s) => `{${readOids(s).oids.join(",")}}`),
               live.map((s) => readOids(s).whole)
@@ -359,7 +357,8 @@ export const layer = (
             keyArrays(wanted)
           )
           const out = new Map<string, Recorded.Recorded>(
-            state.map((r) => [keyOf(r), Recorded.objectKey(r.s3_key === null ? null : String(r.s3_key))])
+            // the manifest names bucket keys: s3_key gets the prefix back
+            state.map((r) => [keyOf(r), Recorded.objectKey(r.s3_key === null ? null : bucketKeyOf(profile.s3Prefix, String(r.s3_key)))])
           )
           const open = wanted.filter((k) => !out.has(k))
           if (open.length === 0) return out
