@@ -342,8 +342,11 @@ export const layer = (
         })
 
       // plan, verify, prune, finalize: RelStorageLifecycle.ts
+      const destSql = connectDestination.pipe(
+        Effect.mapError((cause) => new DatabaseError({ operation: "connect to the blob_state database", cause }))
+      )
       const lifecycle = RelStorageLifecycle.make({
-        profile, shard, sameDatabase, sql, run, query, destQuery, recorded: recordedKeys, blobChunk, shardFilter
+        profile, shard, sameDatabase, sql, run, query, destQuery, destSql, recorded: recordedKeys, blobChunk, shardFilter
       })
 
       // upload-blobs: what relstorage records is the S3 key (NULL for an inline blob) in blob_state; a
