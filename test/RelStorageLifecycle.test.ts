@@ -15,7 +15,7 @@ import { createLargeObject, randomBytes } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
 import { chunkKeys, createBlobChunk, insertBlob, largeObjectExists } from "./support/RelStorageFixture.ts"
 
-const profile: RelStorageProfile = { _tag: "relstorage", blobThreshold: 1024, s3Prefix: undefined, destPgUrl: undefined }
+const profile: RelStorageProfile = { _tag: "relstorage", blobThreshold: 1024, s3Prefix: undefined, destPgUrl: undefined, consumer: undefined }
 const env = RelStorageSource.layer(profile, undefined, defaultPolicy(1)).pipe(
   Layer.provideMerge(TestDatabase.layerClient),
   Layer.provideMerge(Stats.layer)

@@ -1,6 +1,9 @@
 /**
  * The `relstorage` profile: ZODB blobs in RelStorage's `blob_chunk`, moved into a zodb-pgjsonb style
- * `blob_state(zoid, tid, blob_size, data, s3_key)` table in the same database.
+ * `blob_state(zoid, tid, blob_size, data, s3_key)` table: in zodb-pgjsonb's database (`--dest-pg-url`;
+ * `--for zodb-pgjsonb` insists on it), or next to RelStorage in the same database, which zodb-pgjsonb
+ * cannot use (its schema does not fit beside RelStorage's object_state): that mode only keeps the blobs
+ * there for a later step, and says so. A whole ZODB → zodb-pgjsonb migration is zodb-convert's (src/zodb/).
  *
  * `blob_chunk` comes in two layouts, both read by the same queries (detected for the log):
  * - history-preserving: `blob_chunk(zoid, tid, chunk_num, chunk)`, primary key (zoid, tid, chunk_num);
@@ -125,12 +128,46 @@ export const layer = (
         return (found.pk ?? []) as ReadonlyArray<string>
       })
 
+      /** What the blob_state database holds: RelStorage's object_state, zodb-pgjsonb's schema, or neither. */
+      const destinationKind = Effect.gen(function*() {
+        const [r] = yield* destQuery(
+          "look at the blob_state database",
+          `SELECT to_regclass('transaction_log') IS NOT NULL AS pgjsonb,
+             EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = to_regclass('object_state') AND NOT a.attisdropped
+               AND (a.attname IN ('prev_tid', 'md5') OR (a.attname = 'state' AND a.atttypid = 'bytea'::regtype))) AS relstorage`,
+          []
+        )
+        return r?.relstorage === true ? "relstorage" as const : r?.pgjsonb === true ? "zodb-pgjsonb" as const : "empty" as const
+      })
+      const where = destUrl === undefined ? "the RelStorage database (no --dest-pg-url)" : `the --dest-pg-url database ${describeUrl(Redacted.value(destUrl))}`
+      const sameDatabaseNote =
+        `blob_state goes into ${where}, next to RelStorage's object_state: zodb-pgjsonb cannot use this database (its schema ` +
+        "cannot be installed beside RelStorage's tables). This only keeps the blobs (S3 objects, inline data) next to RelStorage " +
+        "for a later step, e.g. copying blob_state's rows into the zodb-pgjsonb database (pg_dump --table blob_state --data-only). " +
+        "For a whole migration to zodb-pgjsonb use zodb-convert; to fill a zodb-pgjsonb database's blob_state give --dest-pg-url " +
+        "(--for zodb-pgjsonb refuses this mode)"
+
       const prepare = Effect.gen(function*() {
         const pk = yield* blobChunk
         yield* Effect.logInfo(
           `blob_chunk: ${pk.includes("tid") ? "history-preserving" : "history-free"} layout (primary key ${pk.join(", ") || "none"})`
         )
         const dest = yield* connectDestination
+        const kind = yield* destinationKind
+        if (kind === "relstorage" || (sameDatabase && kind === "empty")) {
+          if (profile.consumer === "zodb-pgjsonb") {
+            return yield* new SchemaMismatch({
+              table: "object_state",
+              problem: `${where} holds RelStorage's object_state, so zodb-pgjsonb cannot use it and --for zodb-pgjsonb refuses to ` +
+                "create blob_state there: give --dest-pg-url the zodb-pgjsonb database, or use zodb-convert for the whole migration"
+            })
+          }
+          yield* Effect.logWarning(sameDatabaseNote)
+        } else if (kind === "empty" && profile.consumer === "zodb-pgjsonb") {
+          yield* Effect.logInfo(
+            `${where} has no zodb-pgjsonb schema yet: zodb-pgjsonb creates its other tables around blob_state when it opens it`
+          )
+        }
         // Shards start together: CREATE TABLE IF NOT EXISTS is not safe against a concurrent twin (it
         // races on the catalog's unique index), so creators take turns under a transaction lock.
         yield* transaction(dest, Effect.andThen(
