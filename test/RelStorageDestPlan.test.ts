@@ -7,7 +7,7 @@ import { SqlClient } from "effect/sql"
 import { runCli } from "./support/Cli.ts"
 import { createLargeObject, randomBytes } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
-import { createBlobChunk, onDatabase } from "./support/RelStorageFixture.ts"
+import { createBlobChunk, insertObjectStates, onDatabase } from "./support/RelStorageFixture.ts"
 import { assertPlanFigures, assertPlanFiguresAfterRun, insertPlanDataSet } from "./support/RelStoragePlanSet.ts"
 import { TestS3 } from "./support/S3.ts"
 import { target } from "./support/Target.ts"
@@ -49,6 +49,7 @@ describe("lo-migrate plan --profile relstorage --dest-pg-url", () => {
       yield* createBlobChunk("history-preserving")
       // 2500 blobs sharing one large object of 10 bytes
       const oid = yield* createLargeObject(randomBytes(10, 8))
+      yield* insertObjectStates(Array.from({ length: 2500 }, (_, i) => [i + 1, 1] as const))
       yield* sql`INSERT INTO blob_chunk (zoid, tid, chunk_num, chunk) SELECT g, 1, 0, ${oid} FROM generate_series(1, 2500) g`
       const other = Context.get(yield* Layer.build(Layer.fresh(TestDatabase.layer)), TestDatabase)
       // migrated: the even zoids; migrated and pruned (7 bytes each): zoid 0, 1000/0, 1000/2, 5001..5300

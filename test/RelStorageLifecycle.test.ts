@@ -1,7 +1,7 @@
 // The relstorage profile methods prune relies on, against the real PostgreSQL as the ordinary role:
 // `migratedPage` gives each blob its chunks (in chunk_num order, with their lengths); `release` deletes
 // a blob's chunks and unlinks their large objects only while the chunks are still the verified ones and
-// the blob_state row is unchanged.
+// the blob_state row is unchanged, and never without an index on blob_chunk(chunk).
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
@@ -15,7 +15,7 @@ import { createLargeObject, randomBytes } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
 import { chunkKeys, createBlobChunk, insertBlob, largeObjectExists } from "./support/RelStorageFixture.ts"
 
-const profile: RelStorageProfile = { _tag: "relstorage", blobThreshold: 1024, s3Prefix: undefined, destPgUrl: undefined }
+const profile: RelStorageProfile = { _tag: "relstorage", blobThreshold: 1024, s3Prefix: undefined, destPgUrl: undefined, consumer: undefined }
 const env = RelStorageSource.layer(profile, undefined, defaultPolicy(1)).pipe(
   Layer.provideMerge(TestDatabase.layerClient),
   Layer.provideMerge(Stats.layer)
@@ -27,7 +27,7 @@ describe("relstorage release (prune's transaction)", () => {
       const source = yield* AfterCopy
       const copy = yield* CopySource
       const sql = yield* SqlClient.SqlClient
-      yield* createBlobChunk("history-preserving")
+      yield* createBlobChunk("history-preserving", { chunkIndex: true })
       yield* copy.prepare
       const a = yield* insertBlob(1, 1, [randomBytes(1500, 1), randomBytes(700, 2)])
       const b = yield* insertBlob(2, 1, [randomBytes(2000, 3)])
@@ -67,7 +67,7 @@ describe("relstorage release (prune's transaction)", () => {
       const source = yield* AfterCopy
       const copy = yield* CopySource
       const sql = yield* SqlClient.SqlClient
-      yield* createBlobChunk("history-free")
+      yield* createBlobChunk("history-free", { chunkIndex: true })
       yield* copy.prepare
       // 30 blob_state rows, only every third blob still has its chunk
       for (let z = 1; z <= 30; z++) {
@@ -81,5 +81,30 @@ describe("relstorage release (prune's transaction)", () => {
       const last = yield* source.migratedPage(next[3]!.key, 4, { withData: true })
       assert.deepStrictEqual(last.map((r) => r.key), ["27/7", "30/7"])
       assert.strictEqual(last[0]!.inline?.length, 10)
+    }).pipe(Effect.provide(env)))
+
+  it.live("release refuses without an index on blob_chunk(chunk): RelStorage's trigger would scan the table per deleted row", () =>
+    Effect.gen(function*() {
+      const source = yield* AfterCopy
+      const copy = yield* CopySource
+      const sql = yield* SqlClient.SqlClient
+      yield* createBlobChunk("history-free")
+      yield* copy.prepare
+      const a = yield* insertBlob(1, 1, [randomBytes(1500, 1)])
+      yield* sql`INSERT INTO blob_state (zoid, tid, blob_size, s3_key) VALUES (1, 1, 1500, 'k1')`
+      const rows = yield* source.migratedPage(undefined, 10, { withData: true })
+      const refused = yield* Effect.flip(source.release(rows))
+      assert.strictEqual(refused._tag, "PruneRefused")
+      assert.include(refused.message, "CREATE INDEX CONCURRENTLY blob_chunk_chunk_idx ON blob_chunk (chunk)")
+      assert.include(refused.message, "RelStorage's delete trigger")
+      assert.deepStrictEqual(yield* chunkKeys, ["1/1"])
+      assert.isTrue(yield* largeObjectExists(a.oids[0]!))
+      // the pre-flight of a dry run only notes it; of a real run it refuses, or creates the index
+      assert.include((yield* source.preparePrune({ apply: false, createIndex: false })).join(""), "prune --yes will refuse")
+      assert.strictEqual((yield* Effect.flip(source.preparePrune({ apply: true, createIndex: false })))._tag, "PruneRefused")
+      assert.include((yield* source.preparePrune({ apply: true, createIndex: true })).join(""), "created the index")
+      const done = yield* source.release(rows)
+      assert.deepStrictEqual(done.released.map((r) => r.key), ["1/1"])
+      assert.isFalse(yield* largeObjectExists(a.oids[0]!))
     }).pipe(Effect.provide(env)))
 })

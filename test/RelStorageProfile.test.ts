@@ -10,7 +10,7 @@ import { createHash } from "node:crypto"
 import { runCli } from "./support/Cli.ts"
 import { randomBytes } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
-import { insertBlobBytes, readState } from "./support/RelStorageFixture.ts"
+import { createBlobChunk, insertBlobBytes, readState } from "./support/RelStorageFixture.ts"
 import { TestS3 } from "./support/S3.ts"
 import { target } from "./support/Target.ts"
 
@@ -22,10 +22,8 @@ const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest(
 describe("lo-migrate --profile relstorage", () => {
   it.live("history-preserving: small blobs inline, big ones to S3, chunks concatenated in order; rerun does nothing", () =>
     Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
       const s3 = yield* TestS3
-      yield* sql`CREATE TABLE blob_chunk (zoid bigint NOT NULL, tid bigint NOT NULL, chunk_num bigint NOT NULL,
-        chunk oid NOT NULL, PRIMARY KEY (zoid, tid, chunk_num))`
+      yield* createBlobChunk("history-preserving")
       const small = yield* insertBlobBytes(1, 10, [new TextEncoder().encode("small one")])
       const big = yield* insertBlobBytes(1, 11, [randomBytes(150 * KiB, 1)])
       const chunked = yield* insertBlobBytes(2, 10, [randomBytes(60 * KiB, 2), randomBytes(60 * KiB, 3), randomBytes(60 * KiB, 4)])
@@ -49,31 +47,33 @@ describe("lo-migrate --profile relstorage", () => {
       assert.strictEqual(Buffer.compare(Buffer.from(s1!.data!), Buffer.from(small)), 0)
       assert.isNull(sc!.s3_key)
       assert.strictEqual(Buffer.compare(Buffer.from(sc!.data!), Buffer.from(smallChunked)), 0, "inline chunks concatenated")
-      assert.strictEqual(b1!.s3_key, "tenant1/blobs/0000000000000001/000000000000000b.blob")
+      // s3_key as zodb-pgjsonb stores it, without the prefix; the object under prefix/s3_key
+      assert.strictEqual(b1!.s3_key, "blobs/0000000000000001/000000000000000b.blob")
       assert.isNull(b1!.data)
-      assert.strictEqual(c2!.s3_key, "tenant1/blobs/0000000000000002/000000000000000a.blob")
+      assert.strictEqual(c2!.s3_key, "blobs/0000000000000002/000000000000000a.blob")
       for (const [row, bytes] of [[b1!, big], [c2!, chunked]] as const) {
-        const stored = Option.getOrThrow(yield* s3.getObject(row.s3_key!))
+        const stored = Option.getOrThrow(yield* s3.getObject(`tenant1/${row.s3_key!}`))
         assert.strictEqual(Buffer.compare(Buffer.from(stored.bytes), Buffer.from(bytes)), 0, row.s3_key!)
         assert.strictEqual(stored.metadata.sha256, sha256(bytes))
       }
       // inline blobs made no S3 object
-      assert.deepStrictEqual([...(yield* s3.listKeys())].sort(), [b1!.s3_key!, c2!.s3_key!].sort())
+      assert.deepStrictEqual([...(yield* s3.listKeys())].sort(), [`tenant1/${b1!.s3_key!}`, `tenant1/${c2!.s3_key!}`].sort())
 
       const again = yield* runCli(args)
       assert.strictEqual(again.code, 0, again.stderr)
       assert.include(again.stdout, "migrated 0 object(s)")
       assert.include(again.stdout, "4 of 4 were already migrated")
 
-      // verify: the S3 blobs are checked (HEAD: size, sha256 metadata; --deep: the bytes), inline ones by length
+      // verify: the S3 blobs are checked (HEAD: size, sha256 metadata; --deep: the bytes), inline ones by
+      // length; at --s3-prefix + s3_key
       const verifyArgs = ["verify", ...(yield* target), "--profile", "relstorage", "--s3-prefix", "tenant1"]
       const verified = yield* runCli([...verifyArgs, "--deep"])
       assert.strictEqual(verified.code, 0, verified.stderr)
       assert.include(verified.stdout, "verified 4 migrated object(s)")
       assert.include(verified.stdout, "4 good, 0 bad")
       // a truncated object and one without sha256 metadata are named
-      yield* s3.putObject(c2!.s3_key!, chunked.slice(0, 100), { metadata: { sha256: sha256(chunked) } })
-      yield* s3.putObject(b1!.s3_key!, big)
+      yield* s3.putObject(`tenant1/${c2!.s3_key!}`, chunked.slice(0, 100), { metadata: { sha256: sha256(chunked) } })
+      yield* s3.putObject(`tenant1/${b1!.s3_key!}`, big)
       const bad = yield* runCli(verifyArgs)
       assert.strictEqual(bad.code, 1, bad.stderr)
       assert.include(bad.stdout, "BAD 2/10")
@@ -84,10 +84,8 @@ describe("lo-migrate --profile relstorage", () => {
 
   it.live("history-free layout, --blob-threshold 0 sends every blob to S3; verify --against-source", () =>
     Effect.gen(function*() {
-      const sql = yield* SqlClient.SqlClient
       const s3 = yield* TestS3
-      yield* sql`CREATE TABLE blob_chunk (zoid bigint NOT NULL, chunk_num bigint NOT NULL, tid bigint NOT NULL,
-        chunk oid NOT NULL, PRIMARY KEY (zoid, chunk_num))`
+      yield* createBlobChunk("history-free")
       const a = yield* insertBlobBytes(7, 100, [new TextEncoder().encode("tiny")])
       const b = yield* insertBlobBytes(8, 101, [randomBytes(3 * KiB, 9), randomBytes(10, 10)])
       const t = yield* target
@@ -119,8 +117,7 @@ describe("lo-migrate --profile relstorage", () => {
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const s3 = yield* TestS3
-      yield* sql`CREATE TABLE blob_chunk (zoid bigint NOT NULL, tid bigint NOT NULL, chunk_num bigint NOT NULL,
-        chunk oid NOT NULL, PRIMARY KEY (zoid, tid, chunk_num))`
+      yield* createBlobChunk("history-preserving")
       yield* insertBlobBytes(1, 1, [new TextEncoder().encode("inline")])
       const big = yield* insertBlobBytes(1, 2, [randomBytes(2 * KiB, 11), randomBytes(2 * KiB, 12)])
       yield* insertBlobBytes(2, 1, [randomBytes(5 * KiB, 13)])
@@ -160,8 +157,7 @@ describe("lo-migrate --profile relstorage", () => {
   it.live("--shard: two processes at once record every blob once", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
-      yield* sql`CREATE TABLE blob_chunk (zoid bigint NOT NULL, chunk_num bigint NOT NULL, tid bigint NOT NULL,
-        chunk oid NOT NULL, PRIMARY KEY (zoid, chunk_num))`
+      yield* createBlobChunk("history-free")
       for (let z = 1; z <= 12; z++) yield* insertBlobBytes(z, 1000 + z, [randomBytes(200 * z, 20 + z)])
       const t = yield* target
       const runs = yield* Effect.all(

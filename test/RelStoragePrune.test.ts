@@ -1,7 +1,8 @@
 // `lo-migrate prune --profile relstorage` through the executable: a dry run changes nothing; --yes deletes
 // the chunks of blobs whose copy (S3 object or inline data) verifies and unlinks their large objects,
 // keeps a large object another blob still references, refuses a blob whose S3 object is corrupt and
-// blobs not migrated; across databases (--dest-pg-url), with RelStorage's own delete trigger.
+// blobs not migrated; across databases (--dest-pg-url), with RelStorage's own delete trigger; refused
+// without an index on blob_chunk(chunk) until --create-chunk-index creates it.
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Layer, Option } from "effect"
 import { SqlClient } from "effect/sql"
@@ -11,7 +12,6 @@ import { TestDatabase } from "./support/Postgres.ts"
 import {
   chunkKeys,
   createBlobChunk,
-  createDeleteTrigger,
   insertBlob,
   largeObjectCount,
   largeObjectExists,
@@ -67,7 +67,13 @@ describe("lo-migrate prune --profile relstorage", () => {
       assert.deepStrictEqual(yield* chunkKeys, keysBefore, "the dry run deleted no chunk")
       assert.strictEqual(yield* largeObjectCount, objectsBefore, "the dry run unlinked nothing")
 
-      const real = yield* runCli([...args, "--yes"])
+      // RelStorage since 3.0 has no index on blob_chunk(chunk): the dry run says --yes would refuse
+      assert.include(dry.stderr, "prune --yes will refuse: blob_chunk has no index on (chunk)")
+      const refused = yield* runCli([...args, "--yes"])
+      assert.strictEqual(refused.code, 2, refused.stderr)
+      assert.include(refused.stderr, "CREATE INDEX CONCURRENTLY blob_chunk_chunk_idx ON blob_chunk (chunk)")
+      assert.deepStrictEqual(yield* chunkKeys, keysBefore, "the refused run deleted no chunk")
+      const real = yield* runCli([...args, "--yes", "--create-chunk-index"])
       assert.strictEqual(real.code, 1, real.stderr)
       assert.include(real.stdout, "pruned: checked 6 migrated row(s)")
       assert.include(real.stdout, "released 4 row(s) (chunks deleted)")
@@ -97,7 +103,6 @@ describe("lo-migrate prune --profile relstorage", () => {
     Effect.gen(function*() {
       const t = yield* target
       yield* createBlobChunk("history-free")
-      yield* createDeleteTrigger
       const inline = yield* insertBlob(7, 100, [new TextEncoder().encode("tiny")])
       const chunked = yield* insertBlob(8, 101, [randomBytes(3000, 9), randomBytes(10, 10)])
       const other = Context.get(yield* Layer.build(Layer.fresh(TestDatabase.layer)), TestDatabase)
@@ -105,7 +110,7 @@ describe("lo-migrate prune --profile relstorage", () => {
       const migrated = yield* runCli(["migrate", ...args])
       assert.strictEqual(migrated.code, 0, migrated.stderr)
 
-      const real = yield* runCli(["prune", ...args, "--yes", "--against-source"])
+      const real = yield* runCli(["prune", ...args, "--yes", "--against-source", "--create-chunk-index"])
       assert.strictEqual(real.code, 0, real.stderr)
       assert.include(real.stdout, "released 2 row(s)")
       assert.include(real.stdout, "unlinked 3 large object(s), freed 2.94 KiB (3014 bytes)")

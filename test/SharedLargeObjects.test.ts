@@ -327,7 +327,7 @@ describe("shared large objects are read once (relstorage)", () => {
 })
 
 describe("RelStorageSource.page with shared large objects", () => {
-  const profile: RelStorageProfile = { _tag: "relstorage", blobThreshold: 100 * KiB, s3Prefix: undefined, destPgUrl: undefined }
+  const profile: RelStorageProfile = { _tag: "relstorage", blobThreshold: 100 * KiB, s3Prefix: undefined, destPgUrl: undefined, consumer: undefined }
   const source = RelStorageSource.layer(profile, undefined, defaultPolicy(1)).pipe(Layer.provideMerge(Stats.layer))
   const keysOf = (rows: ReadonlyArray<{ readonly row: { readonly _tag: string } }>) =>
     rows.map((r) => {

@@ -4,7 +4,7 @@
  */
 import { Config, Option, type Redacted } from "effect"
 import { Flag } from "effect/cli"
-import { defaultBlobThreshold, defaultSha256Column, defaultTemplate, type ProfileInput, profiles } from "../domain/Profile.ts"
+import { consumers, defaultBlobThreshold, defaultSha256Column, defaultTemplate, type ProfileInput, profiles } from "../domain/Profile.ts"
 import { described } from "./Flags.ts"
 
 const optionalString = (name: string, text: string, extra: { readonly default?: string; readonly env?: string } = {}) =>
@@ -12,7 +12,7 @@ const optionalString = (name: string, text: string, extra: { readonly default?: 
 
 export const profileFlags = {
   profile: Flag.Literals("profile", profiles).pipe(
-    Flag.withDescription(described("what to migrate: nice2 (_nice_binary) or table (any table with an oid column)", {
+    Flag.withDescription(described("what to migrate: nice2 (_nice_binary), table (any table with an oid column) or relstorage (RelStorage's blobs only, into a zodb-pgjsonb blob_state; a whole ZODB to zodb-pgjsonb is zodb-convert's)", {
       default: "nice2",
       env: "LO_MIGRATE_PROFILE"
     })),
@@ -42,14 +42,26 @@ export const profileFlags = {
     Flag.optional
   ),
   destPgUrl: Flag.Redacted("dest-pg-url").pipe(
-    Flag.withDescription(described("relstorage profile: PostgreSQL URL of the database that holds blob_state", {
-      default: "the --pg-url database",
+    Flag.withDescription(described("relstorage profile: PostgreSQL URL of the database that holds blob_state (for zodb-pgjsonb: its database)", {
+      default: "the --pg-url database: blob_state next to RelStorage, which zodb-pgjsonb cannot use; for a later step only",
       env: "LO_MIGRATE_DEST_PG_URL"
     })),
     Flag.withFallbackConfig(Config.Redacted("LO_MIGRATE_DEST_PG_URL")),
     Flag.optional
   ),
-  s3Prefix: optionalString("s3-prefix", "relstorage profile: prefix of the S3 keys (PREFIX/blobs/{zoid:016x}/{tid:016x}.blob)"),
+  s3Prefix: optionalString(
+    "s3-prefix",
+    "relstorage profile: the objects go to PREFIX/blobs/{zoid:016x}/{tid:016x}.blob; blob_state.s3_key holds the key without " +
+      "PREFIX, as zodb-pgjsonb stores it (set its s3-prefix to the same value); verify, prune and upload-blobs need the same --s3-prefix"
+  ),
+  consumer: Flag.Literals("for", consumers).pipe(
+    Flag.withDescription(
+      "relstorage profile: zodb-pgjsonb: blob_state is for zodb-pgjsonb, so it must go into its database (--dest-pg-url); " +
+        "refuses blob_state next to RelStorage's object_state. Without --dest-pg-url blob_state stays in the RelStorage " +
+        "database, only to keep the blobs there for a later step; a whole migration to zodb-pgjsonb is zodb-convert's"
+    ),
+    Flag.optional
+  ),
   shard: Flag.String("shard").pipe(
     Flag.withDescription(described(
       "i/n: work only on the rows whose key hashes to i of n (0 <= i < n); n processes with 0/n .. n-1/n share one migration",
@@ -73,6 +85,7 @@ export interface ProfileFlagValues {
   readonly blobThreshold: Option.Option<number>
   readonly s3Prefix: Option.Option<string>
   readonly destPgUrl: Option.Option<Redacted.Redacted<string>>
+  readonly consumer: Option.Option<typeof consumers[number]>
 }
 
 export const profileInput = (flags: ProfileFlagValues): ProfileInput => ({
@@ -87,5 +100,6 @@ export const profileInput = (flags: ProfileFlagValues): ProfileInput => ({
   shard: Option.getOrUndefined(flags.shard),
   blobThreshold: Option.getOrUndefined(flags.blobThreshold),
   s3Prefix: Option.getOrUndefined(flags.s3Prefix),
-  destPgUrl: Option.getOrUndefined(flags.destPgUrl)
+  destPgUrl: Option.getOrUndefined(flags.destPgUrl),
+  consumer: Option.getOrUndefined(flags.consumer)
 })

@@ -115,7 +115,7 @@ export const migrate = Command.make("migrate", {
   ),
   finalize: Flag.Boolean("finalize").pipe(
     Flag.withAlias("f"),
-    Flag.withDescription("after a run with no failure, once every migrated object verifies (HEAD): make sha2 NOT NULL and add a unique index on it (table profile: --sha256-column NOT NULL, no index; relstorage: every blob in blob_state, CHECK that each is inline or in S3)"),
+    Flag.withDescription("after a run with no failure, once every migrated object verifies (HEAD): make sha2 NOT NULL and add a unique index on it (table profile: --sha256-column NOT NULL, no index; relstorage: every blob in blob_state, S3 keys as zodb-pgjsonb reads them; no constraint on blob_state, which zodb-pgjsonb writes too)"),
     Flag.withDefault(false)
   ),
   dryRun: Flag.Boolean("dry-run").pipe(
@@ -200,7 +200,7 @@ export const migrate = Command.make("migrate", {
   if (summary.stopped) return yield* new RunStopped({ migrated: summary.migrated })
   if (summary.failed > 0) return yield* new RowsFailed({ failed: summary.failed })
   yield* log(
-    `${settings.profile._tag === "relstorage" ? "Adding CHECK constraint (data or s3_key)" : `Adding NOT NULL constraint${settings.profile._tag === "table" ? "" : " and UNIQUE INDEX"}`} ... ${summary.finalized ? "done" : "skipping (--finalize not given)"}`
+    `${settings.profile._tag === "relstorage" ? "Checking blob_state (every blob recorded, S3 keys as zodb-pgjsonb reads them)" : `Adding NOT NULL constraint${settings.profile._tag === "table" ? "" : " and UNIQUE INDEX"}`} ... ${summary.finalized ? "done" : "skipping (--finalize not given)"}`
   )
   yield* log("Migration completed")
 })).pipe(Command.withDescription("Copy every large object of the source (--profile; default _nice_binary) into S3 and record it (nice2: sha2 = its SHA-256)"))

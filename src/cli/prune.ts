@@ -5,7 +5,7 @@
 import { Console, Effect, Exit } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Connections from "../migrate/Connections.ts"
-import { VerificationFailed } from "../domain/Errors.ts"
+import { SettingsError, VerificationFailed } from "../domain/Errors.ts"
 import { bytesOfOid, describeBad, describeLevel, describeOids, type MigratedRow, oidsOf } from "../domain/MigratedObject.ts"
 import { writeStderr } from "../core/Output.ts"
 import { defaultPolicy } from "../core/Retry.ts"
@@ -39,6 +39,14 @@ export const prune = Command.make("prune", {
     Flag.withDescription("really unlink the large objects; without it prune only prints what it would do"),
     Flag.withDefault(false)
   ),
+  createChunkIndex: Flag.Boolean("create-chunk-index").pipe(
+    Flag.withDescription(
+      "relstorage profile: when blob_chunk has no index on (chunk), create it first (CREATE INDEX CONCURRENTLY " +
+        "blob_chunk_chunk_idx ON blob_chunk (chunk); needs the table's owner) instead of refusing: RelStorage's delete trigger " +
+        "scans blob_chunk once per deleted row without it, and RelStorage 3.0 and later do not create it"
+    ),
+    Flag.withDefault(false)
+  ),
   batchSize: int("batch-size", "large objects unlinked per transaction (many in one transaction exhaust PostgreSQL's lock table)", 100),
   deep,
   againstSource,
@@ -47,6 +55,9 @@ export const prune = Command.make("prune", {
   retries
 }, Effect.fn("prune")(function*(flags) {
   const settings = yield* settingsOf(flags)
+  if (flags.createChunkIndex && settings.profile._tag !== "relstorage") {
+    return yield* new SettingsError({ setting: "--create-chunk-index", problem: "is only used with --profile relstorage" })
+  }
   const parallel = yield* atLeast("--concurrency", flags.concurrency, 1)
   const batchSize = yield* atLeast("--batch-size", flags.batchSize, 1)
   yield* atLeast("--interval", flags.interval, 1)
@@ -65,6 +76,8 @@ export const prune = Command.make("prune", {
       `prune: ${source.table}, copies in ${store.target} checked first (${describeLevel(level)})` +
         `${apply ? "" : "; dry run: nothing is changed (add --yes to prune)"}\n`
     )
+    // before anything is checked: what releasing needs (relstorage: the index on blob_chunk(chunk))
+    for (const note of yield* source.preparePrune({ apply, createIndex: flags.createChunkIndex })) yield* writeStderr(`prune: ${note}\n`)
 
     const releaseBatch = (batch: ReadonlyArray<MigratedRow>) =>
       Effect.gen(function*() {

@@ -103,6 +103,22 @@ export class BatchJobActive extends Data.TaggedError("BatchJobActive")<{
   }
 }
 
+/**
+ * prune will not change anything: deleting would be unsafe or unbounded as things are (relstorage: no
+ * index on blob_chunk(chunk), so RelStorage's delete trigger would scan the table once per deleted row).
+ */
+export class PruneRefused extends Data.TaggedError("PruneRefused")<{
+  readonly table: string
+  readonly problem: string
+  /** what to do about it, with the exact statement when there is one */
+  readonly remedy: string
+}> {
+  readonly [Runtime.errorExitCode] = 2
+  override get message() {
+    return `prune refused, nothing changed: table ${this.table} ${this.problem}. To go on: ${this.remedy}`
+  }
+}
+
 /** The object store rejects the endpoint, the credentials or the bucket before any work started. */
 export class StoreUnavailable extends Data.TaggedError("StoreUnavailable")<{
   readonly bucket: string
@@ -242,6 +258,7 @@ export type MigrateError =
   | RunStopped
   | ManifestError
   | RunLockLost
+  | PruneRefused
 
 /**
  * A short, secret-free description of an underlying error: SQL errors carry the server's text in

@@ -39,7 +39,15 @@ export interface RelStorageProfile {
   readonly s3Prefix: string | undefined
   /** blob_state in another database; undefined: next to blob_chunk */
   readonly destPgUrl: Redacted.Redacted<string> | undefined
+  /**
+   * `--for zodb-pgjsonb`: blob_state is for zodb-pgjsonb, so it must not go next to RelStorage's
+   * object_state (a database zodb-pgjsonb cannot use); undefined: no such claim (warned about)
+   */
+  readonly consumer: "zodb-pgjsonb" | undefined
 }
+
+/** What `--for` accepts. */
+export const consumers = ["zodb-pgjsonb"] as const
 
 export const defaultBlobThreshold = 100 * 1024
 
@@ -61,6 +69,7 @@ export interface ProfileInput {
   readonly blobThreshold?: number | undefined
   readonly s3Prefix?: string | undefined
   readonly destPgUrl?: Redacted.Redacted<string> | string | undefined
+  readonly consumer?: string | undefined
 }
 
 export const templateFields = ["sha256", "key", "oid"] as const
@@ -115,7 +124,7 @@ const identifier = (setting: string, value: string | undefined, maxParts: number
 const column = (setting: string, value: string | undefined) => Effect.map(identifier(setting, value, 1), (parts) => parts[0]!)
 
 const tableOnly = ["table", "oidColumn", "keyColumns", "mimeColumn", "sizeColumn", "sha256Column", "keyTemplate"] as const
-const relstorageOnly = ["blobThreshold", "s3Prefix", "destPgUrl"] as const
+const relstorageOnly = ["blobThreshold", "s3Prefix", "destPgUrl", "consumer"] as const
 const flagName: Record<typeof tableOnly[number], string> = {
   table: "--table",
   oidColumn: "--oid-column",
@@ -125,7 +134,12 @@ const flagName: Record<typeof tableOnly[number], string> = {
   sha256Column: "--sha256-column",
   keyTemplate: "--key-template"
 }
-const relstorageFlag: Record<typeof relstorageOnly[number], string> = { blobThreshold: "--blob-threshold", s3Prefix: "--s3-prefix", destPgUrl: "--dest-pg-url" }
+const relstorageFlag: Record<typeof relstorageOnly[number], string> = {
+  blobThreshold: "--blob-threshold",
+  s3Prefix: "--s3-prefix",
+  destPgUrl: "--dest-pg-url",
+  consumer: "--for"
+}
 
 /** Validates the profile flags; the table flags are refused with another profile rather than ignored. */
 export const validate = (input: ProfileInput): Effect.Effect<{ readonly profile: Profile; readonly shard: Shard | undefined }, SettingsError> =>
@@ -170,8 +184,26 @@ export const validate = (input: ProfileInput): Effect.Effect<{ readonly profile:
           return yield* new SettingsError({ setting: "--dest-pg-url", problem: "is not a postgres:// or postgresql:// URL" })
         }
       }
+      const consumer = input.consumer
+      if (consumer !== undefined && !consumers.includes(consumer as never)) {
+        return yield* new SettingsError({ setting: "--for", problem: `${JSON.stringify(consumer)} is not one of ${consumers.join(", ")}` })
+      }
+      if (consumer === "zodb-pgjsonb" && dest === undefined) {
+        return yield* new SettingsError({
+          setting: "--for zodb-pgjsonb",
+          problem: "needs --dest-pg-url (the zodb-pgjsonb database): without it blob_state goes into the RelStorage database, " +
+            "next to RelStorage's object_state, where zodb-pgjsonb's schema cannot be installed. For a whole migration " +
+            "(objects, transactions and blobs) into zodb-pgjsonb use zodb-convert"
+        })
+      }
       return {
-        profile: { _tag: "relstorage", blobThreshold, s3Prefix: prefix === "" ? undefined : prefix, destPgUrl: dest } satisfies RelStorageProfile,
+        profile: {
+          _tag: "relstorage",
+          blobThreshold,
+          s3Prefix: prefix === "" ? undefined : prefix,
+          destPgUrl: dest,
+          consumer: consumer as RelStorageProfile["consumer"]
+        } satisfies RelStorageProfile,
         shard
       }
     }

@@ -3,7 +3,7 @@
  * one write, which drops the source's copy of rows proven in S3.
  */
 import { Context, type Effect } from "effect"
-import type { DatabaseError, SchemaMismatch } from "../domain/Errors.ts"
+import type { DatabaseError, PruneRefused, SchemaMismatch } from "../domain/Errors.ts"
 import type { MigratedRow, Released } from "../domain/MigratedObject.ts"
 import type { Examples } from "./PlanSource.ts"
 
@@ -37,5 +37,13 @@ export class AfterCopy extends Context.Service<AfterCopy, {
    * oid and result that were verified) and unlinks the large objects no other row references. A crash
    * leaves either both or neither.
    */
-  readonly release: (rows: ReadonlyArray<MigratedRow>) => Effect.Effect<Released, DatabaseError>
+  readonly release: (rows: ReadonlyArray<MigratedRow>) => Effect.Effect<Released, DatabaseError | PruneRefused>
+  /**
+   * prune's pre-flight, before anything is checked or changed: what releasing needs (relstorage: an index
+   * on blob_chunk(chunk), created with `createIndex`). `apply` false (a dry run): only notes, nothing is
+   * created or refused. The notes are printed.
+   */
+  readonly preparePrune: (
+    options: { readonly apply: boolean; readonly createIndex: boolean }
+  ) => Effect.Effect<ReadonlyArray<string>, DatabaseError | SchemaMismatch | PruneRefused>
 }>()("lo-migrate/phases/AfterCopy") {}

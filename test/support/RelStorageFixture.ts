@@ -1,42 +1,144 @@
-// RelStorage's blob_chunk in either layout, blobs of one or several chunks, and readers of what the
-// relstorage profile leaves behind (blob_state, large objects), for the relstorage tests.
+// RelStorage's blob_chunk as RelStorage 4.2 creates it (both layouts), the databases RelStorage 4.2 itself
+// made (../shared/fixtures/zodb/relstorage/, restored with psql), blobs of one or several chunks, and readers
+// of what the relstorage profile leaves behind (blob_state, large objects), for the relstorage tests.
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
+import { execFile } from "node:child_process"
 import { createHash } from "node:crypto"
+import { existsSync, readFileSync } from "node:fs"
+import { join } from "node:path"
+import { findPgBinDir } from "../../src/embedded/TempCluster.ts"
+import { fixturesDir } from "../zodb/support/Fixtures.ts"
 import { createLargeObject } from "./Nice2Fixture.ts"
+import { TestDatabase } from "./Postgres.ts"
 
 export type Layout = "history-preserving" | "history-free"
 
-/** blob_chunk as RelStorage creates it: history-preserving (PK zoid, tid, chunk_num) or history-free. */
-export const createBlobChunk = (layout: Layout) =>
+/**
+ * blob_chunk as RelStorage 4.2's schema installer leaves it (compare `relstorage-{hp,hf}.sql`): next to
+ * an `object_state` (RelStorage's columns; hp without its foreign key to `transaction`), primary key
+ * `blob_chunk_pk`, index `blob_chunk_lookup` on (zoid, tid) / (zoid), foreign key `blob_chunk_fk` to
+ * object_state ON DELETE CASCADE, and the delete trigger `blob_chunk_delete`. **No index on
+ * `blob_chunk(chunk)`**: RelStorage dropped `blob_chunk_loid` in 3.0a4 (cc922d52); `chunkIndex` adds
+ * one, as an administrator would (older databases still have it).
+ */
+export const createBlobChunk = (layout: Layout, options: { readonly chunkIndex?: boolean; readonly trigger?: boolean } = {}) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    yield* layout === "history-preserving"
-      ? sql`CREATE TABLE blob_chunk (zoid bigint NOT NULL, tid bigint NOT NULL, chunk_num bigint NOT NULL,
-          chunk oid NOT NULL, PRIMARY KEY (zoid, tid, chunk_num))`
-      : sql`CREATE TABLE blob_chunk (zoid bigint NOT NULL, chunk_num bigint NOT NULL, tid bigint NOT NULL,
-          chunk oid NOT NULL, PRIMARY KEY (zoid, chunk_num))`
-    // as RelStorage's schema installer creates it (its delete trigger looks chunks up by oid)
-    yield* sql`CREATE INDEX blob_chunk_loid ON blob_chunk (chunk)`
+    if (layout === "history-preserving") {
+      yield* sql`CREATE TABLE object_state (zoid bigint NOT NULL, tid bigint NOT NULL, prev_tid bigint NOT NULL,
+        md5 character(32), state_size bigint NOT NULL, state bytea,
+        CONSTRAINT object_state_state_size_check CHECK ((state_size >= 0)),
+        CONSTRAINT object_state_tid_check CHECK ((tid > 0)),
+        CONSTRAINT object_state_pk PRIMARY KEY (zoid, tid))`
+      yield* sql`CREATE TABLE blob_chunk (zoid bigint NOT NULL, tid bigint NOT NULL, chunk_num bigint NOT NULL,
+        chunk oid NOT NULL, CONSTRAINT blob_chunk_pk PRIMARY KEY (zoid, tid, chunk_num))`
+      yield* sql`CREATE INDEX blob_chunk_lookup ON blob_chunk USING btree (zoid, tid)`
+      yield* sql`ALTER TABLE blob_chunk ADD CONSTRAINT blob_chunk_fk FOREIGN KEY (zoid, tid)
+        REFERENCES object_state (zoid, tid) ON DELETE CASCADE`
+    } else {
+      yield* sql`CREATE TABLE object_state (zoid bigint NOT NULL, tid bigint NOT NULL, state_size bigint NOT NULL,
+        state bytea,
+        CONSTRAINT object_state_state_size_check CHECK ((state_size >= 0)),
+        CONSTRAINT object_state_tid_check CHECK ((tid > 0)),
+        CONSTRAINT object_state_pkey PRIMARY KEY (zoid))`
+      yield* sql`CREATE TABLE blob_chunk (zoid bigint NOT NULL, chunk_num bigint NOT NULL, tid bigint NOT NULL,
+        chunk oid NOT NULL, CONSTRAINT blob_chunk_pk PRIMARY KEY (zoid, chunk_num))`
+      yield* sql`CREATE INDEX blob_chunk_lookup ON blob_chunk USING btree (zoid)`
+      yield* sql`ALTER TABLE blob_chunk ADD CONSTRAINT blob_chunk_fk FOREIGN KEY (zoid)
+        REFERENCES object_state (zoid) ON DELETE CASCADE`
+    }
+    if (options.trigger !== false) yield* createDeleteTrigger
+    if (options.chunkIndex === true) yield* sql`CREATE INDEX blob_chunk_loid ON blob_chunk (chunk)`
   })
 
 /**
- * RelStorage's own trigger (relstorage/adapters/postgresql/schema.py): deleting a chunk unlinks its large
- * object when no other chunk references it.
+ * RelStorage's own trigger, verbatim from the 4.2 dumps (procs/blob_chunk_delete_trigger.sql): before a
+ * chunk row is deleted it counts the rows holding that large object and unlinks it when this is the last
+ * one. The count is a scan of blob_chunk unless `blob_chunk(chunk)` is indexed.
  */
 export const createDeleteTrigger = Effect.gen(function*() {
   const sql = yield* SqlClient.SqlClient
-  yield* sql.unsafe(`CREATE FUNCTION blob_chunk_delete_trigger() RETURNS TRIGGER AS $t$
-    DECLARE cnt integer;
-    BEGIN
-      SELECT count(*) INTO cnt FROM blob_chunk WHERE chunk = OLD.chunk;
-      IF (cnt = 1) THEN PERFORM lo_unlink(OLD.chunk); END IF;
-      RETURN OLD;
-    END; $t$ LANGUAGE plpgsql`)
+  yield* sql.unsafe(`CREATE FUNCTION blob_chunk_delete_trigger() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+  -- Unlink large object data file after blob_chunk row deletion
+  DECLARE
+  cnt integer;
+BEGIN
+  SELECT count(*) into cnt FROM blob_chunk WHERE chunk=OLD.chunk;
+  IF (cnt = 1) THEN
+    -- Last reference to this oid, unlink
+    PERFORM lo_unlink(OLD.chunk);
+  END IF;
+  RETURN OLD;
+END;
+$$`)
   yield* sql.unsafe(`CREATE TRIGGER blob_chunk_delete BEFORE DELETE ON blob_chunk
-    FOR EACH ROW EXECUTE PROCEDURE blob_chunk_delete_trigger()`)
+    FOR EACH ROW EXECUTE FUNCTION blob_chunk_delete_trigger()`)
 })
+
+/** The object_state rows (zoid, tid) a blob's chunks need (blob_chunk_fk); no-op for those that exist. */
+export const insertObjectStates = (keys: ReadonlyArray<readonly [number, number]>) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    if (keys.length === 0) return
+    const [hp] = yield* sql<{ readonly hp: boolean }>`SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+      WHERE attrelid = to_regclass('object_state') AND attname = 'prev_tid') AS hp`
+    const zoids = keys.map((k) => k[0])
+    const tids = keys.map((k) => k[1])
+    yield* hp!.hp
+      ? sql`INSERT INTO object_state (zoid, tid, prev_tid, state_size)
+          SELECT z, t, 0, 0 FROM unnest(${zoids}::bigint[], ${tids}::bigint[]) AS u(z, t) ON CONFLICT DO NOTHING`
+      : sql`INSERT INTO object_state (zoid, tid, state_size)
+          SELECT z, t, 0 FROM unnest(${zoids}::bigint[], ${tids}::bigint[]) AS u(z, t) ON CONFLICT DO NOTHING`
+  })
+
+export type Mode = "hf" | "hp"
+
+/** What RelStorage 4.2 wrote into the dump of `mode` (expected/relstorage-{mode}-blobs.jsonl). */
+export interface DumpBlob {
+  /** `zoid/tid` in decimal, the profile's key */
+  readonly key: string
+  readonly zoid: bigint
+  readonly tid: bigint
+  readonly size: number
+  readonly sha256: string
+}
+
+export const dumpBlobs = (mode: Mode): ReadonlyArray<DumpBlob> =>
+  readFileSync(join(fixturesDir, "expected", `relstorage-${mode}-blobs.jsonl`), "utf8").split("\n").filter((l) => l.trim() !== "")
+    .map((line) => {
+      const b = JSON.parse(line) as { zoid: string; tid: string; size: number; sha256: string }
+      const zoid = BigInt(`0x${b.zoid}`)
+      const tid = BigInt(`0x${b.tid}`)
+      return { key: `${zoid}/${tid}`, zoid, tid, size: b.size, sha256: b.sha256 }
+    })
+    .sort((a, b) => (a.zoid < b.zoid ? -1 : a.zoid > b.zoid ? 1 : a.tid < b.tid ? -1 : a.tid > b.tid ? 1 : 0))
+
+const psql = () => {
+  const bin = findPgBinDir(process.env.LO_MIGRATE_TEST_PG_BIN)
+  return bin !== undefined && existsSync(join(bin, "psql")) ? join(bin, "psql") : "psql"
+}
+
+/**
+ * Restores the RelStorage 4.2 database of `mode` (pg_dump plain, with its large objects) into the test
+ * database, as its ordinary owner role, with `psql -v ON_ERROR_STOP=1` (the fixtures' README).
+ */
+export const restoreRelStorage = (mode: Mode) =>
+  Effect.gen(function*() {
+    const db = yield* TestDatabase
+    const file = join(fixturesDir, "relstorage", `relstorage-${mode}.sql`)
+    yield* Effect.callback<void, Error>((resume) => {
+      const child = execFile(psql(), ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db.url, "-f", file], {
+        maxBuffer: 16 * 1024 * 1024
+      }, (error, _stdout, stderr) => {
+        resume(error === null ? Effect.void : Effect.fail(new Error(`psql -f ${file}: ${error.message}\n${stderr}`)))
+      })
+      return Effect.sync(() => void child.kill("SIGKILL"))
+    })
+  })
 
 export const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
 export const concat = (parts: ReadonlyArray<Uint8Array>) => new Uint8Array(Buffer.concat(parts.map((p) => Buffer.from(p))))
@@ -48,6 +150,7 @@ export const concat = (parts: ReadonlyArray<Uint8Array>) => new Uint8Array(Buffe
 export const insertBlob = (zoid: number, tid: number, chunks: ReadonlyArray<Uint8Array | number>) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
+    yield* insertObjectStates([[zoid, tid]])
     const oids: Array<number> = []
     for (const c of [...chunks].reverse()) oids.unshift(typeof c === "number" ? c : yield* createLargeObject(c))
     for (let i = 0; i < oids.length; i++) {

@@ -299,6 +299,8 @@ export const make = (sql: SqlClient.SqlClient, run: Run, shard?: Shard | undefin
       unmigratedWithData,
       references,
       release,
+      // nulling a column of a row needs nothing beyond its primary key
+      preparePrune: () => Effect.succeed([]),
       unmigratedReason: "no sha2",
       releaseMeaning: "data = NULL"
     }

@@ -2,7 +2,13 @@
  * The relstorage profile after the copy: what `plan`, `verify`, `prune` and `migrate --finalize` ask of
  * `blob_chunk` (the source database) and `blob_state` (the same database, or another one with
  * `--dest-pg-url`). Everything reads only, except `release` (deletes a blob's chunks and unlinks its
- * large objects, in one transaction of the source database) and `finalize` (adds a CHECK constraint).
+ * large objects, in one transaction of the source database, only with an index on blob_chunk(chunk):
+ * ChunkIndex.ts), `preparePrune` (creates that index when asked) and `finalize` (rewrites s3_key values an
+ * older lo-migrate stored with the prefix, drops that version's CHECK constraint; adds none: zodb-pgjsonb
+ * writes blob_state too, and its inline upsert leaves an old s3_key in place).
+ *
+ * s3_key holds zodb-pgjsonb's key, without --s3-prefix; the bucket key is the prefix + "/" + s3_key
+ * (BlobKey.ts `bucketKeyOf`), as zodb-pgjsonb's S3 client forms it.
  *
  * Across two databases nothing can be joined: blobs are matched by paging both tables in key order
  * ((zoid, tid), 1000 at a time) and merging, or by looking a page of keys up on the other side, so
@@ -10,7 +16,7 @@
  */
 import { Effect } from "effect"
 import type { SqlClient, SqlError } from "effect/sql"
-import { type DatabaseError, SchemaMismatch } from "../../domain/Errors.ts"
+import { DatabaseError, SchemaMismatch, type TableBusy } from "../../domain/Errors.ts"
 import type { Candidate } from "../../domain/LargeObject.ts"
 import { bytesOfOid, type MigratedRow, oidsOf, type Released } from "../../domain/MigratedObject.ts"
 import type { RelStorageProfile, Shard } from "../../domain/Profile.ts"
@@ -19,8 +25,10 @@ import { invRead, oidArray } from "../../postgres/LargeObjects.ts"
 import type { CopySource } from "../../phases/CopySource.ts"
 import type { Examples, Inventory } from "../../phases/PlanSource.ts"
 import type { ProfileParts } from "../../phases/ProfileServices.ts"
+import { alter } from "../../postgres/Ddl.ts"
 import { transaction } from "../../postgres/Transaction.ts"
-import { afterKey, keyArrays, keyOf } from "./BlobKey.ts"
+import { afterKey, bucketKeyOf, bucketKeySql, keyArrays, keyOf, recordedPattern, sqlPrefix } from "./BlobKey.ts"
+import * as ChunkIndex from "./ChunkIndex.ts"
 
 /** examples shown per problem */
 const exampleCount = 10
@@ -28,8 +36,13 @@ const exampleCount = 10
 const mergePage = 1000
 /** what verify and prune name as the "object" of an inline blob */
 export const inlineObject = "blob_state.data"
-/** the constraint `--finalize` adds: a blob is either inline or in S3, never both, never neither */
-export const finalConstraint = "blob_state_data_xor_s3_key"
+/**
+ * the CHECK ((data IS NULL) <> (s3_key IS NULL)) that `--finalize` of earlier versions added: zodb-pgjsonb's
+ * inline upsert (`SET blob_size, data`) breaks it (an old s3_key stays), so finalize drops it now
+ */
+export const oldConstraint = "blob_state_data_xor_s3_key"
+/** s3_key values not in zodb-pgjsonb's form (an older lo-migrate's, prefix included) */
+const legacyKeys = `s3_key IS NOT NULL AND s3_key !~ '${recordedPattern}'`
 
 type Raw = Record<string, unknown>
 type Query = (operation: string, text: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<Raw>, DatabaseError>
@@ -47,6 +60,8 @@ export interface Context {
   readonly query: Query
   /** a statement on blob_state's database (the source one without --dest-pg-url) */
   readonly destQuery: Query
+  /** blob_state's database's client (for schema changes) */
+  readonly destSql: Effect.Effect<SqlClient.SqlClient, DatabaseError>
   /** which of `keys` have a blob_state row */
   readonly recorded: (keys: ReadonlyArray<string>) => Effect.Effect<ReadonlySet<string>, DatabaseError>
   /** blob_chunk's primary key columns; fails when the table is missing */
@@ -88,6 +103,22 @@ export const make = (ctx: Context): Lifecycle => {
       (rows) => new Map(rows.map((r) => [keyOf(r), { oids: nums(r.oids), sizes: nums(r.sizes) }]))
     )
 
+  /** blob_state rows whose s3_key is not zodb-pgjsonb's form: count and a few */
+  const legacyRows = Effect.gen(function*() {
+    const [n] = yield* destQuery("count s3_key values with a prefix", `SELECT count(*) AS n FROM blob_state WHERE ${legacyKeys}`, [])
+    const count = Number(n?.n ?? 0)
+    const examples = count === 0 ? [] : yield* destQuery(
+      "list s3_key values with a prefix",
+      `SELECT s3_key FROM blob_state WHERE ${legacyKeys} ORDER BY zoid, tid LIMIT 3`,
+      []
+    )
+    return { count, examples: examples.map((r) => String(r.s3_key)) }
+  })
+  const legacyNote = (legacy: { readonly count: number; readonly examples: ReadonlyArray<string> }) =>
+    `${legacy.count} blob_state row(s) hold their S3 key with a prefix (e.g. ${legacy.examples.join(", ")}), as lo-migrate ` +
+    "wrote them before it stored zodb-pgjsonb's key: they are checked at that key as it is, but zodb-pgjsonb adds its own " +
+    "s3-prefix to s3_key and will not find them; migrate --finalize with the --s3-prefix they were written with rewrites them"
+
   /** which of `keys` have a blob_state row */
   // verify, prune, finalize: blob_state rows in key order, each with its chunks as they are now. S3 blobs
   // are checked at their s3_key; inline ones by the length and SHA-256 of `data`, computed by PostgreSQL.
@@ -95,6 +126,10 @@ export const make = (ctx: Context): Lifecycle => {
   const migratedPage = (from: string | undefined, limit: number, options: { readonly withData: boolean }) =>
     Effect.gen(function*() {
       if (!(yield* stateExists(destQuery))) return []
+      if (from === undefined) {
+        const legacy = yield* legacyRows
+        if (legacy.count > 0) yield* Effect.logWarning(legacyNote(legacy))
+      }
       const out: Array<MigratedRow> = []
       let position = from
       while (out.length < limit) {
@@ -124,7 +159,7 @@ export const make = (ctx: Context): Lifecycle => {
             oidSizes: c?.sizes ?? [],
             size: Number(r.size),
             sha256: undefined,
-            objectKey: s3 ? String(r.s3_key) : inlineObject,
+            objectKey: s3 ? bucketKeyOf(profile.s3Prefix, String(r.s3_key)) : inlineObject,
             ...(s3 ? {} : {
               inline: {
                 length: r.inline_length === null ? null : Number(r.inline_length),
@@ -204,13 +239,15 @@ export const make = (ctx: Context): Lifecycle => {
         `SELECT s.zoid::text AS zoid, s.tid::text AS tid FROM blob_state s
          JOIN unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[]) AS u(zoid, tid, size, s3_key, sha256)
            ON s.zoid = u.zoid AND s.tid = u.tid
-         WHERE s.blob_size = u.size AND CASE WHEN u.s3_key <> '' THEN s.s3_key = u.s3_key
+         WHERE s.blob_size = u.size AND CASE WHEN u.s3_key <> '' THEN ${bucketKeySql("s.s3_key", "$6::text")} = u.s3_key
            ELSE s.s3_key IS NULL AND encode(sha256(s.data), 'hex') = u.sha256 END`,
         [
           ...keyArrays(rows.map((r) => r.key)),
           rows.map((r) => String(r.size ?? -1)),
+          // the bucket keys verified; s3_key gets the prefix back to compare
           rows.map((r) => (r.inline === undefined ? r.objectKey ?? "" : "")),
-          rows.map((r) => r.inline?.sha256 ?? "")
+          rows.map((r) => r.inline?.sha256 ?? ""),
+          sqlPrefix(profile.s3Prefix)
         ]
       ),
       (found) => new Set(found.map(keyOf))
@@ -222,6 +259,9 @@ export const make = (ctx: Context): Lifecycle => {
   // (blob_chunk_delete_trigger) may already unlink them on the DELETE: counted as unlinked all the same.
   const release = (rows: ReadonlyArray<MigratedRow>) =>
     Effect.gen(function*() {
+      // never a DELETE on blob_chunk without the index (ChunkIndex.ts): checked once, before the first
+      const index = yield* chunkIndexChecked
+      if (!index.indexed) return yield* ChunkIndex.refusal(index)
       const intact = yield* stillRecorded(rows)
       const candidates = rows.filter((r) => intact.has(r.key) && oidsOf(r).length > 0)
       if (candidates.length === 0) {
@@ -257,7 +297,7 @@ export const make = (ctx: Context): Lifecycle => {
           }
           const oids = [...new Set(released.flatMap(oidsOf))]
           // after the delete, a chunk still referencing an oid belongs to a blob not released now; one
-          // lookup for the batch (RelStorage's index blob_chunk_loid serves it; without it, one scan)
+          // lookup for the batch, through the index on blob_chunk(chunk) that release insists on
           const state = oids.length === 0 ? [] : yield* sql<{ readonly oid: number; readonly present: boolean; readonly referenced_by: string | null }>`
             SELECT o.oid,
               EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata m WHERE m.oid = o.oid) AS present, r.referenced_by
@@ -282,9 +322,38 @@ export const make = (ctx: Context): Lifecycle => {
       )
     })
 
+  // prune's pre-flight: the index on blob_chunk(chunk) (ChunkIndex.ts); a dry run only reports
+  const preparePrune = (options: { readonly apply: boolean; readonly createIndex: boolean }) =>
+    Effect.gen(function*() {
+      yield* ctx.blobChunk
+      const state = yield* ChunkIndex.inspect(query)
+      if (state.indexed) return [`blob_chunk: index ${state.name} on (chunk) found`]
+      if (!options.apply) {
+        const refusal = ChunkIndex.refusal(state)
+        return options.createIndex
+          ? [`blob_chunk has no index on (chunk): prune --yes --create-chunk-index would run ${ChunkIndex.createStatement} first`]
+          : [`prune --yes will refuse: blob_chunk ${refusal.problem}. ${refusal.remedy}`]
+      }
+      if (!options.createIndex) return yield* ChunkIndex.refusal(state)
+      const seconds = yield* ChunkIndex.create(sql, state)
+      return [`blob_chunk had no index on (chunk): created the index: ${ChunkIndex.createStatement} (${seconds.toFixed(1)} s)`]
+    })
+  // a found index is remembered for the run (one lookup, not one per batch); a missing one is looked for again
+  let indexFound: ChunkIndex.State | undefined
+  const chunkIndexChecked = Effect.suspend(() =>
+    indexFound !== undefined ? Effect.succeed(indexFound) : Effect.tap(ChunkIndex.inspect(query), (state) =>
+      Effect.sync(() => {
+        if (state.indexed) indexFound = state
+      }))
+  )
+
   // --finalize (after the verification of every migrated blob): every blob of blob_chunk has its
-  // blob_state row, each row is either inline or in S3; then the CHECK constraint makes that final
-  const finalize = Effect.gen(function*() {
+  // blob_state row and no row lacks both data and s3_key (zodb-pgjsonb could not read it). A row with both
+  // is zodb-pgjsonb's own (its inline upsert keeps an old s3_key; it reads s3_key first) and is left alone.
+  // s3_key values an older lo-migrate wrote with the prefix are rewritten to zodb-pgjsonb's key (the
+  // object stays where it is: prefix + "/" + key), and that version's CHECK constraint is dropped.
+  // No constraint is added: zodb-pgjsonb writes this table too.
+  const finalize: Effect.Effect<void, DatabaseError | SchemaMismatch | TableBusy> = Effect.gen(function*() {
     yield* ctx.blobChunk
     if (!(yield* stateExists(destQuery))) {
       return yield* new SchemaMismatch({ table: "blob_state", problem: "does not exist: run the migration first" })
@@ -298,36 +367,73 @@ export const make = (ctx: Context): Lifecycle => {
           "is never migrated: repair or delete it)"
       })
     }
-    const [broken] = yield* destQuery("count malformed blob_state rows", "SELECT count(*) AS n FROM blob_state WHERE (data IS NULL) = (s3_key IS NULL)", [])
+    const [broken] = yield* destQuery("count blob_state rows without data or s3_key", "SELECT count(*) AS n FROM blob_state WHERE data IS NULL AND s3_key IS NULL", [])
     if (Number(broken?.n ?? 0) > 0) {
       const examples = yield* destQuery(
-        "list malformed blob_state rows",
-        `SELECT zoid::text AS zoid, tid::text AS tid, data IS NULL AS no_data FROM blob_state
-         WHERE (data IS NULL) = (s3_key IS NULL) ORDER BY zoid, tid LIMIT ${exampleCount}`,
+        "list blob_state rows without data or s3_key",
+        `SELECT zoid::text AS zoid, tid::text AS tid FROM blob_state WHERE data IS NULL AND s3_key IS NULL
+         ORDER BY zoid, tid LIMIT ${exampleCount}`,
         []
       )
-      const named = examples.map((r) => `${keyOf(r)} (${r.no_data === true ? "neither" : "both"})`)
       return yield* new SchemaMismatch({
         table: "blob_state",
-        problem: `${broken?.n} row(s) have both or neither of data and s3_key (e.g. ${named.join(", ")}): ` +
-          "cannot add CHECK ((data IS NULL) <> (s3_key IS NULL)); delete those rows and rerun the migration"
+        problem: `${broken?.n} row(s) have neither data nor s3_key (e.g. ${examples.map(keyOf).join(", ")}): zodb-pgjsonb cannot ` +
+          "read those blobs; delete those rows and rerun the migration"
+      })
+    }
+    // an older lo-migrate's keys: only those written with this --s3-prefix can be rewritten
+    const prefix = sqlPrefix(profile.s3Prefix)
+    const rewritable = `${legacyKeys} AND $1::text <> '' AND starts_with(s3_key, $1::text) AND substr(s3_key, length($1::text) + 1) ~ '${recordedPattern}'`
+    const [other] = yield* destQuery(
+      "count s3_key values with another prefix",
+      `SELECT count(*) AS n FROM blob_state WHERE ${legacyKeys} AND NOT (${rewritable})`,
+      [prefix]
+    )
+    if (Number(other?.n ?? 0) > 0) {
+      const examples = yield* destQuery(
+        "list s3_key values with another prefix",
+        `SELECT zoid::text AS zoid, tid::text AS tid, s3_key FROM blob_state WHERE ${legacyKeys} AND NOT (${rewritable})
+         ORDER BY zoid, tid LIMIT ${exampleCount}`,
+        [prefix]
+      )
+      return yield* new SchemaMismatch({
+        table: "blob_state",
+        problem: `${other?.n} row(s) hold an s3_key that is not zodb-pgjsonb's (blobs/{zoid:016x}/{tid:016x}.blob) ` +
+          `${profile.s3Prefix === undefined ? "" : `nor that key under --s3-prefix ${profile.s3Prefix} `}(e.g. ` +
+          `${examples.map((r) => `${keyOf(r)}: ${String(r.s3_key)}`).join(", ")}): zodb-pgjsonb would not find those objects; ` +
+          "rerun --finalize with the --s3-prefix they were written with (lo-migrate before it stored zodb-pgjsonb's key kept the prefix in s3_key)"
       })
     }
     const [has] = yield* destQuery(
-      "look for the constraint",
+      "look for the old CHECK constraint",
       "SELECT count(*) AS n FROM pg_catalog.pg_constraint WHERE conrelid = to_regclass('blob_state') AND conname = $1",
-      [finalConstraint]
+      [oldConstraint]
     )
     if (Number(has?.n ?? 0) > 0) {
-      yield* Effect.logInfo(`blob_state: constraint ${finalConstraint} exists already`)
-      return
+      const dest = yield* ctx.destSql
+      yield* alter(dest, {
+        relation: "blob_state",
+        shown: "blob_state",
+        what: `drop constraint ${oldConstraint}`,
+        statements: [`ALTER TABLE blob_state DROP CONSTRAINT IF EXISTS ${oldConstraint}`]
+      }).pipe(Effect.catchTag("SqlError", (cause) => Effect.fail(new DatabaseError({ operation: `drop constraint ${oldConstraint}`, cause }))))
+      yield* Effect.logInfo(
+        `blob_state: dropped CHECK constraint ${oldConstraint} (added by an earlier lo-migrate --finalize): zodb-pgjsonb's inline ` +
+          "upsert keeps an old s3_key next to data, which it forbids"
+      )
     }
-    yield* destQuery(
-      "add the CHECK constraint",
-      `ALTER TABLE blob_state ADD CONSTRAINT ${finalConstraint} CHECK ((data IS NULL) <> (s3_key IS NULL))`,
-      []
+    const [rewritten] = yield* destQuery(
+      "rewrite s3_key values without the prefix",
+      `WITH u AS (UPDATE blob_state SET s3_key = substr(s3_key, length($1::text) + 1) WHERE ${rewritable} RETURNING 1)
+       SELECT count(*) AS n FROM u`,
+      [prefix]
     )
-    yield* Effect.logInfo(`blob_state: added CHECK constraint ${finalConstraint} (each blob is inline or in S3, exactly one)`)
+    if (Number(rewritten?.n ?? 0) > 0) {
+      yield* Effect.logInfo(
+        `blob_state: ${rewritten?.n} s3_key value(s) rewritten without the prefix ${profile.s3Prefix} (zodb-pgjsonb's key; ` +
+          `its s3-prefix must be ${profile.s3Prefix}); the objects stay where they are`
+      )
+    }
   })
 
   // plan. One scan groups the chunks into blobs; a blob's size is blob_state.blob_size once migrated,
@@ -360,6 +466,10 @@ export const make = (ctx: Context): Lifecycle => {
       )
       notes.push("sizes of blobs to migrate read from their large objects (lo_lseek64); migrated ones from blob_state.blob_size")
       if (tally.pruned > 0) notes.push(`${tally.pruned} migrated blob(s) have no chunks left in blob_chunk (pruned)`)
+      if (hasState) {
+        const legacy = yield* legacyRows
+        if (legacy.count > 0) notes.push(legacyNote(legacy))
+      }
       const result: Inventory = {
         total: tally.todo.n + tally.done.n,
         migrated: tally.done.n,
@@ -611,6 +721,7 @@ export const make = (ctx: Context): Lifecycle => {
       unmigratedWithData,
       references,
       release,
+      preparePrune,
       unmigratedReason: "no blob_state row",
       releaseMeaning: "chunks deleted"
     },

@@ -1,6 +1,9 @@
 /**
  * The `relstorage` profile: ZODB blobs in RelStorage's `blob_chunk`, moved into a zodb-pgjsonb style
- * `blob_state(zoid, tid, blob_size, data, s3_key)` table in the same database.
+ * `blob_state(zoid, tid, blob_size, data, s3_key)` table: in zodb-pgjsonb's database (`--dest-pg-url`;
+ * `--for zodb-pgjsonb` insists on it), or next to RelStorage in the same database, which zodb-pgjsonb
+ * cannot use (its schema does not fit beside RelStorage's object_state): that mode only keeps the blobs
+ * there for a later step, and says so. A whole ZODB → zodb-pgjsonb migration is zodb-convert's (src/zodb/).
  *
  * `blob_chunk` comes in two layouts, both read by the same queries (detected for the log):
  * - history-preserving: `blob_chunk(zoid, tid, chunk_num, chunk)`, primary key (zoid, tid, chunk_num);
@@ -9,8 +12,9 @@
  * objects in chunk_num order (`Candidate.oids`).
  *
  * "Migrated" means a `blob_state` row exists for (zoid, tid). Blobs of at least `blobThreshold` bytes
- * go to S3 under `[prefix/]blobs/{zoid:016x}/{tid:016x}.blob` and get `s3_key` (data NULL); smaller ones
- * are stored inline in `data` (s3_key NULL) without an S3 request, committed by the same committers.
+ * go to S3 under `[prefix/]blobs/{zoid:016x}/{tid:016x}.blob` and get `s3_key` = the key without the
+ * prefix, as zodb-pgjsonb stores it (data NULL; BlobKey.ts); smaller ones are stored inline in `data`
+ * (s3_key NULL) without an S3 request, committed by the same committers.
  */
 import { Effect, Layer, Result } from "effect"
 import { SqlClient } from "effect/sql"
@@ -33,14 +37,11 @@ import * as ProfileServices from "../../phases/ProfileServices.ts"
 import { describeUrl, runner } from "../../postgres/Statement.ts"
 import * as RelStorageLifecycle from "./RelStorageLifecycle.ts"
 import * as RunKey from "../../postgres/RunKey.ts"
-import { afterKey, keyArrays, keyOf, splitKey } from "./BlobKey.ts"
+import { afterKey, bucketKeyOf, keyArrays, keyOf, recordedKeyOf, s3KeyOf, splitKey } from "./BlobKey.ts"
+import * as ChunkIndex from "./ChunkIndex.ts"
 
-const hex16 = (n: bigint) => n.toString(16).padStart(16, "0")
-
-
-/** The S3 key of a blob, as zodb-pgjsonb lays them out. */
-export const s3KeyOf = (prefix: string | undefined, zoid: bigint, tid: bigint): string =>
-  `${prefix === undefined || prefix === "" ? "" : `${prefix.replace(/\/+$/, "")}/`}blobs/${hex16(zoid)}/${hex16(tid)}.blob`
+/** The bucket key of a blob (`[prefix/]blobs/{zoid:016x}/{tid:016x}.blob`). */
+export { s3KeyOf }
 
 type Raw = Record<string, unknown>
 
@@ -127,12 +128,46 @@ export const layer = (
         return (found.pk ?? []) as ReadonlyArray<string>
       })
 
+      /** What the blob_state database holds: RelStorage's object_state, zodb-pgjsonb's schema, or neither. */
+      const destinationKind = Effect.gen(function*() {
+        const [r] = yield* destQuery(
+          "look at the blob_state database",
+          `SELECT to_regclass('transaction_log') IS NOT NULL AS pgjsonb,
+             EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = to_regclass('object_state') AND NOT a.attisdropped
+               AND (a.attname IN ('prev_tid', 'md5') OR (a.attname = 'state' AND a.atttypid = 'bytea'::regtype))) AS relstorage`,
+          []
+        )
+        return r?.relstorage === true ? "relstorage" as const : r?.pgjsonb === true ? "zodb-pgjsonb" as const : "empty" as const
+      })
+      const where = destUrl === undefined ? "the RelStorage database (no --dest-pg-url)" : `the --dest-pg-url database ${describeUrl(Redacted.value(destUrl))}`
+      const sameDatabaseNote =
+        `blob_state goes into ${where}, next to RelStorage's object_state: zodb-pgjsonb cannot use this database (its schema ` +
+        "cannot be installed beside RelStorage's tables). This only keeps the blobs (S3 objects, inline data) next to RelStorage " +
+        "for a later step, e.g. copying blob_state's rows into the zodb-pgjsonb database (pg_dump --table blob_state --data-only). " +
+        "For a whole migration to zodb-pgjsonb use zodb-convert; to fill a zodb-pgjsonb database's blob_state give --dest-pg-url " +
+        "(--for zodb-pgjsonb refuses this mode)"
+
       const prepare = Effect.gen(function*() {
         const pk = yield* blobChunk
         yield* Effect.logInfo(
           `blob_chunk: ${pk.includes("tid") ? "history-preserving" : "history-free"} layout (primary key ${pk.join(", ") || "none"})`
         )
         const dest = yield* connectDestination
+        const kind = yield* destinationKind
+        if (kind === "relstorage" || (sameDatabase && kind === "empty")) {
+          if (profile.consumer === "zodb-pgjsonb") {
+            return yield* new SchemaMismatch({
+              table: "object_state",
+              problem: `${where} holds RelStorage's object_state, so zodb-pgjsonb cannot use it and --for zodb-pgjsonb refuses to ` +
+                "create blob_state there: give --dest-pg-url the zodb-pgjsonb database, or use zodb-convert for the whole migration"
+            })
+          }
+          yield* Effect.logWarning(sameDatabaseNote)
+        } else if (kind === "empty" && profile.consumer === "zodb-pgjsonb") {
+          yield* Effect.logInfo(
+            `${where} has no zodb-pgjsonb schema yet: zodb-pgjsonb creates its other tables around blob_state when it opens it`
+          )
+        }
         // Shards start together: CREATE TABLE IF NOT EXISTS is not safe against a concurrent twin (it
         // races on the catalog's unique index), so creators take turns under a transaction lock.
         yield* transaction(dest, Effect.andThen(
@@ -172,21 +207,14 @@ export const layer = (
       // Blobs made of the same large objects (same oids, same order) are read once: the page hands out
       // the first as the candidate and the others as its aliases (pipeline/Aliases.ts), within the page
       // and, with an index on blob_chunk(chunk), beyond it.
-      // Without the index each page would scan blob_chunk to find them (RelStorage creates
-      // blob_chunk_loid), so sharing is then found within a page only.
+      // Without the index each page would scan blob_chunk to find them (RelStorage created
+      // blob_chunk_loid before 3.0a4, none since: ChunkIndex.ts), so sharing is then found within a page only.
       const chunkIndexed = yield* Effect.cached(Effect.gen(function*() {
-        const [r] = yield* query(
-          "look for an index on blob_chunk(chunk)",
-          `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
-             JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-             WHERE i.indrelid = to_regclass('blob_chunk') AND a.attname = 'chunk') AS indexed`,
-          []
-        )
-        const indexed = r?.indexed === true
+        const { indexed } = yield* ChunkIndex.inspect(query)
         if (!indexed) {
           yield* Effect.logInfo(
             "blob_chunk has no index on (chunk): blobs sharing large objects are read once only when they are listed in the same page; " +
-              "CREATE INDEX ON blob_chunk (chunk) to find them across pages"
+              `${ChunkIndex.createStatement} finds them across pages (prune needs it anyway)`
           )
         }
         return indexed
@@ -322,7 +350,8 @@ export const layer = (
               live.map((s) => s.candidate.size),
               // placeholders instead of NULLs: the driver cannot type an array of NULLs only
               live.map((s) => (s.inline ?? new Uint8Array(0))),
-              live.map((s) => (s.inline === undefined ? s.key : "")),
+              // zodb-pgjsonb's s3_key: the bucket key without --s3-prefix (its S3 client adds its own)
+              live.map((s) => (s.inline === undefined ? recordedKeyOf(profile.s3Prefix, s.key) : "")),
               live.map((s) => s.inline !== undefined),
               live.map((s) => `{${readOids(s).oids.join(",")}}`),
               live.map((s) => readOids(s).whole)
@@ -350,8 +379,11 @@ export const layer = (
         })
 
       // plan, verify, prune, finalize: RelStorageLifecycle.ts
+      const destSql = connectDestination.pipe(
+        Effect.mapError((cause) => new DatabaseError({ operation: "connect to the blob_state database", cause }))
+      )
       const lifecycle = RelStorageLifecycle.make({
-        profile, shard, sameDatabase, sql, run, query, destQuery, recorded: recordedKeys, blobChunk, shardFilter
+        profile, shard, sameDatabase, sql, run, query, destQuery, destSql, recorded: recordedKeys, blobChunk, shardFilter
       })
 
       // upload-blobs: what relstorage records is the S3 key (NULL for an inline blob) in blob_state; a
@@ -365,7 +397,8 @@ export const layer = (
             keyArrays(wanted)
           )
           const out = new Map<string, Recorded.Recorded>(
-            state.map((r) => [keyOf(r), Recorded.objectKey(r.s3_key === null ? null : String(r.s3_key))])
+            // the manifest names bucket keys: s3_key gets the prefix back
+            state.map((r) => [keyOf(r), Recorded.objectKey(r.s3_key === null ? null : bucketKeyOf(profile.s3Prefix, String(r.s3_key)))])
           )
           const open = wanted.filter((k) => !out.has(k))
           if (open.length === 0) return out

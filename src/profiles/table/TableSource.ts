@@ -587,6 +587,8 @@ export const layer = (
           unmigratedWithData,
           references,
           release,
+          // nulling a column of a row needs nothing beyond its key
+          preparePrune: () => Effect.succeed([]),
           unmigratedReason: `no ${quote(profile.sha256Column)}`,
           releaseMeaning: `${quote(profile.oidColumn)} = NULL`
         }
