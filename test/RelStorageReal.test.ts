@@ -1,5 +1,5 @@
 // `--profile relstorage` against the databases RelStorage 4.2 made itself (history-free and
-// history-preserving with undo; ../shared/fixtures/zodb/relstorage/, restored with psql as the owner
+// history-preserving with undo; test/data/zodb/relstorage/, restored with psql as the owner
 // role), through the executable, with zodb-pgjsonb's own reading and writing of blob_state checked:
 // - s3_key is stored as zodb-pgjsonb stores it (`blobs/{zoid:016x}/{tid:016x}.blob`, no prefix): its S3
 //   client finds the object at `{s3-prefix}/{s3_key}` (issue 15.1);

@@ -1,15 +1,14 @@
 // RelStorage's blob_chunk as RelStorage 4.2 creates it (both layouts), the databases RelStorage 4.2 itself
-// made (../shared/fixtures/zodb/relstorage/, restored with psql), blobs of one or several chunks, and readers
+// made (test/data/zodb/relstorage/, restored with psql), blobs of one or several chunks, and readers
 // of what the relstorage profile leaves behind (blob_state, large objects), for the relstorage tests.
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
-import { execFile } from "node:child_process"
 import { createHash } from "node:crypto"
-import { existsSync, readFileSync } from "node:fs"
+import { readFileSync } from "node:fs"
 import { join } from "node:path"
-import { findPgBinDir } from "../../src/embedded/TempCluster.ts"
 import { fixturesDir } from "../zodb/support/Fixtures.ts"
+import { restoreDump } from "./Zodb.ts"
 import { createLargeObject } from "./Nice2Fixture.ts"
 import { TestDatabase } from "./Postgres.ts"
 
@@ -117,27 +116,13 @@ export const dumpBlobs = (mode: Mode): ReadonlyArray<DumpBlob> =>
     })
     .sort((a, b) => (a.zoid < b.zoid ? -1 : a.zoid > b.zoid ? 1 : a.tid < b.tid ? -1 : a.tid > b.tid ? 1 : 0))
 
-const psql = () => {
-  const bin = findPgBinDir(process.env.LO_MIGRATE_TEST_PG_BIN)
-  return bin !== undefined && existsSync(join(bin, "psql")) ? join(bin, "psql") : "psql"
-}
-
 /**
  * Restores the RelStorage 4.2 database of `mode` (pg_dump plain, with its large objects) into the test
  * database, as its ordinary owner role, with `psql -v ON_ERROR_STOP=1` (the fixtures' README).
  */
 export const restoreRelStorage = (mode: Mode) =>
   Effect.gen(function*() {
-    const db = yield* TestDatabase
-    const file = join(fixturesDir, "relstorage", `relstorage-${mode}.sql`)
-    yield* Effect.callback<void, Error>((resume) => {
-      const child = execFile(psql(), ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db.url, "-f", file], {
-        maxBuffer: 16 * 1024 * 1024
-      }, (error, _stdout, stderr) => {
-        resume(error === null ? Effect.void : Effect.fail(new Error(`psql -f ${file}: ${error.message}\n${stderr}`)))
-      })
-      return Effect.sync(() => void child.kill("SIGKILL"))
-    })
+    yield* restoreDump(yield* TestDatabase, join(fixturesDir, "relstorage", `relstorage-${mode}.sql`))
   })
 
 export const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
