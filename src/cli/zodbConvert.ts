@@ -2,7 +2,7 @@
  * `zodb-convert` (also `lo-migrate zodb-convert`): a whole ZODB (FileStorage or RelStorage) into
  * zodb-pgjsonb, with the interface of the Python zodb-convert and its guide (docs/zodb-convert.md).
  */
-import { Console, Effect, Option, Ref, References } from "effect"
+import { Config, Console, Effect, Option, Ref, References } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as NodeOs from "node:os"
 import { writeStderr } from "../core/Output.ts"
@@ -10,7 +10,7 @@ import { StopRequest } from "../core/StopRequest.ts"
 import { SettingsError } from "../domain/Errors.ts"
 import * as ConvertConfig from "../zodb/ConvertConfig.ts"
 import * as ConvertDisplay from "../zodb/ConvertDisplay.ts"
-import { ZodbConversion } from "../zodb/ZodbConversion.ts"
+import { uploadStaged, ZodbConversion } from "../zodb/ZodbConversion.ts"
 import * as ZodbConvert from "../zodb/ZodbConvert.ts"
 import { described, int } from "./Flags.ts"
 import * as ProgressMode from "./ProgressMode.ts"
@@ -56,10 +56,61 @@ const flags = {
   ),
   interval: int("interval", "seconds between progress lines", 10).pipe(Flag.withAlias("i")),
   retries: int("retries", "attempts per S3 or PostgreSQL call before it counts as failed", 10),
+  backgroundBlobs: Flag.Boolean("background-blobs").pipe(
+    Flag.withDescription("upload blobs to S3 in their own pool: PostgreSQL writes never wait for S3; a transaction counts as copied once its uploads are confirmed"),
+    Flag.withDefault(false)
+  ),
+  deferredBlobs: Flag.String("deferred-blobs").pipe(
+    Flag.withDescription("no S3 during the copy: stage the S3-bound blobs (file, then manifest line, each fsync'd) for --upload-blobs MANIFEST"),
+    Flag.optional
+  ),
+  stagingDir: Flag.String("staging-dir").pipe(
+    Flag.withDescription(described("where --deferred-blobs stages the blob files", { default: "MANIFEST.staged" })),
+    Flag.optional
+  ),
+  uploadBlobs: Flag.String("upload-blobs").pipe(
+    Flag.withDescription("upload what a --deferred-blobs copy staged, record each blob, delete each staged file once recorded; rerun until done"),
+    Flag.optional
+  ),
+  s3Bucket: Flag.String("s3-bucket").pipe(Flag.withDescription("--upload-blobs: the bucket (default: the destination's s3-bucket-name)"), Flag.optional),
+  s3EndpointUrl: Flag.String("s3-endpoint-url").pipe(Flag.withDescription("--upload-blobs: the S3 endpoint (default: the destination's)"), Flag.optional),
+  s3Region: Flag.String("s3-region").pipe(Flag.withDescription("--upload-blobs: the S3 region (default: the destination's)"), Flag.optional),
+  s3AccessKey: Flag.Redacted("s3-access-key").pipe(Flag.withDescription(described("--upload-blobs: the S3 access key", { env: "AWS_ACCESS_KEY_ID" })), Flag.withFallbackConfig(Config.Redacted("AWS_ACCESS_KEY_ID")), Flag.optional),
+  s3SecretKey: Flag.Redacted("s3-secret-key").pipe(Flag.withDescription(described("--upload-blobs: the S3 secret key", { env: "AWS_SECRET_ACCESS_KEY" })), Flag.withFallbackConfig(Config.Redacted("AWS_SECRET_ACCESS_KEY")), Flag.optional),
   verbose: Flag.Boolean("verbose").pipe(Flag.withAlias("v"), Flag.withDescription("log each step (the same as LOG_LEVEL=debug)"), Flag.withDefault(false))
 }
 
 type Flags = Command.Command.Config.Infer<typeof flags>
+
+/** --upload-blobs MANIFEST: the destination (config file or --dest-zope-conf) and S3 (its settings or the flags). */
+const uploadCommand = (f: Flags, manifest: string) =>
+  Effect.gen(function*() {
+    const config = yield* ConvertConfig.load({
+      configFile: Option.getOrUndefined(f.config),
+      destZopeConf: Option.getOrUndefined(f.destZopeConf),
+      destDb: Option.getOrUndefined(f.destDb),
+      needSource: false
+    })
+    yield* writeStderr(`zodb-convert: uploading what ${manifest} lists, ${f.workers} at a time\n`)
+    const report = yield* uploadStaged({ destination: config.destination, retries: f.retries, env: process.env }, {
+      manifest,
+      concurrency: f.workers,
+      s3: {
+        bucket: Option.getOrUndefined(f.s3Bucket),
+        endpointUrl: Option.getOrUndefined(f.s3EndpointUrl),
+        region: Option.getOrUndefined(f.s3Region),
+        accessKey: Option.getOrUndefined(f.s3AccessKey),
+        secretKey: Option.getOrUndefined(f.s3SecretKey)
+      }
+    }).pipe(
+      Effect.tapError((e) => e._tag === "UploadIncomplete" ? Console.log(uploadLine(e.report)) : Effect.void)
+    )
+    yield* Console.log(uploadLine(report))
+  })
+
+const uploadLine = (r: { readonly lines: number; readonly uploaded: number; readonly alreadyDone: number; readonly waiting: number; readonly failed: ReadonlyArray<unknown>; readonly bytes: number }) =>
+  `upload-blobs: ${r.lines} line(s): ${r.uploaded} uploaded (${(r.bytes / 1048576).toFixed(1)} MiB), ${r.alreadyDone} already done, ` +
+  `${r.waiting} waiting for their transaction, ${r.failed.length} failed`
 
 const describeSource = (source: ConvertConfig.Source) =>
   source.kind === "filestorage"
@@ -69,6 +120,10 @@ const describeSource = (source: ConvertConfig.Source) =>
 const convert = Effect.fn("zodb-convert")(function*(f: Flags) {
   if (f.workers < 1) return yield* new SettingsError({ setting: "--workers", problem: "must be at least 1" })
   if (f.interval < 1) return yield* new SettingsError({ setting: "--interval", problem: "must be at least 1" })
+  if (Option.isSome(f.uploadBlobs)) return yield* uploadCommand(f, f.uploadBlobs.value)
+  if (f.backgroundBlobs && Option.isSome(f.deferredBlobs)) {
+    return yield* new SettingsError({ setting: "--background-blobs", problem: "and --deferred-blobs exclude each other: choose one" })
+  }
   const config = yield* ConvertConfig.load({
     configFile: Option.getOrUndefined(f.config),
     sourceZopeConf: Option.getOrUndefined(f.sourceZopeConf),
@@ -124,6 +179,8 @@ const convert = Effect.fn("zodb-convert")(function*(f: Flags) {
     })
   const progress = yield* conversion.copyReport({
     workers: f.workers,
+    blobMode: f.backgroundBlobs ? "background" : Option.isSome(f.deferredBlobs) ? "deferred" : "inline",
+    deferred: Option.isSome(f.deferredBlobs) ? { manifest: f.deferredBlobs.value, directory: Option.getOrUndefined(f.stagingDir) } : undefined,
     incremental: f.incremental,
     mode: f.codecForm,
     strict: f.strict,

@@ -618,6 +618,8 @@ export interface LoadOptions {
   readonly cwd?: string | undefined
   /** for $(NAME) (default process.env) */
   readonly env?: Readonly<Record<string, string | undefined>> | undefined
+  /** false: a missing source is fine (--upload-blobs needs only the destination) */
+  readonly needSource?: boolean | undefined
 }
 
 export interface Resolved {
@@ -670,9 +672,9 @@ export const load = (options: LoadOptions): Effect.Effect<Resolved, ZConfigError
           ? `no ${role}: give a config file with <${role}>, or ${flag} FILE`
           : `no ${role}: the file has no <${role}> section (nor a storage section named ${role}), and ${flag} is not given`
       })
-    if (source === undefined) return yield* missing("source", "--source-zope-conf")
+    if (source === undefined && options.needSource !== false) return yield* missing("source", "--source-zope-conf")
     if (destination === undefined) return yield* missing("destination", "--dest-zope-conf")
-    return { source, destination, ignored }
+    return { source: source as Source, destination, ignored }
   })
 
 const asZConfigError = (e: unknown): ZConfigError => {

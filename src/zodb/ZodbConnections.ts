@@ -6,21 +6,24 @@
 import { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, Redacted } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
-import { defaultPolicy } from "../core/Retry.ts"
+import { defaultPolicy, type RetryPolicy } from "../core/Retry.ts"
 import { Stats } from "../core/Stats.ts"
-import { DatabaseUnavailable, describeCause, SettingsError } from "../domain/Errors.ts"
+import { DatabaseUnavailable, describeCause, type ManifestError, SettingsError, type StoreUnavailable } from "../domain/Errors.ts"
 import { ConnectionStringError, toUrl } from "../postgres/ConnectionString.ts"
 import * as PgSession from "../postgres/PgSession.ts"
 import { checkConnection, describeUrl } from "../postgres/Statement.ts"
 import { ObjectStore } from "../s3/ObjectStore.ts"
 import * as S3Store from "../s3/S3Store.ts"
-import type { Resolved } from "./ConvertConfig.ts"
+import * as StagingStore from "../s3/StagingStore.ts"
+import type { Destination, Resolved, S3Settings } from "./ConvertConfig.ts"
 import { PgJsonbWriter } from "./destination/PgJsonbWriter.ts"
 import * as FileStorageSource from "./sources/FileStorageSource.ts"
 import * as RelStorageReader from "./sources/RelStorageReader.ts"
 
 export interface ConnectionOptions {
   readonly workers: number
+  /** deferred blobs: S3-bound blobs go to this manifest and staging directory instead of S3 */
+  readonly deferred?: { readonly manifest: string; readonly directory: string } | undefined
   readonly retries: number
   readonly tempDir: string
   readonly env: Readonly<Record<string, string | undefined>>
@@ -66,21 +69,42 @@ export const layer = (config: Resolved, options: ConnectionOptions) =>
         inMemMax: 32 * 1024 * 1024
       }).pipe(Layer.provide(pool(yield* urlOf("source", config.source.dsn, options.env), options.workers + 2)))
     const s3 = config.destination.s3
+    if (options.deferred !== undefined && s3 === undefined) {
+      return yield* new SettingsError({
+        setting: "--deferred-blobs",
+        problem: "the destination has no S3 settings (s3-bucket-name …): without S3 every blob is stored inline, nothing would be deferred"
+      })
+    }
     const store = s3 === undefined
       ? Layer.empty
-      : S3Store.layer({
-        endpoint: s3.endpointUrl,
-        region: s3.region ?? "us-east-1",
-        bucket: s3.bucket,
-        pathStyle: s3.endpointUrl !== undefined,
-        accessKey: s3.accessKey,
-        secretKey: s3.secretKey,
-        partSize: 16 * 1024 * 1024,
-        partConcurrency: 2,
-        connections: options.workers * 2 + 2,
-        retry: policy
-      })
-    return { source, destination, store: store as Layer.Layer<ObjectStore>, stats: Stats.layer }
+      : options.deferred !== undefined
+      ? StagingStore.layer(options.deferred)
+      : storeOf(s3, options.workers * 2 + 2, policy)
+    return { source, destination, store: store as Layer.Layer<ObjectStore, StoreUnavailable | ManifestError, Stats>, stats: Stats.layer }
+  })
+
+/** The S3 store of the destination's settings, for `connections` requests at once. */
+export const storeOf = (s3: S3Settings, connections: number, policy: RetryPolicy) =>
+  S3Store.layer({
+    endpoint: s3.endpointUrl,
+    region: s3.region ?? "us-east-1",
+    bucket: s3.bucket,
+    pathStyle: s3.endpointUrl !== undefined,
+    accessKey: s3.accessKey,
+    secretKey: s3.secretKey,
+    partSize: 16 * 1024 * 1024,
+    partConcurrency: 2,
+    connections,
+    retry: policy
+  })
+
+/** --upload-blobs: the destination's pool (read and record blob_state) and its S3 store. */
+export const uploadLayer = (destination: Destination, s3: S3Settings, options: Omit<ConnectionOptions, "deferred" | "tempDir">) =>
+  Effect.gen(function*() {
+    const url = yield* urlOf("destination", destination.dsn, options.env)
+    return Layer.mergeAll(pool(url, options.workers + 1), storeOf(s3, options.workers * 2 + 2, defaultPolicy(options.retries))).pipe(
+      Layer.provideMerge(Stats.layer)
+    )
   })
 
 /** Every service of a copy as one layer. */

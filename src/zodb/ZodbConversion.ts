@@ -14,7 +14,9 @@
 import { Context, Effect, Layer } from "effect"
 import * as NodeOs from "node:os"
 import { defaultPolicy } from "../core/Retry.ts"
-import type { DatabaseUnavailable, SettingsError } from "../domain/Errors.ts"
+import { type DatabaseUnavailable, type ManifestError, SettingsError, type StoreUnavailable } from "../domain/Errors.ts"
+import type { StoreError } from "../domain/Errors.ts"
+import * as ZodbUploadBlobs from "./ZodbUploadBlobs.ts"
 import * as ConvertConfig from "./ConvertConfig.ts"
 import type { CodecMode } from "./codec/RecordCodec.ts"
 import type { ZConfigError } from "./ZConfig.ts"
@@ -35,6 +37,10 @@ export interface ConversionOptions {
 export interface CopyOptions {
   /** decoder and writer fibers each (default 4) */
   readonly workers?: number | undefined
+  /** "inline" (default), "background" (uploads in their own pool), or "deferred" (staged, see `deferred`) */
+  readonly blobMode?: "inline" | "background" | "deferred" | undefined
+  /** deferred mode: the manifest and the staging directory (default: the manifest's name + ".staged") */
+  readonly deferred?: { readonly manifest: string; readonly directory?: string | undefined } | undefined
   readonly incremental?: boolean | undefined
   readonly strict?: boolean | undefined
   readonly mode?: CodecMode | undefined
@@ -53,13 +59,24 @@ export class ZodbConversion extends Context.Service<ZodbConversion, {
   readonly copy: (options?: CopyOptions) => Effect.Effect<ZodbConvert.ConvertProgress, CopyError>
   /** the same copy, returning its progress whatever happened to its transactions (the CLI reports it) */
   readonly copyReport: (options?: CopyOptions) => Effect.Effect<ZodbConvert.ConvertProgress, Exclude<CopyError, ZodbConvert.ConvertFailed | ZodbConvert.ConvertStopped>>
+  /**
+   * The deferred mode's second step: uploads what the manifest lists, records each blob, deletes each
+   * staged file once recorded; `s3` overrides the destination's S3 settings (or gives them)
+   */
+  readonly uploadBlobs: (options: {
+    readonly manifest: string
+    readonly concurrency?: number | undefined
+    readonly s3?: { readonly [K in keyof ConvertConfig.S3Settings]?: ConvertConfig.S3Settings[K] | undefined } | undefined
+    readonly onLine?: ((report: ZodbUploadBlobs.UploadReport) => Effect.Effect<void>) | undefined
+  }) => Effect.Effect<ZodbUploadBlobs.UploadReport, ZodbUploadBlobs.UploadIncomplete | ManifestError | StoreError | StoreUnavailable | SettingsError | DatabaseUnavailable | Effect.Error<ReturnType<typeof ZodbUploadBlobs.run>>>
   /** reads and decodes the source as the copy would; writes nothing */
   readonly dryRun: (options?: { readonly mode?: CodecMode | undefined }) => Effect.Effect<ZodbConvert.DryRun, Effect.Error<ReturnType<typeof ZodbConvert.dryRun>> | SettingsError | DatabaseUnavailable>
 }>()("lo-migrate/zodb/ZodbConversion") {
   static readonly make = (options: ConversionOptions): ZodbConversion["Service"] => {
-    const connections = (workers: number) =>
+    const connections = (workers: number, deferred?: CopyOptions["deferred"]) =>
       ZodbConnections.layer({ source: options.source, destination: options.destination, ignored: [] }, {
         workers,
+        deferred: deferred === undefined ? undefined : { manifest: deferred.manifest, directory: deferred.directory ?? `${deferred.manifest}.staged` },
         retries: options.retries ?? 10,
         tempDir: options.tempDir ?? NodeOs.tmpdir(),
         env: options.env ?? process.env
@@ -67,9 +84,14 @@ export class ZodbConversion extends Context.Service<ZodbConversion, {
     const copyReport = (copy: CopyOptions = {}) =>
       Effect.gen(function*() {
         const workers = Math.max(1, copy.workers ?? 4)
-        const layers = yield* connections(workers)
+        const blobMode = copy.blobMode ?? (copy.deferred !== undefined ? "deferred" : "inline")
+        if (blobMode === "deferred" && copy.deferred === undefined) {
+          return yield* new SettingsError({ setting: "blobMode", problem: "deferred needs a manifest (deferred.manifest)" })
+        }
+        const layers = yield* connections(workers, blobMode === "deferred" ? copy.deferred : undefined)
         return yield* ZodbConvert.run({
           workers,
+          blobMode,
           incremental: copy.incremental ?? false,
           blobThreshold: options.destination.blobThreshold,
           s3Prefix: options.destination.s3?.prefix,
@@ -86,6 +108,7 @@ export class ZodbConversion extends Context.Service<ZodbConversion, {
       destination: options.destination,
       copyReport,
       copy: (copy) => Effect.flatMap(copyReport(copy), ZodbConvert.outcome),
+      uploadBlobs: (upload) => uploadStaged(options, upload),
       dryRun: (dry = {}) =>
         Effect.gen(function*() {
           const layers = yield* connections(1)
@@ -111,3 +134,39 @@ export class ZodbConversion extends Context.Service<ZodbConversion, {
       Effect.map(ConvertConfig.load(load), (config) => ZodbConversion.make({ ...options, source: config.source, destination: config.destination }))
     )
 }
+
+/** The deferred mode's second step, for a destination alone (no source is needed). */
+export const uploadStaged = (
+  options: Omit<ConversionOptions, "source">,
+  upload: Parameters<ZodbConversion["Service"]["uploadBlobs"]>[0]
+) =>
+    Effect.gen(function*() {
+      const base = options.destination.s3
+      const s3 = { ...(base ?? {}), ...Object.fromEntries(Object.entries(upload.s3 ?? {}).filter(([, v]) => v !== undefined)) } as Partial<ConvertConfig.S3Settings>
+      if (s3.bucket === undefined) {
+        return yield* new SettingsError({ setting: "--s3-bucket", problem: "no S3 bucket: give --s3-bucket (and endpoint, keys) or a destination with s3-bucket-name" })
+      }
+      const full: ConvertConfig.S3Settings = {
+        bucket: s3.bucket,
+        prefix: s3.prefix ?? "",
+        endpointUrl: s3.endpointUrl,
+        region: s3.region,
+        accessKey: s3.accessKey,
+        secretKey: s3.secretKey,
+        useSsl: s3.useSsl ?? true
+      }
+      const concurrency = Math.max(1, upload.concurrency ?? 8)
+      const layer = yield* ZodbConnections.uploadLayer(options.destination, full, {
+        workers: concurrency,
+        retries: options.retries ?? 10,
+        env: options.env ?? process.env
+      })
+      const report = yield* ZodbUploadBlobs.run({
+        manifest: upload.manifest,
+        concurrency,
+        retry: defaultPolicy(options.retries ?? 10),
+        onLine: upload.onLine
+      }).pipe(Effect.provide(layer), Effect.scoped)
+      if (report.failed.length > 0 || report.waiting > 0) return yield* new ZodbUploadBlobs.UploadIncomplete({ report })
+      return report
+    })

@@ -16,7 +16,7 @@
  * commits. A transaction that cannot be converted (an unknown opcode, a missing blob) is named and
  * left out; it stops the watermark, so a rerun tries it again, and the run ends with exit 1.
  */
-import { Clock, Data, Duration, Effect, Fiber, Queue, Runtime, Stream } from "effect"
+import { Clock, Data, Duration, Effect, Fiber, Option, Queue, Runtime, Stream } from "effect"
 import type { Scope } from "effect"
 import { retrying, type RetryPolicy } from "../core/Retry.ts"
 import type { Stats } from "../core/Stats.ts"
@@ -24,6 +24,8 @@ import type { DatabaseError, StoreError } from "../domain/Errors.ts"
 import * as Stage from "../pipeline/Stage.ts"
 import { makeTracker } from "../pipeline/Watermark.ts"
 import { ObjectStore } from "../s3/ObjectStore.ts"
+import { Staging } from "../s3/StagingStore.ts"
+import type { PayloadError } from "../domain/Errors.ts"
 import { decodeRecord, type DecodedRecord } from "./codec/RecordCodec.ts"
 import type { CodecMode } from "./codec/RecordCodec.ts"
 import type { Loss } from "./codec/Loss.ts"
@@ -43,6 +45,13 @@ export interface ConvertOptions {
   readonly workers: number
   /** concurrent blob reads and uploads */
   readonly blobWorkers?: number | undefined
+  /**
+   * "inline" (default): S3 uploads in the blob stage, confirmed before the transaction is written;
+   * "background": uploads in their own pool after the objects are written, the transaction sealed
+   * (its transaction_log and S3 blob_state rows) once they are confirmed; "deferred": S3-bound blobs
+   * staged (the ObjectStore is a StagingStore), their rows written later by --upload-blobs
+   */
+  readonly blobMode?: "inline" | "background" | "deferred" | undefined
   /** source transactions committed together in one PostgreSQL transaction, at most (default 32) */
   readonly batch?: number | undefined
   /** resume: start at the watermark (or after the last transaction of a finished copy), skip what is committed */
@@ -97,6 +106,8 @@ export interface ConvertProgress {
   blobs: number
   blobsToS3: number
   blobBytes: number
+  /** deferred mode: blobs staged for --upload-blobs by this run */
+  blobsStaged: number
   deletions: number
   failed: Array<TransactionFailure>
   losses: Array<LossReport>
@@ -162,7 +173,14 @@ interface Pending {
   readonly source: SourceRecord
   readonly decoded: DecodedRecord | undefined
   blob?: PgJsonbRecord["blob"]
+  /** background mode: bound for S3, uploaded after the objects are written */
+  upload?: boolean
+  /** deferred mode: staged for --upload-blobs, no blob_state row yet */
+  staged?: boolean
 }
+
+/** The blob's bytes ended before its size. */
+class Short extends Data.TaggedError("Short")<{ readonly problem: string }> {}
 
 interface Decoded {
   readonly tx: SourceTransaction
@@ -185,6 +203,7 @@ export const run = (
     const source = yield* ZodbSource
     const writer = yield* PgJsonbWriter
     const store = yield* Effect.serviceOption(ObjectStore)
+    const staging = yield* Effect.serviceOption(Staging)
     const mode = options.mode ?? "faithful"
     const workers = Math.max(1, options.workers)
     const blobWorkers = Math.max(1, options.blobWorkers ?? workers * 2)
@@ -203,6 +222,7 @@ export const run = (
       blobs: 0,
       blobsToS3: 0,
       blobBytes: 0,
+      blobsStaged: 0,
       deletions: 0,
       failed: [],
       losses: [],
@@ -252,6 +272,9 @@ export const run = (
     const blobQ = yield* Stage.channel<Decoded>(workers * 2)
     // room for a full batch per writer, so that small transactions can travel together
     const writeQ = yield* Stage.channel<Decoded>(Math.max(workers * 2, options.batch ?? 32))
+    // background mode: written objects wait here for their uploads, then for their seal
+    const uploadQ = yield* Stage.channel<Decoded>(blobWorkers * 2)
+    const sealQ = yield* Stage.channel<Decoded>(workers * 2)
 
     // ---- reader: the source in TID order --------------------------------------------------------
     const stopping = options.stopping ?? Effect.succeed(false)
@@ -321,48 +344,90 @@ export const run = (
       })
 
     // ---- blob storers: S3 (proven) at or above the threshold, inline below ---------------------------
+    const blobMode = options.blobMode ?? "inline"
+    const toS3 = store._tag === "Some"
+    type BlobOutcome = { readonly ok: true; readonly blob: NonNullable<Pending["blob"]> } | { readonly ok: false; readonly problem: string }
+    const outcome = <R>(effect: Effect.Effect<NonNullable<Pending["blob"]>, SourceError | PayloadError | Short | StoreError, R>) =>
+      effect.pipe(
+        Effect.map((blob): BlobOutcome => ({ ok: true, blob })),
+        Effect.catchTags({
+          ZodbSourceError: (e) => Effect.succeed<BlobOutcome>({ ok: false, problem: e.problem }),
+          PayloadError: (e) => Effect.succeed<BlobOutcome>({ ok: false, problem: e.message }),
+          Short: (e) => Effect.succeed<BlobOutcome>({ ok: false, problem: e.problem })
+        })
+      )
+    /** reads the blob and puts it into the store (S3, proven; or the staging directory), by its key */
+    const putBlob = (pending: Pending, item: Decoded) =>
+      Effect.scoped(Effect.gen(function*() {
+        const content = yield* source.blob(pending.source, item.tx.tid)
+        const key = blobS3Key(pending.source.zoid, item.tx.tid)
+        yield* store.pipe(Option.getOrThrow).put({
+          key: fullKey(options.s3Prefix, key),
+          rowKey: `${hex(pending.source.zoid)}/${item.key}`,
+          payload: content.payload,
+          contentType: "application/octet-stream",
+          metadata: { sha256: content.sha256 },
+          md5: content.md5,
+          sha256: content.sha256
+        })
+        return { size: content.payload.size, s3Key: key }
+      }))
+    const readInline = (pending: Pending, item: Decoded) =>
+      Effect.scoped(Effect.gen(function*() {
+        const content = yield* source.blob(pending.source, item.tx.tid)
+        const size = content.payload.size
+        const data = yield* content.payload.read(0, size)
+        if (data.length !== size) return yield* new Short({ problem: `the blob ended at ${data.length} of ${size} bytes` })
+        return { size, data }
+      }))
+    const blobFailed = (item: Decoded, pending: Pending, problem: string) =>
+      fail({ tid: item.tx.tid, zoid: pending.source.zoid, problem: `its blob: ${problem}` }, item.key)
+
+    // ---- blob storers: S3 (proven) at or above the threshold, inline below; background: inline only,
+    // the S3-bound ones wait for the uploaders; deferred: staged (file, then manifest line, each fsync'd)
     const storeBlobs = (item: Decoded) =>
       Effect.gen(function*() {
         for (const pending of item.records) {
           if (pending.decoded === undefined || !isBlobClass(pending.decoded)) continue
-          const result = yield* Effect.scoped(Effect.gen(function*() {
-            const content = yield* source.blob(pending.source, item.tx.tid)
-            const size = content.payload.size
-            const key = blobS3Key(pending.source.zoid, item.tx.tid)
-            if (store._tag === "Some" && size >= options.blobThreshold) {
-              yield* store.value.put({
-                key: fullKey(options.s3Prefix, key),
-                rowKey: `${hex(pending.source.zoid)}/${item.key}`,
-                payload: content.payload,
-                contentType: "application/octet-stream",
-                metadata: { sha256: content.sha256 },
-                md5: content.md5,
-                sha256: content.sha256
-              })
-              progress.blobsToS3++
-              return { size, s3Key: key } as const
-            }
-            const data = yield* content.payload.read(0, size)
-            if (data.length !== size) {
-              return yield* Effect.fail({ _tag: "Short" as const, problem: `the blob ended at ${data.length} of ${size} bytes` })
-            }
-            return { size, data } as const
-          })).pipe(
-            Effect.map((blob) => ({ ok: true as const, blob })),
-            Effect.catchTags({
-              ZodbSourceError: (e) => Effect.succeed({ ok: false as const, problem: e.problem }),
-              PayloadError: (e) => Effect.succeed({ ok: false as const, problem: e.message }),
-              Short: (e) => Effect.succeed({ ok: false as const, problem: e.problem })
-            })
-          )
-          if (!result.ok) {
-            return yield* fail({ tid: item.tx.tid, zoid: pending.source.zoid, problem: `its blob: ${result.problem}` }, item.key)
+          const size = toS3 ? yield* source.blobSize(pending.source, item.tx.tid).pipe(Effect.catchTag("ZodbSourceError", () => Effect.succeed(-1))) : 0
+          const bound = toS3 && size >= options.blobThreshold
+          if (bound && blobMode === "background") {
+            pending.upload = true
+            continue
           }
-          pending.blob = result.blob
+          if (bound && blobMode === "deferred" && staging._tag === "Some" && staging.value.isStaged(`${hex(pending.source.zoid)}/${item.key}`)) {
+            pending.staged = true
+            continue
+          }
+          const result = yield* outcome(bound ? putBlob(pending, item) : readInline(pending, item))
+          if (!result.ok) return yield* blobFailed(item, pending, result.problem)
           progress.blobs++
           progress.blobBytes += result.blob.size
+          if (bound && blobMode === "deferred") {
+            // its blob_state row is written by --upload-blobs, once S3 holds the object
+            pending.staged = true
+            progress.blobsStaged++
+            continue
+          }
+          if (bound) progress.blobsToS3++
+          pending.blob = result.blob
         }
         yield* Stage.emit(writeQ, item)
+      })
+
+    // ---- background uploaders: the S3-bound blobs of transactions whose objects are written --------
+    const uploadBlobs = (item: Decoded) =>
+      Effect.gen(function*() {
+        for (const pending of item.records) {
+          if (pending.upload !== true) continue
+          const result = yield* outcome(putBlob(pending, item))
+          if (!result.ok) return yield* blobFailed(item, pending, result.problem)
+          pending.blob = result.blob
+          progress.blobs++
+          progress.blobsToS3++
+          progress.blobBytes += result.blob.size
+        }
+        yield* Stage.emit(sealQ, item)
       })
 
     // ---- writers: one PostgreSQL transaction per source transaction ---------------------------------
@@ -415,6 +480,26 @@ export const run = (
           Effect.catchTag("InvalidTransaction", () => Effect.forEach(items, writeOne, { discard: true }))
         )
 
+    // background mode: the rows first (never waiting for S3) with a pending mark, the S3 blob rows once
+    // the uploads are proven
+    const writeObjects = (item: Decoded) =>
+      retrying(writer.commitPending(toDestination(item)), { policy: options.retry, isRetryable, what: `commit transaction ${item.key}` }).pipe(
+        Effect.andThen(Stage.emit(uploadQ, item)),
+        Effect.catchTag("InvalidTransaction", (e) => fail({ tid: item.tx.tid, zoid: e.zoid, problem: e.problem }, item.key))
+      )
+    const sealOne = (item: Decoded) => {
+      const blobs = item.records.flatMap((p) =>
+        p.upload === true && p.blob?.s3Key !== undefined ? [{ zoid: p.source.zoid, size: p.blob.size, s3Key: p.blob.s3Key }] : [])
+      return retrying(writer.seal({ tid: item.tx.tid, user: item.tx.user, description: item.tx.description, extension: item.extension }, blobs), {
+        policy: options.retry,
+        isRetryable,
+        what: `seal transaction ${item.key}`
+      }).pipe(
+        Effect.andThen(committed(item, item.records.filter((p) => p.decoded === undefined).length)),
+        Effect.catchTag("InvalidTransaction", (e) => fail({ tid: item.tx.tid, zoid: e.zoid, problem: e.problem }, item.key))
+      )
+    }
+
     // ---- the watermark, flushed about every second, and the progress --------------------------------
     let flushed = start
     const flush = Effect.suspend(() => {
@@ -447,7 +532,13 @@ export const run = (
       reader,
       Stage.run<SourceTransaction, never, never>({ name: "decoder", workers, take: Queue.take(decodeQ), step: decode, input: decodeQ, output: blobQ }),
       Stage.run({ name: "blob-storer", workers: blobWorkers, take: Queue.take(blobQ), step: storeBlobs, input: blobQ, output: writeQ }),
-      Stage.run({ name: "writer", workers, take: Stage.takeChunk(writeQ, options.batch ?? 32, "2 millis"), step: write, input: writeQ })
+      ...(blobMode === "background"
+        ? [
+          Stage.run<Decoded, DatabaseError, Stats>({ name: "writer", workers, take: Queue.take(writeQ), step: writeObjects, input: writeQ, output: uploadQ }),
+          Stage.run<Decoded, SourceError | StoreError, never>({ name: "uploader", workers: blobWorkers, take: Queue.take(uploadQ), step: uploadBlobs, input: uploadQ, output: sealQ }),
+          Stage.run<Decoded, DatabaseError, Stats>({ name: "sealer", workers, take: Queue.take(sealQ), step: sealOne, input: sealQ })
+        ]
+        : [Stage.run({ name: "writer", workers, take: Stage.takeChunk(writeQ, options.batch ?? 32, "2 millis"), step: write, input: writeQ })])
     ])
     // the watermark is recorded also when the flow fails: a rerun starts as late as it safely can
     yield* flow.pipe(Effect.onError(() => Effect.andThen(Fiber.interrupt(ticker), flush.pipe(Effect.ignore))))

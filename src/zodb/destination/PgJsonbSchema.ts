@@ -449,6 +449,12 @@ const repair = (sql: SqlClient.SqlClient, hp: boolean) =>
 
 /** The copy's own resume table (see PgJsonbWriter); dropped by `finalize`. */
 export const watermarkTable = "zodb_convert_watermark"
+/**
+ * Background blobs: transactions whose rows are committed but whose S3 uploads are not confirmed yet
+ * (their S3 blob_state rows are written when they are); such a transaction is not done, and a resumed
+ * copy does it again. Dropped by finalize, which runs only when it is empty.
+ */
+export const pendingTable = "zodb_convert_pending"
 
 export interface Finalized {
   /** zoid_seq's next value, when it was moved */
@@ -503,6 +509,7 @@ export const finalize = (
         )
         : [{ n: 0 }]
       yield* sql.unsafe(`DROP TABLE IF EXISTS ${watermarkTable}`)
+      yield* sql.unsafe(`DROP TABLE IF EXISTS ${pendingTable}`)
       return {
         sequenceSetTo: seq?.next === null || seq?.next === undefined ? undefined : BigInt(seq.next),
         tombstones: dead[0]?.n ?? 0,

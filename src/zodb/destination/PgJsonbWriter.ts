@@ -409,6 +409,19 @@ export interface PgJsonbWriterShape {
   /** Commits one source transaction in one PostgreSQL transaction; a replay of a committed one writes nothing. */
   readonly commit: (tx: PgJsonbTransaction) => Effect.Effect<CommitResult, InvalidTransaction | DatabaseError>
   /**
+   * Background blobs, first half: `commit`, and a pending mark in the same PostgreSQL transaction (its
+   * S3 blobs are not uploaded yet): until `seal`, `hasTransaction` says no, so a resumed copy does it again.
+   */
+  readonly commitPending: (tx: PgJsonbTransaction) => Effect.Effect<CommitResult, InvalidTransaction | DatabaseError>
+  /**
+   * Background blobs, second half, once every S3 upload of the transaction is confirmed: its S3
+   * blob_state rows, and the pending mark cleared, in one statement; from now on it is done.
+   */
+  readonly seal: (
+    tx: Pick<PgJsonbTransaction, "tid" | "user" | "description" | "extension">,
+    blobs: ReadonlyArray<{ readonly zoid: bigint; readonly size: number; readonly s3Key: string }>
+  ) => Effect.Effect<void, InvalidTransaction | DatabaseError>
+  /**
    * Commits several source transactions in one PostgreSQL transaction (fewer round trips when they
    * are small), all or none; an invalid one is refused before anything is written, and a batch holding
    * one committed already falls back to `commit` for each.
@@ -459,7 +472,9 @@ export const make = (
       sql.unsafe(`CREATE TABLE IF NOT EXISTS ${PgJsonbSchema.watermarkTable} (
         id boolean PRIMARY KEY DEFAULT true CHECK (id),
         tid bigint NOT NULL,
-        updated_at timestamptz NOT NULL DEFAULT now())`)
+        updated_at timestamptz NOT NULL DEFAULT now())`).pipe(
+        Effect.andThen(sql.unsafe(`CREATE TABLE IF NOT EXISTS ${PgJsonbSchema.pendingTable} (tid bigint PRIMARY KEY)`))
+      )
     )).pipe(Effect.mapError(db(`create ${PgJsonbSchema.watermarkTable}`)), Effect.retry(setupRetry))
 
     const run = (s: { readonly text: string; readonly params: ReadonlyArray<unknown> }) =>
@@ -532,6 +547,39 @@ export const make = (
       )
     })
 
+    // background blobs: the rows and a pending mark commit together; the seal clears the mark
+    const commitPending = Effect.fn("PgJsonbWriter.commitPending")(function*(tx: PgJsonbTransaction) {
+      return yield* transaction(sql, Effect.gen(function*() {
+        const result = yield* commit(tx)
+        yield* sql.unsafe(`INSERT INTO ${PgJsonbSchema.pendingTable} (tid) VALUES ($1) ON CONFLICT DO NOTHING`, [PgTypes.int8(BigInt.asIntN(64, tx.tid))])
+          .pipe(Effect.mapError(db(`mark transaction ${hexTid(tx.tid)} pending`)))
+        return result
+      })).pipe(Effect.mapError((e) => (e instanceof InvalidTransaction || e instanceof DatabaseError ? e : db(`commit transaction ${hexTid(tx.tid)}`)(e as SqlError.SqlError))))
+    })
+
+    const seal = Effect.fn("PgJsonbWriter.seal")(function*(
+      tx: Pick<PgJsonbTransaction, "tid" | "user" | "description" | "extension">,
+      blobs: ReadonlyArray<{ readonly zoid: bigint; readonly size: number; readonly s3Key: string }>
+    ) {
+      const p = prepare({ ...tx, records: blobs.map((b) => ({ zoid: b.zoid, classMod: "ZODB.blob", className: "Blob", stateJson: "null", stateSize: 0, refs: [], blob: { size: b.size, s3Key: b.s3Key } })) }, invalidText)
+      if (p instanceof InvalidTransaction) return yield* p
+      const rows = p.rows.flatMap((r) => (r.blob === undefined ? [] : [{ zoid: r.zoid, ...r.blob }]))
+      yield* sql.unsafe(
+        `WITH b AS (
+           INSERT INTO blob_state (zoid, tid, blob_size, data, s3_key)
+           SELECT b.zoid, $1, b.blob_size, NULL, b.s3_key
+           FROM unnest($2::bigint[], $3::bigint[], $4::text[]) AS b(zoid, blob_size, s3_key)
+           ON CONFLICT (zoid, tid) DO UPDATE SET blob_size = EXCLUDED.blob_size, data = NULL, s3_key = EXCLUDED.s3_key)
+         DELETE FROM ${PgJsonbSchema.pendingTable} WHERE tid = $1`,
+        [
+          PgTypes.int8(p.tid),
+          typed(rows.map((r) => r.zoid), PgTypes.OID.int8),
+          typed(rows.map((r) => r.size), PgTypes.OID.int8),
+          typed(rows.map((r) => r.s3Key), PgTypes.OID.text)
+        ]
+      ).pipe(Effect.mapError(db(`seal transaction ${hexTid(p.tid)}`)))
+    })
+
     const committedTids = Effect.fn("PgJsonbWriter.committedTids")(function*(fromTid: bigint, toTid: bigint) {
       const rows = yield* sql.unsafe<{ tid: bigint }>(
         `SELECT tid FROM transaction_log WHERE tid >= $1 AND tid <= $2 ORDER BY tid`,
@@ -541,7 +589,12 @@ export const make = (
     })
 
     const hasTransaction = Effect.fn("PgJsonbWriter.hasTransaction")(function*(tid: bigint) {
-      const rows = yield* sql.unsafe(`SELECT 1 FROM transaction_log WHERE tid = $1`, [PgTypes.int8(BigInt.asIntN(64, tid))]).pipe(
+      // a transaction still waiting for its background uploads is not done
+      const rows = yield* sql.unsafe(
+        `SELECT 1 FROM transaction_log t WHERE t.tid = $1
+           AND (to_regclass('${PgJsonbSchema.pendingTable}') IS NULL OR NOT EXISTS (SELECT 1 FROM ${PgJsonbSchema.pendingTable} p WHERE p.tid = t.tid))`,
+        [PgTypes.int8(BigInt.asIntN(64, tid))]
+      ).pipe(
         Effect.mapError(db(`look up transaction ${hexTid(tid)}`))
       )
       return rows.length > 0
@@ -574,7 +627,7 @@ export const make = (
       return yield* PgJsonbSchema.finalize(sql, { historyPreserving: hp, sinceTid: o?.sinceTid })
     })
 
-    return { historyPreserving: hp, schema, commit, commitMany, committedTids, hasTransaction, lastTid, readWatermark, setWatermark, finalize }
+    return { historyPreserving: hp, schema, commit, commitPending, seal, commitMany, committedTids, hasTransaction, lastTid, readWatermark, setWatermark, finalize }
   })
 
 export class PgJsonbWriter extends Context.Service<PgJsonbWriter, PgJsonbWriterShape>()("zodb-convert/destination/PgJsonbWriter") {
