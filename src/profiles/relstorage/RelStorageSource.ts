@@ -14,8 +14,7 @@
  */
 import { Effect, Layer, Result } from "effect"
 import { SqlClient } from "effect/sql"
-import { PgClient } from "@effect/sql-pg"
-import { Context, Redacted } from "effect"
+import { Context } from "effect"
 import { DatabaseError, DatabaseUnavailable, describeCause, SchemaMismatch } from "../../domain/Errors.ts"
 import * as Aliases from "../../phases/Aliases.ts"
 import * as LargeObjects from "../../postgres/LargeObjects.ts"
@@ -73,18 +72,18 @@ export const layer = (
       const sameDatabase = destUrl === undefined
       const connectDestination = destUrl === undefined ? Effect.succeed(sql) : yield* Effect.cached(
         Layer.buildWithScope(
-          PgClient.layer(PgSession.poolConfig(destUrl, {
+          PgSession.layer(destUrl, {
             maxConnections: options.connections ?? 4,
             pgCa: options.pgCa,
             timeoutSeconds: options.pgTimeout
-          })),
+          }),
           scope
         ).pipe(
           Effect.map((context) => Context.get(context, SqlClient.SqlClient)),
           Effect.tap((dest) => dest`SELECT 1`),
           Effect.mapError((error) =>
             new DatabaseUnavailable({
-              problem: `cannot connect to the blob_state database at ${describeUrl(Redacted.value(destUrl))}: ${describeCause(error)}`
+              problem: `cannot connect to the blob_state database at ${describeUrl(destUrl)}: ${describeCause(error)}`
             })
           )
         )
@@ -390,7 +389,7 @@ export const layer = (
           relation: "blob_chunk",
           keyColumns: ["zoid", "tid"],
           result: "blob_state",
-          resultWhere: destUrl === undefined ? undefined : `at ${describeUrl(Redacted.value(destUrl))}`,
+          resultWhere: destUrl === undefined ? undefined : `at ${describeUrl(destUrl)}`,
           legacy: { name: "blob_chunk", adopt: sameDatabase }
         }),
         shard,
