@@ -19,6 +19,7 @@ import { runCli } from "./support/Cli.ts"
 import { createNice2Schema, insertObject, randomBytes } from "./support/Nice2Fixture.ts"
 import { asSuperuser, pgTestServer, TestDatabase } from "./support/Postgres.ts"
 import { TestS3 } from "./support/S3.ts"
+import * as TcpProxy from "./support/TcpProxy.ts"
 import { assertAllMigrated, freshTempDir } from "./support/Verify.ts"
 import { filestorageSection, fixtures, zodbConvert } from "./support/Zodb.ts"
 
@@ -321,7 +322,8 @@ describe("libpq connection strings against the real server", () => {
       assert.strictEqual((yield* probe(`${db.url}?application_name=from-url`, { ...env, PGAPPNAME: "env" })).app, "from-url")
     }).pipe(Effect.provide(TestDatabase.layer)))
 
-  it.live("sslmode against a server that offers TLS with a self-signed certificate", () =>
+  // the throwaway cluster's TLS (an external server's is unknown)
+  it.live.skipIf(server.external)("sslmode against a server that offers TLS with a self-signed certificate", () =>
     Effect.gen(function*() {
       const db = yield* TestDatabase
       const env = { HOME: "/nonexistent" }
@@ -351,6 +353,45 @@ describe("libpq connection strings against the real server", () => {
       assert.isTrue((yield* probe(at("127.0.0.1", ""), { ...env, PGSSLMODE: "disable" }, { pgCa: server.caFile! })).ssl)
       assert.match(yield* refusal(at("localhost", ""), env, { pgCa: server.caFile! }), /localhost|altnames|Hostname/i)
     }).pipe(Effect.provide(TestDatabase.layer)))
+
+  it.live.skipIf(!hasTls)("the watch on TLS sessions: busy for longer than its silence, kept; frozen half way through an answer, dropped", () =>
+    Effect.gen(function*() {
+      const db = yield* TestDatabase
+      const env = { HOME: "/nonexistent" }
+      const url = `${db.url}?sslmode=require`
+      // --pg-timeout 1: a session that owes an answer and sees no byte for 1 + 5 s is dropped
+      const busy = Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        const [tls] = yield* sql<{ ssl: boolean }>`SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()`
+        assert.isTrue(tls!.ssl)
+        const until = Date.now() + 7_500
+        let statements = 0
+        while (Date.now() < until) {
+          yield* sql`SELECT pg_sleep(0.05)`
+          statements++
+        }
+        return statements
+      }).pipe(Effect.provide(PgSession.layer(Redacted.make(url), { maxConnections: 1, env, timeoutSeconds: 1 })))
+      assert.isAbove(yield* busy, 50)
+
+      // rows flowing over TLS, then the path freezes: the plaintext framing knows the answer is not
+      // complete (when the driver ran TLS, the watch saw only ciphertext: the first byte of an answer
+      // ended its wait, and this hung until a second signal)
+      const proxy = yield* TcpProxy.make({ host: db.host, port: db.port })
+      const started = Date.now()
+      const frozen = yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`SELECT 1`
+        const fiber = yield* Effect.forkChild(
+          sql`SELECT g, repeat('x', 4000) AS pad FROM generate_series(1, 3000) g WHERE pg_sleep(0.01) IS NOT NULL`
+        )
+        yield* Effect.sleep("700 millis")
+        yield* proxy.freeze()
+        return yield* Effect.flip(Fiber.join(fiber))
+      }).pipe(Effect.provide(PgSession.layer(Redacted.make(proxy.via(url)), { maxConnections: 1, env, timeoutSeconds: 3 })))
+      assert.match(describeCause(frozen), /sent nothing for 8 s/)
+      assert.isBelow(Date.now() - started, 20_000)
+    }).pipe(Effect.scoped, Effect.provide(TestDatabase.layer)))
 
   it.live("several hosts: the first that accepts a connection", () =>
     Effect.gen(function*() {
