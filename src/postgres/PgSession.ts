@@ -228,10 +228,13 @@ export const watchedSocket = (
     raw = socket
     watch(socket)
     let connected = false
-    socket.once(e.path !== undefined ? "connect" : "connect", () => {
+    socket.once("connect", () => {
       connected = true
       if (tls !== undefined && e.path === undefined) negotiate(socket, e, tls)
       else ready(socket)
+    })
+    socket.once("close", () => {
+      if (connected && current === undefined) failWith(new Error(`the server at ${where(e)} closed the connection during the TLS request`))
     })
     socket.on("error", (error) => {
       if (!connected && i + 1 < order.length) {
