@@ -42,7 +42,7 @@ export const profileFlags = {
     Flag.optional
   ),
   destPgUrl: Flag.Redacted("dest-pg-url").pipe(
-    Flag.withDescription(described("relstorage profile: PostgreSQL URL of the database that holds blob_state", {
+    Flag.withDescription(described("relstorage profile: the database that holds blob_state, a URL or key=value DSN as --pg-url takes", {
       default: "the --pg-url database",
       env: "LO_MIGRATE_DEST_PG_URL"
     })),
