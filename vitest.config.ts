@@ -37,6 +37,9 @@ export default defineConfig({
     // OpenSSL 3 only offers through the legacy provider: without this, listing past 1000 keys fails
     // with HTTP 500 (FIELD-NOTES §13). Applies to forked workers only.
     execArgv: ["--openssl-legacy-provider"],
-    env: { TZ: "UTC" }
+    // PGSSLMODE: the tool defaults to libpq's sslmode=prefer, and the throwaway cluster offers TLS; the
+    // tests talk plaintext unless they ask for TLS (sslmode in the URL, or their own PGSSLMODE), because
+    // TcpProxy's statement rules read the frontend protocol (test/ConnectionString.test.ts covers prefer)
+    env: { TZ: "UTC", PGSSLMODE: "disable" }
   }
 })

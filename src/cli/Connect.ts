@@ -7,7 +7,7 @@ import { type Settings, validate } from "../domain/Settings.ts"
 import { profileInput, type ProfileFlagValues } from "./ProfileFlags.ts"
 
 export interface ConnectionInput {
-  readonly pgUrl: Redacted.Redacted<string>
+  readonly pgUrl: Option.Option<Redacted.Redacted<string>>
   readonly s3Url: Option.Option<string>
   readonly accessKey: Option.Option<Redacted.Redacted<string>>
   readonly secretKey: Option.Option<Redacted.Redacted<string>>
@@ -22,7 +22,7 @@ export interface ConnectionInput {
 
 /** The connection flags as settings input: the optional ones unwrapped. */
 export const connectionInput = (flags: ConnectionInput) => ({
-  pgUrl: flags.pgUrl,
+  pgUrl: Option.getOrUndefined(flags.pgUrl),
   s3Url: Option.getOrUndefined(flags.s3Url),
   accessKey: Option.getOrUndefined(flags.accessKey),
   secretKey: Option.getOrUndefined(flags.secretKey),

@@ -31,10 +31,13 @@ const intFromEnv = (name: string, text: string, fallback: number, env: string) =
 export const connectionFlags = {
   pgUrl: Flag.Redacted("pg-url").pipe(
     Flag.withAlias("p"),
-    Flag.withDescription(described("PostgreSQL URL: postgresql://USER:PASS@HOST[:PORT]/DB[?sslmode=require]", {
-      env: "LO_MIGRATE_PG_URL"
-    })),
-    Flag.withFallbackConfig(Config.Redacted("LO_MIGRATE_PG_URL"))
+    Flag.withDescription(described(
+      "PostgreSQL, as libpq takes it: postgresql://USER:PASS@HOST[:PORT]/DB[?sslmode=...] or 'host=H dbname=D ...'; " +
+        "without it, the PG* variables (PGHOST, PGDATABASE, PGUSER, PGPASSWORD, ~/.pgpass; docs/connections.md)",
+      { env: "LO_MIGRATE_PG_URL" }
+    )),
+    Flag.withFallbackConfig(Config.Redacted("LO_MIGRATE_PG_URL")),
+    Flag.optional
   ),
   s3Url: Flag.String("s3-url").pipe(
     Flag.withAlias("u"),

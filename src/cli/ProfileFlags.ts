@@ -42,7 +42,7 @@ export const profileFlags = {
     Flag.optional
   ),
   destPgUrl: Flag.Redacted("dest-pg-url").pipe(
-    Flag.withDescription(described("relstorage profile: PostgreSQL URL of the database that holds blob_state (for zodb-pgjsonb: its database)", {
+    Flag.withDescription(described("relstorage profile: the database that holds blob_state, a URL or key=value DSN as --pg-url takes (for zodb-pgjsonb: its database)", {
       default: "the --pg-url database: blob_state next to RelStorage, which zodb-pgjsonb cannot use; for a later step only",
       env: "LO_MIGRATE_DEST_PG_URL"
     })),

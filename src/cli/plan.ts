@@ -92,7 +92,7 @@ export const plan = Command.make("plan", {
   // S3 is optional: with a bucket, plan checks (read-only) that migrate could use it
   const profile = yield* planProfile(profileInput(flags))
   const s3 = Option.isSome(flags.bucket) ? yield* settingsOf({ ...flags, bucket: flags.bucket.value }) : undefined
-  yield* printPlan({ ...flags, s3, profile })
+  yield* printPlan({ ...flags, pgUrl: Option.getOrUndefined(flags.pgUrl), s3, profile })
 })).pipe(
   Command.withDescription(
     "Show what migrate would do: objects and bytes to migrate, a size histogram, problems, an estimated duration; writes nothing"

@@ -4,6 +4,7 @@
  * only ever reach SQL quoted (`Identifier.ts`).
  */
 import { Effect, Redacted } from "effect"
+import * as ConnInfo from "./ConnInfo.ts"
 import { SettingsError } from "./Errors.ts"
 import * as Identifier from "./Identifier.ts"
 
@@ -174,14 +175,17 @@ export const validate = (input: ProfileInput): Effect.Effect<{ readonly profile:
       }
       const dest = input.destPgUrl === undefined ? undefined : Redacted.isRedacted(input.destPgUrl) ? input.destPgUrl : Redacted.make(input.destPgUrl)
       if (dest !== undefined) {
-        let protocol = ""
-        try {
-          protocol = new URL(Redacted.value(dest)).protocol
-        } catch {
-          // never echo the value: it carries a password
+        if (Redacted.value(dest).trim() === "") {
+          return yield* new SettingsError({ setting: "--dest-pg-url", problem: "is empty (leave it out for the --pg-url database)" })
         }
-        if (protocol !== "postgres:" && protocol !== "postgresql:") {
-          return yield* new SettingsError({ setting: "--dest-pg-url", problem: "is not a postgres:// or postgresql:// URL" })
+        try {
+          // libpq's forms, the PG* variables as defaults; never echo the value: it carries a password
+          ConnInfo.validate(Redacted.value(dest), process.env)
+        } catch (e) {
+          return yield* new SettingsError({
+            setting: "--dest-pg-url",
+            problem: e instanceof ConnInfo.ConnInfoError ? e.problem : String(e)
+          })
         }
       }
       const consumer = input.consumer

@@ -6,6 +6,7 @@
 import { Effect, Redacted } from "effect"
 import * as NodeFs from "node:fs"
 import { tmpdir } from "node:os"
+import * as ConnInfo from "./ConnInfo.ts"
 import { SettingsError } from "./Errors.ts"
 import * as Profile from "./Profile.ts"
 
@@ -59,7 +60,11 @@ export const scaledThreads = (workers: number) => ({
 
 /** Settings as given: numbers in the CLI's units (KiB, seconds), secrets redacted. */
 export interface SettingsInput extends Profile.ProfileInput {
-  readonly pgUrl: Redacted.Redacted<string> | string
+  /**
+   * libpq's connection string: a postgresql:// URL or a keyword/value DSN; absent or blank, the PG*
+   * variables alone (PGHOST, PGHOSTADDR or PGDATABASE must be set). See docs/connections.md.
+   */
+  readonly pgUrl?: Redacted.Redacted<string> | string | undefined
   readonly s3Url?: string | undefined
   readonly accessKey?: Redacted.Redacted<string> | string | undefined
   readonly secretKey?: Redacted.Redacted<string> | string | undefined
@@ -104,6 +109,7 @@ export interface SettingsInput extends Profile.ProfileInput {
 }
 
 export interface Settings {
+  /** the connection string as given ("" = the PG* variables alone), resolved when the pool is built */
   readonly pgUrl: Redacted.Redacted<string>
   readonly s3Url: string | undefined
   readonly accessKey: Redacted.Redacted<string> | undefined
@@ -271,9 +277,7 @@ const readableFile = (flag: string, path: string | undefined) =>
 
 export const validate = (input: SettingsInput): Effect.Effect<Settings, SettingsError> =>
   Effect.gen(function*() {
-    const pgUrl = redact(input.pgUrl)!
-    yield* required("--pg-url", Redacted.value(pgUrl))
-    yield* checkUrl("--pg-url", Redacted.value(pgUrl), ["postgres:", "postgresql:"])
+    const pgUrl = yield* validatePgUrl(input.pgUrl)
     const s3Url = input.s3Url === undefined || input.s3Url.trim() === "" ? undefined : input.s3Url.trim()
     if (s3Url !== undefined) yield* checkUrl("--s3-url", s3Url, ["http:", "https:"])
     const bucket = yield* required("--bucket", input.bucket)
@@ -332,14 +336,45 @@ export const validate = (input: SettingsInput): Effect.Effect<Settings, Settings
     }
   })
 
-/** The PostgreSQL URL alone, for commands that never talk to S3 (`plan`). */
-export const validatePgUrl = (value: Redacted.Redacted<string> | string): Effect.Effect<Redacted.Redacted<string>, SettingsError> =>
-  Effect.gen(function*() {
-    const pgUrl = redact(value)!
-    yield* required("--pg-url", Redacted.value(pgUrl))
-    yield* checkUrl("--pg-url", Redacted.value(pgUrl), ["postgres:", "postgresql:"])
-    return pgUrl
+/**
+ * A PostgreSQL setting by libpq's rules (docs/connections.md): a URL in any form libpq accepts or a
+ * keyword/value DSN, checked with the PG* variables of `env` as defaults; absent or blank, the variables
+ * alone, when they say where to connect. The value is never echoed (it may carry a password).
+ */
+export const validateConnectionString = (
+  setting: string,
+  value: Redacted.Redacted<string> | string | undefined,
+  env: ConnInfo.Env = process.env,
+  fallback = ""
+): Effect.Effect<Redacted.Redacted<string>, SettingsError> =>
+  Effect.suspend(() => {
+    const given = redact(value)
+    const text = given === undefined ? "" : Redacted.value(given).trim()
+    if (text === "" && !ConnInfo.enoughInEnv(env)) {
+      return Effect.fail(
+        new SettingsError({
+          setting,
+          problem: `is required: a postgresql:// URL or a key=value DSN${fallback}, or ` +
+            `${ConnInfo.enoughVariables.join(", ")} with the other PG* variables (docs/connections.md)`
+        })
+      )
+    }
+    try {
+      ConnInfo.validate(text, env)
+    } catch (e) {
+      return Effect.fail(
+        new SettingsError({ setting, problem: e instanceof ConnInfo.ConnInfoError ? e.problem : String(e) })
+      )
+    }
+    return Effect.succeed(given === undefined || text === "" ? Redacted.make("") : given)
   })
+
+/** `--pg-url` (or LO_MIGRATE_PG_URL, or the PG* variables), for every command. */
+export const validatePgUrl = (
+  value: Redacted.Redacted<string> | string | undefined,
+  env: ConnInfo.Env = process.env
+): Effect.Effect<Redacted.Redacted<string>, SettingsError> =>
+  validateConnectionString("--pg-url", value, env, " (--pg-url or LO_MIGRATE_PG_URL)")
 
 /** `--pg-ca` alone (plan): a file that can be read, or nothing. */
 export const validatePgCa = (path: string | undefined): Effect.Effect<string | undefined, SettingsError> =>

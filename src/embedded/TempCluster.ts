@@ -18,6 +18,11 @@ import { delimiter, dirname, join } from "node:path"
 
 export const APP_ROLE = "lomigrate"
 export const ADMIN_ROLE = "postgres"
+/**
+ * A role that must give its password on the Unix-domain socket too (everyone else is trusted there):
+ * pg_hba.conf names it; the connection tests create it (it does not exist otherwise).
+ */
+export const SOCKET_PASSWORD_ROLE = "lomigrate_socket_pw"
 
 /** Where a cluster listens and how to reach it. */
 export interface ClusterServer {
@@ -30,6 +35,8 @@ export interface ClusterServer {
   readonly appPassword: string
   /** PEM of the self-signed certificate the server offers TLS with (it is its own CA), with `tls` */
   readonly caFile?: string
+  /** the directory of the Unix-domain socket (`.s.PGSQL.<port>`): trust, except SOCKET_PASSWORD_ROLE */
+  readonly socketDir?: string
 }
 
 export interface StartOptions {
@@ -132,6 +139,7 @@ export const startCluster = async (options: StartOptions = {}): Promise<Cluster>
     // Writing over the existing files keeps their owner.
     writeFileSync(join(data, "pg_hba.conf"), [
       "# TYPE  DATABASE  USER  ADDRESS       METHOD",
+      `local   all       ${SOCKET_PASSWORD_ROLE}         scram-sha-256`,
       "local   all       all                 trust",
       "host    all       all   127.0.0.1/32  scram-sha-256",
       ""
@@ -160,7 +168,7 @@ export const startCluster = async (options: StartOptions = {}): Promise<Cluster>
 
     return {
       server: {
-        adminUrl, host: "127.0.0.1", port, appRole: APP_ROLE, appPassword,
+        adminUrl, host: "127.0.0.1", port, appRole: APP_ROLE, appPassword, socketDir: dir,
         ...(tls === undefined ? {} : { caFile: tls.cert })
       },
       dir,

@@ -3,8 +3,7 @@
  * for the command's concurrency, and the service sets of plan, verify and prune (Migration.layer builds
  * its own set from the same two). A connection failure while building them is a setup problem.
  */
-import { PgClient } from "@effect/sql-pg"
-import { Effect, Layer, Redacted } from "effect"
+import { Effect, Layer, type Redacted } from "effect"
 import type { SqlError } from "effect/sql"
 import { DatabaseUnavailable, describeCause } from "../domain/Errors.ts"
 import type { Profile } from "../domain/Profile.ts"
@@ -17,9 +16,12 @@ import * as PgSession from "../postgres/PgSession.ts"
 import { checkConnection, describeUrl } from "../postgres/Statement.ts"
 import * as S3Store from "../s3/S3Store.ts"
 
-/** The PostgreSQL pool: `connections` at most, TLS per the URL's sslmode or `--pg-ca`, bounded by `--pg-timeout`. */
+/**
+ * The PostgreSQL pool: `connections` at most, where and how libpq would connect with `pgUrl` (a URL, a
+ * keyword/value DSN, or "" for the PG* variables alone), TLS per sslmode or `--pg-ca`, bounded by `--pg-timeout`.
+ */
 export const pg = (pgUrl: Redacted.Redacted<string>, connections: number, pgCa: string | undefined, pgTimeout?: number | undefined) =>
-  PgClient.layer(PgSession.poolConfig(pgUrl, { maxConnections: connections, pgCa, timeoutSeconds: pgTimeout }))
+  PgSession.layer(pgUrl, { maxConnections: connections, pgCa, timeoutSeconds: pgTimeout })
 
 /** PostgreSQL only (plan): the profile's services, its client, Stats. */
 export const database = (options: {
@@ -76,12 +78,12 @@ export const databaseAndStore = (settings: Settings, concurrency: number) =>
 /** Provides `layer` and checks the connection first; connection failures become DatabaseUnavailable (exit 2). */
 export const provide = <ROut>(pgUrl: Redacted.Redacted<string>, layer: Layer.Layer<ROut, SqlError.SqlError>) =>
 <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.andThen(checkConnection(describeUrl(Redacted.value(pgUrl))), effect).pipe(
+  Effect.andThen(checkConnection(describeUrl(pgUrl)), effect).pipe(
     Effect.provide(layer),
     Effect.catchTag("SqlError", (error) =>
       Effect.fail(
         new DatabaseUnavailable({
-          problem: `cannot connect to ${describeUrl(Redacted.value(pgUrl))}: ${describeCause(error)}`
+          problem: `cannot connect to ${describeUrl(pgUrl)}: ${describeCause(error)}`
         })
       ))
   )

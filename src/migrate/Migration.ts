@@ -4,7 +4,7 @@
  * Order matters for the exit codes: everything that can be refused (settings, connection, schema,
  * batch job, bucket) is checked before any object is read, and fails with exit code 2.
  */
-import { Cause, Context, Deferred, Duration, Effect, Exit, Layer, Option, PubSub, Redacted, Ref, Stream } from "effect"
+import { Cause, Context, Deferred, Duration, Effect, Exit, Layer, Option, PubSub, Ref, Stream } from "effect"
 import {
   DatabaseUnavailable,
   describeCause,
@@ -145,7 +145,7 @@ export const provideTo = <LE = never>(settings: Settings, options: ServiceOption
     Effect.catchTag("SqlError", (error) =>
       Effect.fail(
         new DatabaseUnavailable({
-          problem: `cannot connect to ${describeUrl(Redacted.value(settings.pgUrl))}: ${describeCause(error)}`
+          problem: `cannot connect to ${describeUrl(settings.pgUrl)}: ${describeCause(error)}`
         })
       ))
   )
@@ -184,7 +184,7 @@ export const run = (settings: Settings, options: RunOptions) =>
       if (options.onMetricsListening !== undefined) yield* options.onMetricsListening(port)
     }
     // pre-flight: refuse before any work
-    yield* checkConnection(describeUrl(Redacted.value(settings.pgUrl)))
+    yield* checkConnection(describeUrl(settings.pgUrl))
     // one run at a time per table; losing the lock to another run stops this one gracefully
     const lockLost = yield* Ref.make(false)
     const runKey = yield* source.runKey

@@ -10,7 +10,7 @@
  * same bytes is harmless). A staged file that is missing or whose bytes do not hash to the line's
  * sha256 is a failure that names the line: never a silent skip.
  */
-import { Effect, Queue, Redacted, Result } from "effect"
+import { Effect, Queue, Result } from "effect"
 import type { Exit } from "effect"
 import { createHash } from "node:crypto"
 import * as NodeFs from "node:fs/promises"
@@ -90,7 +90,7 @@ export const run = (settings: Settings, manifest: string, options: UploadOptions
 
     // the local file first: a wrong or missing manifest is a usage problem (exit 2), found before any work
     yield* Manifest.checkHeader(manifest)
-    yield* checkConnection(describeUrl(Redacted.value(settings.pgUrl)))
+    yield* checkConnection(describeUrl(settings.pgUrl))
     // one run at a time per table, migrate and upload-blobs alike; were the lock lost to another run,
     // both would only repeat idempotent work (same keys, same sha2), so this one goes on and says so
     yield* RunLock.acquire((yield* source.runKey).lock, {

@@ -14,16 +14,21 @@
  *   and are left alone;
  * - TCP keepalive (30 s) still finds peers that are gone.
  *
- * On a plaintext session the watch knows exactly when an answer is complete (it follows the protocol's
- * message framing up to ReadyForQuery). On a TLS session it sees only ciphertext: there it notices a
- * server that sends nothing after a statement, but not an answer that stops half way (a path that
- * freezes in the middle of a large `lo_get`): that case is not bounded on TLS sessions yet, beyond the
- * second signal's hard stop (RELIABILITY.md, "Not covered").
+ * The watch knows exactly when an answer is complete: it follows the protocol's message framing up to
+ * ReadyForQuery. The socket negotiates TLS itself (libpq's sslmode meanings, PgTls.ts) and hands the
+ * driver the plaintext, so the framing is followed on TLS sessions too.
+ *
+ * Where to connect comes from the connection string and libpq's rules (ConnectionString.ts): TCP hosts,
+ * Unix-domain sockets (`<dir>/.s.PGSQL.<port>`), several hosts tried in order (or shuffled with
+ * `load_balance_hosts=random`) when a connection cannot be opened.
  */
-import type { PgClient } from "@effect/sql-pg"
-import { Redacted } from "effect"
+import { PgClient } from "@effect/sql-pg"
+import { Effect, Layer, Redacted } from "effect"
+import { SqlError } from "effect/sql"
 import * as Net from "node:net"
 import { Duplex } from "node:stream"
+import * as Tls from "node:tls"
+import * as ConnectionString from "./ConnectionString.ts"
 import * as PgTls from "./PgTls.ts"
 
 /** `--pg-timeout`'s default, in seconds. */
@@ -34,24 +39,14 @@ export const graceSeconds = 5
 
 export interface SessionOptions {
   readonly maxConnections: number
+  /** `--pg-ca FILE`: the root certificate (sslmode defaults to verify-full with it) */
   readonly pgCa?: string | undefined
   /** seconds; default 300 */
   readonly timeoutSeconds?: number | undefined
-}
-
-/** Where the driver will connect for `url`: as it reads it (host or socket directory, port). */
-export const targetOf = (url: string): { readonly host: string; readonly port: number; readonly ssl: boolean } => {
-  const parsed = new URL(url)
-  let host = parsed.hostname === "" ? "localhost" : decodeURIComponent(parsed.hostname)
-  if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1)
-  let port = parsed.port === "" ? 5432 : Number(parsed.port)
-  let ssl = false
-  for (const [key, value] of parsed.searchParams) {
-    if (key === "host") host = value
-    if (key === "port") port = Number(value)
-    if (key === "sslmode") ssl = value !== "disable"
-  }
-  return { host, port, ssl }
+  /** `application_name` unless the connection string or PGAPPNAME sets one; default "lo-migrate" */
+  readonly applicationName?: string | undefined
+  /** libpq's PG* variables (default process.env) */
+  readonly env?: ConnectionString.Env | undefined
 }
 
 /** The backend message that ends every answer: 'Z', length 5, transaction status. */
@@ -88,107 +83,236 @@ class Framer {
   }
 }
 
+/** One place to connect to: a socket path, or a TCP address with the name TLS checks. */
+export interface Endpoint {
+  readonly path?: string | undefined
+  readonly address?: string | undefined
+  readonly port: number
+  /** the host name for TLS (SNI, verify-full) and messages */
+  readonly name: string
+}
+
+export const endpointOf = (t: ConnectionString.Target): Endpoint =>
+  t.socketDir !== undefined
+    ? { path: `${t.socketDir}/.s.PGSQL.${t.port}`, port: t.port, name: t.host }
+    : { address: t.address, port: t.port, name: t.host }
+
+const sslRequest = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+
+const open = (e: Endpoint): Net.Socket =>
+  e.path !== undefined
+    ? Net.connect({ path: e.path })
+    : Net.connect({ host: e.address!, port: e.port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 30_000 })
+
+const where = (e: Endpoint) => e.path ?? `${e.name}:${e.port}`
+
 /**
- * A socket to `target` that destroys itself once it owes an answer and nothing has moved for
- * `silenceMs`. `sslRequested`: the driver starts with an SSLRequest, answered by one unframed byte
- * ('S': TLS follows and the framing is hidden; 'N': plaintext follows). Node's TLS would take a plain
- * socket's handle over and bypass its `write` and `data`, so with TLS possible the socket is wrapped in
- * a Duplex the TLS layer must go through.
+ * A socket to the first of `endpoints` that accepts a connection, that destroys itself once it owes an
+ * answer and nothing has moved for `silenceMs`. With `tls` (and a TCP endpoint) it sends the
+ * SSLRequest, and on 'S' runs TLS over the socket; the driver always gets the plaintext.
  */
 export const watchedSocket = (
-  target: { readonly host: string; readonly port: number },
+  endpoints: ReadonlyArray<Endpoint>,
   silenceMs: number,
-  sslRequested: boolean
+  tls: PgTls.TlsPlan | undefined
 ): Duplex => {
-  const socket = target.host.startsWith("/")
-    ? Net.connect({ path: `${target.host}/.s.PGSQL.${target.port}` })
-    : Net.connect({ host: target.host, port: target.port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 30_000 })
   let owed = false
-  // undefined while the framing is unknown (TLS, or before the SSLRequest's answer)
-  let framer: Framer | undefined = sslRequested ? undefined : new Framer()
-  let awaitingSslAnswer = sslRequested
+  let ended = false
+  const framer = new Framer()
   const onRead = (chunk: Buffer) => {
-    if (awaitingSslAnswer) {
-      awaitingSslAnswer = false
-      if (chunk[0] === 0x4e /* N */) {
-        framer = new Framer()
-        const rest = chunk.subarray(1)
-        owed = rest.length > 0 && !framer.feed(rest)
-        return
-      }
-      owed = false
-      return
-    }
-    if (framer === undefined) {
-      // TLS: a byte came back; only a statement that gets no byte at all is caught
-      owed = false
-      return
-    }
     if (framer.feed(chunk)) owed = false
   }
-  socket.setTimeout(silenceMs, () => {
-    // a session closed by the driver (end, Terminate) waits for the server's FIN: on a frozen path that
-    // never comes, and the half-closed socket would keep the process alive
-    if (!owed && !socket.writableEnded) return
-    socket.destroy(
-      new Error(
-        `PostgreSQL sent nothing for ${Math.round(silenceMs / 1000)} s while a statement waited for its answer ` +
-          `(--pg-timeout): the session was dropped`
+  const watch = (socket: Net.Socket) =>
+    socket.setTimeout(silenceMs, () => {
+      // a session closed by the driver (end, Terminate) waits for the server's FIN: on a frozen path that
+      // never comes, and the half-closed socket would keep the process alive
+      if (!owed && !ended) return
+      socket.destroy(
+        new Error(
+          `PostgreSQL sent nothing for ${Math.round(silenceMs / 1000)} s while a statement waited for its answer ` +
+            `(--pg-timeout): the session was dropped`
+        )
       )
-    )
-  })
-  if (!sslRequested) {
-    // plaintext from the first byte: the driver uses the socket itself
+    })
+
+  const only = endpoints.length === 1 ? endpoints[0]! : undefined
+  if (only !== undefined && (tls === undefined || only.path !== undefined)) {
+    // plaintext from the first byte to one place: the driver uses the socket itself
+    const socket = open(only)
+    watch(socket)
     const write = socket.write.bind(socket) as (...args: Array<unknown>) => boolean
     socket.write = ((...args: Array<unknown>) => {
       owed = true
       return write(...args)
     }) as typeof socket.write
+    const end = socket.end.bind(socket) as (...args: Array<unknown>) => Net.Socket
+    socket.end = ((...args: Array<unknown>) => {
+      ended = true
+      return end(...args)
+    }) as typeof socket.end
     socket.on("data", onRead)
     return socket
   }
+
+  let raw: Net.Socket | undefined
+  let current: Duplex | undefined
+  const pending: Array<{ readonly chunk: Buffer; readonly callback: (error?: Error | null) => void }> = []
+  let pendingEnd: ((error?: Error | null) => void) | undefined
   const duplex = new Duplex({
     write(chunk: Buffer, _encoding, callback) {
       owed = true
-      socket.write(chunk, callback)
+      if (current === undefined) pending.push({ chunk, callback })
+      else current.write(chunk, callback)
     },
     final(callback) {
-      socket.end(callback)
+      ended = true
+      if (current === undefined) pendingEnd = callback
+      else current.end(callback)
     },
     read() {
-      socket.resume()
+      current?.resume()
     },
     destroy(error, callback) {
-      socket.destroy(error ?? undefined)
+      current?.destroy()
+      raw?.destroy()
       callback(error)
     }
   })
-  socket.on("data", (chunk: Buffer) => {
-    onRead(chunk)
-    if (!duplex.push(chunk)) socket.pause()
-  })
-  socket.on("end", () => duplex.push(null))
-  socket.on("error", (error) => duplex.destroy(error))
-  socket.on("close", () => duplex.destroy())
+  const failWith = (error: Error) => {
+    if (!duplex.destroyed) duplex.destroy(error)
+  }
+  const ready = (stream: Duplex) => {
+    current = stream
+    stream.on("data", (chunk: Buffer) => {
+      onRead(chunk)
+      if (!duplex.push(chunk)) stream.pause()
+    })
+    stream.on("end", () => duplex.push(null))
+    stream.on("error", failWith)
+    stream.on("close", () => {
+      if (!duplex.destroyed) duplex.destroy()
+    })
+    for (const { callback, chunk } of pending.splice(0)) stream.write(chunk, callback)
+    if (pendingEnd !== undefined) stream.end(pendingEnd)
+  }
+  const negotiate = (socket: Net.Socket, e: Endpoint, plan: PgTls.TlsPlan) => {
+    socket.write(sslRequest)
+    socket.once("data", (answer: Buffer) => {
+      socket.pause()
+      const code = answer[0]
+      if (code === 0x53 /* S */ && answer.length === 1) {
+        const secure = Tls.connect({
+          ...plan.options,
+          socket,
+          host: e.name,
+          servername: PgTls.servername(e.name, plan.sni)
+        })
+        secure.once("secureConnect", () => ready(secure))
+        secure.on("error", (error) => failWith(new Error(`TLS with ${where(e)} (sslmode=${plan.sslmode}): ${error.message}`)))
+        return
+      }
+      if (code === 0x4e /* N */ && answer.length === 1) {
+        if (plan.required) {
+          return failWith(new Error(`the server at ${where(e)} does not offer TLS, and sslmode=${plan.sslmode} requires it`))
+        }
+        socket.resume()
+        return ready(socket)
+      }
+      failWith(new Error(`the server at ${where(e)} answered the TLS request with ${JSON.stringify(answer.subarray(0, 1).toString("latin1"))}`))
+    })
+  }
+  const order = [...endpoints]
+  const attempt = (i: number) => {
+    const e = order[i]!
+    const socket = open(e)
+    raw = socket
+    watch(socket)
+    let connected = false
+    socket.once("connect", () => {
+      connected = true
+      if (tls !== undefined && e.path === undefined) negotiate(socket, e, tls)
+      else ready(socket)
+    })
+    socket.once("close", () => {
+      if (connected && current === undefined) failWith(new Error(`the server at ${where(e)} closed the connection during the TLS request`))
+    })
+    socket.on("error", (error) => {
+      if (!connected && i + 1 < order.length) {
+        socket.destroy()
+        return attempt(i + 1)
+      }
+      failWith(error)
+    })
+  }
+  attempt(0)
   return duplex
 }
 
-/** The pool's settings: the URL, TLS, the timeouts above, and `application_name` lo-migrate. */
-export const poolConfig = (url: Redacted.Redacted<string>, options: SessionOptions): PgClient.PgPoolConfig => {
+const shuffled = <A>(items: ReadonlyArray<A>): Array<A> => {
+  const out = [...items]
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1))
+    ;[out[i], out[j]] = [out[j]!, out[i]!]
+  }
+  return out
+}
+
+/** The pool's settings for a resolved connection: every field explicit, TLS and the watch in the stream. */
+export const poolConfig = (c: ConnectionString.Connection, options: SessionOptions): PgClient.PgPoolConfig => {
   const timeout = options.timeoutSeconds ?? defaultTimeoutSeconds
-  const tls = PgTls.options(options.pgCa)
-  const target = targetOf(Redacted.value(url))
-  const sslRequested = tls.ssl !== undefined || target.ssl
+  const tls = PgTls.plan(c)
+  const endpoints = c.targets.map(endpointOf)
+  const first = c.targets[0]!
   return {
-    url,
+    host: first.address,
+    port: first.port,
+    username: c.user,
+    database: c.dbname,
+    ...(c.password === undefined ? {} : { password: Redacted.make(c.password) }),
+    ssl: false,
     maxConnections: options.maxConnections,
-    connectTimeout: `${Math.min(10, timeout)} seconds`,
-    applicationName: "lo-migrate",
+    connectTimeout: `${c.connectTimeout ?? Math.min(10, timeout)} seconds`,
+    applicationName: c.applicationName,
+    ...(c.options === undefined ? {} : { startupOptions: c.options }),
     startupParameters: {
       statement_timeout: `${timeout}s`,
       idle_in_transaction_session_timeout: `${timeout}s`
     },
-    stream: () => watchedSocket(target, (timeout + graceSeconds) * 1000, sslRequested),
-    ...tls
+    stream: () =>
+      watchedSocket(c.loadBalance ? shuffled(endpoints) : endpoints, (timeout + graceSeconds) * 1000, tls)
   }
 }
+
+/** The connection a connection string names, libpq's way (see ConnectionString.resolve). */
+export const connection = (dsn: Redacted.Redacted<string>, options: SessionOptions): ConnectionString.Connection =>
+  ConnectionString.resolve(Redacted.value(dsn), {
+    env: options.env,
+    applicationName: options.applicationName ?? "lo-migrate",
+    pgCa: options.pgCa
+  })
+
+const setupError = (cause: unknown) =>
+  new SqlError.SqlError({
+    reason: new SqlError.ConnectionError({
+      cause: cause instanceof Error ? cause : new Error(String(cause)),
+      message: "PgConnection: the connection settings cannot be used",
+      operation: "connect"
+    })
+  })
+
+/**
+ * The pool for a connection string (URL or keyword/value DSN, "" for the environment alone): resolved
+ * when the layer is built, the password file's warnings logged as libpq prints them.
+ */
+export const layer = (dsn: Redacted.Redacted<string>, options: SessionOptions) =>
+  Layer.unwrap(Effect.gen(function*() {
+    const resolved = yield* Effect.try({
+      try: () => {
+        const c = connection(dsn, options)
+        return { c, config: poolConfig(c, options) }
+      },
+      catch: setupError
+    })
+    for (const warning of resolved.c.warnings) yield* Effect.logWarning(warning)
+    return PgClient.layer(resolved.config)
+  }))

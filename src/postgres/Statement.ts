@@ -3,11 +3,12 @@
  * profile and use case goes through, and the first contact that turns connection failures into a
  * setup error.
  */
-import { Effect } from "effect"
+import { Effect, Redacted } from "effect"
 import { SqlClient, SqlError } from "effect/sql"
 import { DatabaseError, DatabaseUnavailable, describeCause } from "../domain/Errors.ts"
 import { retrying, type RetryPolicy } from "../core/Retry.ts"
 import { Stats } from "../core/Stats.ts"
+import * as ConnectionString from "./ConnectionString.ts"
 
 /**
  * SQLSTATEs the driver does not mark retryable but that only say "this connection is gone, try again":
@@ -40,15 +41,12 @@ export const runner = (policy: RetryPolicy): Effect.Effect<Runner, never, Stats>
   Effect.map(Stats, (stats): Runner => (operation, effect) =>
     statement(operation, policy, effect).pipe(Effect.provideService(Stats, stats)))
 
-/** Where a PostgreSQL URL points, without its credentials, for error messages. */
-export const describeUrl = (url: string): string => {
-  try {
-    const u = new URL(url)
-    return `${u.username === "" ? "" : `${decodeURIComponent(u.username)}@`}${u.hostname}:${u.port || "5432"}${u.pathname}`
-  } catch {
-    return "the configured server"
-  }
-}
+/**
+ * Where a connection string (URL, keyword/value DSN, or "" for the PG* variables) points, as libpq
+ * would resolve it, without the password, for messages: `user@host:port/db`.
+ */
+export const describeUrl = (url: Redacted.Redacted<string> | string, env?: ConnectionString.Env): string =>
+  ConnectionString.describeString(Redacted.isRedacted(url) ? Redacted.value(url) : url, env)
 
 /**
  * The first contact with PostgreSQL: turns connection and authentication failures into a

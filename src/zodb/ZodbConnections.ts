@@ -3,13 +3,12 @@
  * on a pool of its own), the destination writer on its pool, the S3 store when the destination has
  * one, and Stats. A server that cannot be reached is a setup problem (exit 2), named without secrets.
  */
-import { PgClient } from "@effect/sql-pg"
 import { Effect, Layer, Redacted } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
 import { defaultPolicy, type RetryPolicy } from "../core/Retry.ts"
 import { Stats } from "../core/Stats.ts"
 import { DatabaseUnavailable, describeCause, type ManifestError, SettingsError, type StoreUnavailable } from "../domain/Errors.ts"
-import { ConnectionStringError, toUrl } from "../postgres/ConnectionString.ts"
+import * as ConnInfo from "../domain/ConnInfo.ts"
 import * as PgSession from "../postgres/PgSession.ts"
 import { checkConnection, describeUrl } from "../postgres/Statement.ts"
 import { ObjectStore } from "../s3/ObjectStore.ts"
@@ -29,21 +28,27 @@ export interface ConnectionOptions {
   readonly env: Readonly<Record<string, string | undefined>>
 }
 
-/** A DSN of the config as a URL (libpq's keyword form or a URL, PG* variables as defaults). */
-export const urlOf = (role: "source" | "destination", dsn: Redacted.Redacted<string>, env: ConnectionOptions["env"]) =>
+/**
+ * A DSN of the config (libpq's keyword form or a URL; "" for the environment alone), checked by libpq's
+ * rules with the PG* variables as defaults: a bad one is a setting error naming the role, not the value.
+ */
+export const checkedDsn = (role: "source" | "destination", dsn: Redacted.Redacted<string>, env: ConnectionOptions["env"]) =>
   Effect.try({
-    try: () => Redacted.make(toUrl(Redacted.value(dsn), env)),
+    try: () => {
+      ConnInfo.validate(Redacted.value(dsn), env)
+      return dsn
+    },
     catch: (e) =>
       new SettingsError({
         setting: `the ${role}'s dsn`,
-        problem: e instanceof ConnectionStringError ? e.problem : String(e)
+        problem: e instanceof ConnInfo.ConnInfoError ? e.problem : String(e)
       })
   })
 
-/** A pool on `url`, checked at once: a refused connection or password is exit 2, not a failed run. */
-const pool = (url: Redacted.Redacted<string>, connections: number) => {
-  const where = describeUrl(Redacted.value(url))
-  const client = PgClient.layer(PgSession.poolConfig(url, { maxConnections: connections }))
+/** A pool on `dsn`, checked at once: a refused connection or password is exit 2, not a failed run. */
+const pool = (dsn: Redacted.Redacted<string>, connections: number, env: ConnectionOptions["env"]) => {
+  const where = describeUrl(dsn, env)
+  const client = PgSession.layer(dsn, { maxConnections: connections, applicationName: "zodb-convert", env })
   return Layer.effectDiscard(checkConnection(where)).pipe(
     Layer.provideMerge(client),
     Layer.catchTag("SqlError", (error: SqlError.SqlError) =>
@@ -54,20 +59,22 @@ const pool = (url: Redacted.Redacted<string>, connections: number) => {
 export const layer = (config: Resolved, options: ConnectionOptions) =>
   Effect.gen(function*() {
     const policy = defaultPolicy(options.retries)
-    const destUrl = yield* urlOf("destination", config.destination.dsn, options.env)
+    const destDsn = yield* checkedDsn("destination", config.destination.dsn, options.env)
     // zodb-pgjsonb keeps one pool slot for its watermark; the writers take the rest
     const destination = PgJsonbWriter.layer({ historyPreserving: config.destination.historyPreserving }).pipe(
-      Layer.provide(pool(destUrl, options.workers + 2))
+      Layer.provide(pool(destDsn, options.workers + 2, options.env))
     )
-    const source = config.source.kind === "filestorage"
-      ? FileStorageSource.layer({ path: config.source.path, blobDir: config.source.blobDir })
-      : RelStorageReader.layer({
-        describe: `RelStorage ${describeUrl(Redacted.value(yield* urlOf("source", config.source.dsn, options.env)))}`,
-        keepHistory: config.source.keepHistory,
-        policy,
-        tempDir: options.tempDir,
-        inMemMax: 32 * 1024 * 1024
-      }).pipe(Layer.provide(pool(yield* urlOf("source", config.source.dsn, options.env), options.workers + 2)))
+    const from = config.source
+    const source = from.kind === "filestorage"
+      ? FileStorageSource.layer({ path: from.path, blobDir: from.blobDir })
+      : yield* Effect.map(checkedDsn("source", from.dsn, options.env), (dsn) =>
+        RelStorageReader.layer({
+          describe: `RelStorage ${describeUrl(dsn, options.env)}`,
+          keepHistory: from.keepHistory,
+          policy,
+          tempDir: options.tempDir,
+          inMemMax: 32 * 1024 * 1024
+        }).pipe(Layer.provide(pool(dsn, options.workers + 2, options.env))))
     const s3 = config.destination.s3
     if (options.deferred !== undefined && s3 === undefined) {
       return yield* new SettingsError({
@@ -101,8 +108,8 @@ export const storeOf = (s3: S3Settings, connections: number, policy: RetryPolicy
 /** --upload-blobs: the destination's pool (read and record blob_state) and its S3 store. */
 export const uploadLayer = (destination: Destination, s3: S3Settings, options: Omit<ConnectionOptions, "deferred" | "tempDir">) =>
   Effect.gen(function*() {
-    const url = yield* urlOf("destination", destination.dsn, options.env)
-    return Layer.mergeAll(pool(url, options.workers + 1), storeOf(s3, options.workers * 2 + 2, defaultPolicy(options.retries))).pipe(
+    const dsn = yield* checkedDsn("destination", destination.dsn, options.env)
+    return Layer.mergeAll(pool(dsn, options.workers + 1, options.env), storeOf(s3, options.workers * 2 + 2, defaultPolicy(options.retries))).pipe(
       Layer.provideMerge(Stats.layer)
     )
   })

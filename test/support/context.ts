@@ -17,6 +17,11 @@ export interface PgTestServer {
   readonly external: boolean
   /** PEM of the CA that signs the server's certificate, when the throwaway cluster offers TLS */
   readonly caFile?: string
+  /**
+   * The throwaway cluster's Unix-domain socket directory (`.s.PGSQL.<port>` in it): every role is trusted
+   * there except TempCluster's SOCKET_PASSWORD_ROLE, which must give its password
+   */
+  readonly socketDir?: string
 }
 
 declare module "vitest" {

@@ -18,8 +18,7 @@
  */
 import { Effect, Layer, Result } from "effect"
 import { SqlClient } from "effect/sql"
-import { PgClient } from "@effect/sql-pg"
-import { Context, Redacted } from "effect"
+import { Context } from "effect"
 import { DatabaseError, DatabaseUnavailable, describeCause, SchemaMismatch } from "../../domain/Errors.ts"
 import * as Aliases from "../../phases/Aliases.ts"
 import * as LargeObjects from "../../postgres/LargeObjects.ts"
@@ -74,18 +73,18 @@ export const layer = (
       const sameDatabase = destUrl === undefined
       const connectDestination = destUrl === undefined ? Effect.succeed(sql) : yield* Effect.cached(
         Layer.buildWithScope(
-          PgClient.layer(PgSession.poolConfig(destUrl, {
+          PgSession.layer(destUrl, {
             maxConnections: options.connections ?? 4,
             pgCa: options.pgCa,
             timeoutSeconds: options.pgTimeout
-          })),
+          }),
           scope
         ).pipe(
           Effect.map((context) => Context.get(context, SqlClient.SqlClient)),
           Effect.tap((dest) => dest`SELECT 1`),
           Effect.mapError((error) =>
             new DatabaseUnavailable({
-              problem: `cannot connect to the blob_state database at ${describeUrl(Redacted.value(destUrl))}: ${describeCause(error)}`
+              problem: `cannot connect to the blob_state database at ${describeUrl(destUrl)}: ${describeCause(error)}`
             })
           )
         )
@@ -139,7 +138,7 @@ export const layer = (
         )
         return r?.relstorage === true ? "relstorage" as const : r?.pgjsonb === true ? "zodb-pgjsonb" as const : "empty" as const
       })
-      const where = destUrl === undefined ? "the RelStorage database (no --dest-pg-url)" : `the --dest-pg-url database ${describeUrl(Redacted.value(destUrl))}`
+      const where = destUrl === undefined ? "the RelStorage database (no --dest-pg-url)" : `the --dest-pg-url database ${describeUrl(destUrl)}`
       const sameDatabaseNote =
         `blob_state goes into ${where}, next to RelStorage's object_state: zodb-pgjsonb cannot use this database (its schema ` +
         "cannot be installed beside RelStorage's tables). This only keeps the blobs (S3 objects, inline data) next to RelStorage " +
@@ -423,7 +422,7 @@ export const layer = (
           relation: "blob_chunk",
           keyColumns: ["zoid", "tid"],
           result: "blob_state",
-          resultWhere: destUrl === undefined ? undefined : `at ${describeUrl(Redacted.value(destUrl))}`,
+          resultWhere: destUrl === undefined ? undefined : `at ${describeUrl(destUrl)}`,
           legacy: { name: "blob_chunk", adopt: sameDatabase }
         }),
         shard,
