@@ -1,4 +1,4 @@
-// What s3rver 3.7 (the stand-in of the fast tests) enforces, for the README's table of S3 servers: none
+// What s3rver 3.7 (the stand-in of the fast tests) enforces, for the table of S3 servers in docs/s3-servers.md: none
 // of the body checks. A wrong Content-MD5 and a wrong x-amz-checksum-sha256 are accepted, a multipart
 // object's ETag is the plain MD5 of the whole object, and an aws-chunked body is stored with its
 // framing; a body damaged in transit (a proxy flips a byte, headers kept: Content-MD5 and the signed
@@ -17,7 +17,7 @@ import { TestS3 } from "./support/S3.ts"
 const md5 = (bytes: Uint8Array) => createHash("md5").update(bytes).digest("base64")
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("base64")
 
-describe("s3rver 3.7 enforces no body check (README, S3 servers)", () => {
+describe("s3rver 3.7 enforces no body check (docs/s3-servers.md)", () => {
   it.live("wrong Content-MD5 and x-amz-checksum-sha256 are stored; a multipart ETag is the whole MD5; aws-chunked framing and a body damaged in transit are stored", () =>
     Effect.gen(function*() {
       const s3 = yield* TestS3

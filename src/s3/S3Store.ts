@@ -4,7 +4,7 @@
  * Integrity end to end: every request body carries Content-MD5 (the whole object on a single PUT, each
  * part of a multipart upload), single PUTs also carry x-amz-checksum-sha256, and a body sent from
  * memory is signed with its SHA-256 (x-amz-content-sha256; bodies streamed from temp files are
- * UNSIGNED-PAYLOAD). What the server enforces differs (README, "S3 servers"): AWS S3 documents all
+ * UNSIGNED-PAYLOAD). What the server enforces differs (docs/s3-servers.md): AWS S3 documents all
  * three; Ceph RGW 16 checks Content-MD5 (BadDigest) and the signed payload hash
  * (XAmzContentSHA256Mismatch) but ignores x-amz-checksum-sha256; s3rver 3.7 checks none of them. So
  * the proof that holds on every server is the ETag comparison below (a plain ETag must be the MD5 of

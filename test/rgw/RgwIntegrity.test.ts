@@ -1,4 +1,4 @@
-// What Ceph RGW 16 enforces, and that the tool's proof of the bytes holds on it (README, "S3 servers"):
+// What Ceph RGW 16 enforces, and that the tool's proof of the bytes holds on it (docs/s3-servers.md):
 // - A body damaged in transit (a proxy flips one byte and keeps the headers) is refused by RGW itself:
 //   a body streamed from a temp file (a single PUT or a part: UNSIGNED-PAYLOAD) by its Content-MD5
 //   (BadDigest); a body sent from memory, which the SDK also signs (x-amz-content-sha256 = its SHA-256),
@@ -153,7 +153,7 @@ describeRgw("against Ceph RGW: what it enforces", () => {
       assert.strictEqual(
         yield* outcome(client.send(new PutObjectCommand({ Bucket, Key: "sha", Body: body, ContentMD5: md5(body), ChecksumSHA256: sha256(other) }))),
         "ok",
-        "RGW 16 ignores x-amz-checksum-sha256: if this fails, RGW enforces it now; update the README's table"
+        "RGW 16 ignores x-amz-checksum-sha256: if this fails, RGW enforces it now; update the table in docs/s3-servers.md"
       )
       assert.isTrue(Buffer.from(Option.getOrThrow(yield* s3.getObject("sha")).bytes).equals(body))
       const upload = yield* Effect.promise(() => client.send(new CreateMultipartUploadCommand({ Bucket, Key: "mp" })))

@@ -2,7 +2,7 @@
 // accepted on single PUTs, multipart uploads and the probe; HEAD shows the class (of single PUTs), the
 // object's ACL grants its owner alone; verify --deep passes; a class the zone group does not define
 // (GLACIER_IR) is refused by the probe with RGW's InvalidArgument (exit 2). What RGW does with the other
-// values is in the README's table of S3 servers.
+// values is in the table of S3 servers (docs/s3-servers.md).
 import { GetObjectAclCommand, HeadObjectCommand } from "@aws-sdk/client-s3"
 import { assert, beforeAll, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
