@@ -139,6 +139,47 @@ describe("zodb-convert: --deferred-blobs, then --upload-blobs", () => {
       assert.deepStrictEqual(yield* digest(db), expected)
     })), { timeout: 180_000 })
 
+  it.effect("killed at random points of the copy and of the upload, each rerun: the same destination as the inline mode, nothing staged at the end", () =>
+    within(Effect.gen(function*() {
+      const s3 = yield* TestS3
+      const expected = yield* reference(s3)
+      yield* Effect.promise(() =>
+        fc.assert(
+          fc.asyncProperty(fc.integer({ min: 0, max: 11 }), fc.integer({ min: 0, max: 400 }), (after, uploadKillMs) =>
+            Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+              const db = yield* freshDb
+              const dir = yield* scopedTempDir("zodb-deferred-prop-")
+              const manifest = NodePath.join(dir, "blobs.tsv")
+              const config = writeConfig(dir, { source, db, s3, prefix })
+              let cancel = () => {}
+              const killed = yield* zodbConvert([config, "--deferred-blobs", manifest], {
+                onStart: (child) => {
+                  cancel = whenCommitted(db, after, () => child.kill("SIGKILL"))
+                }
+              })
+              cancel()
+              if (killed.signal === null) assert.strictEqual(killed.code, 0, killed.stderr)
+              const copied = yield* zodbConvert([config, "--deferred-blobs", manifest, "--incremental"])
+              assert.strictEqual(copied.code, 0, copied.stderr)
+              yield* everyKeyHasItsObject(db, s3)
+              const cut = yield* zodbConvert([config, "--upload-blobs", manifest, "-w", "1"], {
+                onStart: (child) => {
+                  setTimeout(() => child.kill("SIGKILL"), uploadKillMs).unref()
+                }
+              })
+              if (cut.signal === null) assert.strictEqual(cut.code, 0, cut.stderr)
+              yield* everyKeyHasItsObject(db, s3)
+              const done = yield* zodbConvert([config, "--upload-blobs", manifest])
+              assert.strictEqual(done.code, 0, done.stderr)
+              assert.deepStrictEqual(NodeFs.readdirSync(`${manifest}.staged`), [])
+              assert.strictEqual(yield* everyKeyHasItsObject(db, s3), 2)
+              assert.deepStrictEqual(yield* digest(db), expected, `copy killed after ${after}, upload after ${uploadKillMs} ms`)
+            })))),
+          { numRuns: 4, endOnFailure: true }
+        )
+      )
+    })), { timeout: 300_000 })
+
   it.effect("a damaged staged file fails its line without uploading; a staged blob whose transaction is not committed waits (exit 1)", () =>
     within(Effect.gen(function*() {
       const db = yield* TestDatabase
