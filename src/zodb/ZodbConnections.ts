@@ -37,10 +37,16 @@ export const urlOf = (role: "source" | "destination", dsn: Redacted.Redacted<str
       })
   })
 
-/** A pool on `url`, checked at once: a refused connection or password is exit 2, not a failed run. */
-const pool = (url: Redacted.Redacted<string>, connections: number) => {
+/**
+ * A pool on `url`, checked at once: a refused connection or password is exit 2, not a failed run.
+ * `readOnly`: every session starts with default_transaction_read_only (verify: the server refuses writes).
+ */
+const pool = (url: Redacted.Redacted<string>, connections: number, readOnly = false) => {
   const where = describeUrl(Redacted.value(url))
-  const client = PgClient.layer(PgSession.poolConfig(url, { maxConnections: connections }))
+  const config = PgSession.poolConfig(url, { maxConnections: connections })
+  const client = PgClient.layer(
+    readOnly ? { ...config, startupParameters: { ...config.startupParameters, default_transaction_read_only: "on" } } : config
+  )
   return Layer.effectDiscard(checkConnection(where)).pipe(
     Layer.provideMerge(client),
     Layer.catchTag("SqlError", (error: SqlError.SqlError) =>
@@ -87,3 +93,18 @@ export const layer = (config: Resolved, options: ConnectionOptions) =>
 export const all = (layers: Effect.Success<ReturnType<typeof layer>>) =>
   Layer.mergeAll(layers.source, layers.destination, layers.store).pipe(Layer.provideMerge(layers.stats))
 
+
+/**
+ * What `--verify` needs: the source, the destination's pool (read-only sessions, and no PgJsonbWriter:
+ * nothing is created or checked by writing), the S3 store when the destination has one, and Stats.
+ */
+export const verifyLayers = (config: Resolved, options: ConnectionOptions) =>
+  Effect.gen(function*() {
+    const layers = yield* layer(config, options)
+    const destUrl = yield* urlOf("destination", config.destination.dsn, options.env)
+    return { ...layers, destination: pool(destUrl, options.workers + 1, true) }
+  })
+
+/** Every service of a verification as one layer (the destination's SqlClient, not a writer). */
+export const allForVerify = (layers: Effect.Success<ReturnType<typeof verifyLayers>>) =>
+  Layer.mergeAll(layers.source, layers.destination, layers.store).pipe(Layer.provideMerge(layers.stats))
