@@ -14,6 +14,7 @@ import { ZodbConversion } from "../zodb/ZodbConversion.ts"
 import * as ZodbConvert from "../zodb/ZodbConvert.ts"
 import { described, int } from "./Flags.ts"
 import * as ProgressMode from "./ProgressMode.ts"
+import { verifyCommand, verifyFlags } from "./zodbVerify.ts"
 
 const flags = {
   config: Argument.String("config").pipe(
@@ -56,7 +57,8 @@ const flags = {
   ),
   interval: int("interval", "seconds between progress lines", 10).pipe(Flag.withAlias("i")),
   retries: int("retries", "attempts per S3 or PostgreSQL call before it counts as failed", 10),
-  verbose: Flag.Boolean("verbose").pipe(Flag.withAlias("v"), Flag.withDescription("log each step (the same as LOG_LEVEL=debug)"), Flag.withDefault(false))
+  verbose: Flag.Boolean("verbose").pipe(Flag.withAlias("v"), Flag.withDescription("log each step (the same as LOG_LEVEL=debug)"), Flag.withDefault(false)),
+  ...verifyFlags
 }
 
 type Flags = Command.Command.Config.Infer<typeof flags>
@@ -67,6 +69,7 @@ const describeSource = (source: ConvertConfig.Source) =>
     : `RelStorage (${source.keepHistory ? "history-preserving" : "history-free"})`
 
 const convert = Effect.fn("zodb-convert")(function*(f: Flags) {
+  if (f.verify) return yield* verifyCommand(f)
   if (f.workers < 1) return yield* new SettingsError({ setting: "--workers", problem: "must be at least 1" })
   if (f.interval < 1) return yield* new SettingsError({ setting: "--interval", problem: "must be at least 1" })
   const config = yield* ConvertConfig.load({
