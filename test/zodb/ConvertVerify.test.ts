@@ -250,3 +250,30 @@ describe("zodb-convert --verify: RelStorage history-preserving", () => {
       })))
   })
 })
+
+describe("zodb-convert --verify: FileStorage into a history-preserving destination, blobs inline", () => {
+  layer(TestDatabase.layerClient, { timeout: 300_000 })((it) => {
+    it.effect("every revision and every deletion's tombstone in object_history verifies; a missing tombstone is named", () =>
+      Effect.gen(function*() {
+        const db = yield* TestDatabase
+        const sql = yield* SqlClient.SqlClient
+        const dir = yield* scopedTempDir("zodb-verify-hp-")
+        const config = writeConfig(dir, { source: filestorageSection(dataFs, blobDir), db, historyPreserving: true })
+        const copied = yield* zodbConvert([config, "-w", "2", "--progress", "plain"])
+        assert.strictEqual(copied.code, 0, copied.stderr)
+        const clean = expectClean(yield* verify(config, ["-w", "1"]))
+        assert.strictEqual(clean.counts.blob_state!.source, 7)
+
+        // the deleteObject of oid 0x130 and the undone creation of 0x12f leave tombstones in object_history
+        const tombs = yield* sql<{ zoid: string; tid: string; j: string }>`
+          SELECT zoid::text AS zoid, tid::text AS tid, to_jsonb(h)::text AS j FROM object_history h
+          WHERE state IS NULL ORDER BY zoid, tid`
+        assert.isAbove(tombs.length, 0)
+        const t = tombs[tombs.length - 1]!
+        yield* sql`DELETE FROM object_history WHERE zoid = ${t.zoid} AND tid = ${t.tid}`
+        expectOne(yield* verify(config), { table: "object_history", zoid: hex16(t.zoid), tid: hex16(t.tid) }, /deletion/)
+        yield* sql`INSERT INTO object_history SELECT * FROM jsonb_populate_record(null::object_history, ${t.j}::jsonb)`
+        expectClean(yield* verify(config))
+      }))
+  })
+})
