@@ -14,6 +14,7 @@ import { uploadStaged, ZodbConversion } from "../zodb/ZodbConversion.ts"
 import * as ZodbConvert from "../zodb/ZodbConvert.ts"
 import { described, int } from "./Flags.ts"
 import * as ProgressMode from "./ProgressMode.ts"
+import { verifyCommand, verifyFlags } from "./zodbVerify.ts"
 
 const flags = {
   config: Argument.String("config").pipe(
@@ -77,7 +78,8 @@ const flags = {
   s3Region: Flag.String("s3-region").pipe(Flag.withDescription("--upload-blobs: the S3 region (default: the destination's)"), Flag.optional),
   s3AccessKey: Flag.Redacted("s3-access-key").pipe(Flag.withDescription(described("--upload-blobs: the S3 access key", { env: "AWS_ACCESS_KEY_ID" })), Flag.withFallbackConfig(Config.Redacted("AWS_ACCESS_KEY_ID")), Flag.optional),
   s3SecretKey: Flag.Redacted("s3-secret-key").pipe(Flag.withDescription(described("--upload-blobs: the S3 secret key", { env: "AWS_SECRET_ACCESS_KEY" })), Flag.withFallbackConfig(Config.Redacted("AWS_SECRET_ACCESS_KEY")), Flag.optional),
-  verbose: Flag.Boolean("verbose").pipe(Flag.withAlias("v"), Flag.withDescription("log each step (the same as LOG_LEVEL=debug)"), Flag.withDefault(false))
+  verbose: Flag.Boolean("verbose").pipe(Flag.withAlias("v"), Flag.withDescription("log each step (the same as LOG_LEVEL=debug)"), Flag.withDefault(false)),
+  ...verifyFlags
 }
 
 type Flags = Command.Command.Config.Infer<typeof flags>
@@ -118,6 +120,7 @@ const describeSource = (source: ConvertConfig.Source) =>
     : `RelStorage (${source.keepHistory ? "history-preserving" : "history-free"})`
 
 const convert = Effect.fn("zodb-convert")(function*(f: Flags) {
+  if (f.verify) return yield* verifyCommand(f)
   if (f.workers < 1) return yield* new SettingsError({ setting: "--workers", problem: "must be at least 1" })
   if (f.interval < 1) return yield* new SettingsError({ setting: "--interval", problem: "must be at least 1" })
   if (Option.isSome(f.uploadBlobs)) return yield* uploadCommand(f, f.uploadBlobs.value)

@@ -47,6 +47,8 @@ export interface SessionOptions {
   readonly applicationName?: string | undefined
   /** libpq's PG* variables (default process.env) */
   readonly env?: ConnectionString.Env | undefined
+  /** every session starts with default_transaction_read_only: the server refuses writes (verify) */
+  readonly readOnly?: boolean | undefined
 }
 
 /** The backend message that ends every answer: 'Z', length 5, transaction status. */
@@ -276,7 +278,8 @@ export const poolConfig = (c: ConnectionString.Connection, options: SessionOptio
     ...(c.options === undefined ? {} : { startupOptions: c.options }),
     startupParameters: {
       statement_timeout: `${timeout}s`,
-      idle_in_transaction_session_timeout: `${timeout}s`
+      idle_in_transaction_session_timeout: `${timeout}s`,
+      ...(options.readOnly === true ? { default_transaction_read_only: "on" } : {})
     },
     stream: () =>
       watchedSocket(c.loadBalance ? shuffled(endpoints) : endpoints, (timeout + graceSeconds) * 1000, tls)

@@ -45,10 +45,13 @@ export const checkedDsn = (role: "source" | "destination", dsn: Redacted.Redacte
       })
   })
 
-/** A pool on `dsn`, checked at once: a refused connection or password is exit 2, not a failed run. */
-const pool = (dsn: Redacted.Redacted<string>, connections: number, env: ConnectionOptions["env"]) => {
+/**
+ * A pool on `dsn`, checked at once: a refused connection or password is exit 2, not a failed run.
+ * `readOnly`: every session starts with default_transaction_read_only (verify: the server refuses writes).
+ */
+const pool = (dsn: Redacted.Redacted<string>, connections: number, env: ConnectionOptions["env"], readOnly = false) => {
   const where = describeUrl(dsn, env)
-  const client = PgSession.layer(dsn, { maxConnections: connections, applicationName: "zodb-convert", env })
+  const client = PgSession.layer(dsn, { maxConnections: connections, applicationName: "zodb-convert", env, readOnly })
   return Layer.effectDiscard(checkConnection(where)).pipe(
     Layer.provideMerge(client),
     Layer.catchTag("SqlError", (error: SqlError.SqlError) =>
@@ -118,3 +121,18 @@ export const uploadLayer = (destination: Destination, s3: S3Settings, options: O
 export const all = (layers: Effect.Success<ReturnType<typeof layer>>) =>
   Layer.mergeAll(layers.source, layers.destination, layers.store).pipe(Layer.provideMerge(layers.stats))
 
+
+/**
+ * What `--verify` needs: the source, the destination's pool (read-only sessions, and no PgJsonbWriter:
+ * nothing is created or checked by writing), the S3 store when the destination has one, and Stats.
+ */
+export const verifyLayers = (config: Resolved, options: ConnectionOptions) =>
+  Effect.gen(function*() {
+    const layers = yield* layer(config, options)
+    const dsn = yield* checkedDsn("destination", config.destination.dsn, options.env)
+    return { ...layers, destination: pool(dsn, options.workers + 1, options.env, true) }
+  })
+
+/** Every service of a verification as one layer (the destination's SqlClient, not a writer). */
+export const allForVerify = (layers: Effect.Success<ReturnType<typeof verifyLayers>>) =>
+  Layer.mergeAll(layers.source, layers.destination, layers.store).pipe(Layer.provideMerge(layers.stats))
