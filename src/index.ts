@@ -57,6 +57,8 @@ export * as S3Store from "./s3/S3Store.ts"
 // zodb-convert: a whole ZODB into zodb-pgjsonb (docs/zodb-convert.md)
 export { ZodbConversion, type ConversionOptions, type CopyOptions } from "./zodb/ZodbConversion.ts"
 export * as ZodbConvert from "./zodb/ZodbConvert.ts"
+export * as ZodbVerify from "./zodb/ZodbVerify.ts"
+export * as ZodbUploadBlobs from "./zodb/ZodbUploadBlobs.ts"
 export * as ZodbConvertConfig from "./zodb/ConvertConfig.ts"
 export * as ZodbCodec from "./zodb/codec/RecordCodec.ts"
 

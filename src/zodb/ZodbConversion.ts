@@ -17,6 +17,7 @@ import { defaultPolicy } from "../core/Retry.ts"
 import { type DatabaseUnavailable, type ManifestError, SettingsError, type StoreUnavailable } from "../domain/Errors.ts"
 import type { StoreError } from "../domain/Errors.ts"
 import * as ZodbUploadBlobs from "./ZodbUploadBlobs.ts"
+import * as ZodbVerify from "./ZodbVerify.ts"
 import * as ConvertConfig from "./ConvertConfig.ts"
 import type { CodecMode } from "./codec/RecordCodec.ts"
 import type { ZConfigError } from "./ZConfig.ts"
@@ -69,6 +70,14 @@ export class ZodbConversion extends Context.Service<ZodbConversion, {
     readonly s3?: { readonly [K in keyof ConvertConfig.S3Settings]?: ConvertConfig.S3Settings[K] | undefined } | undefined
     readonly onLine?: ((report: ZodbUploadBlobs.UploadReport) => Effect.Effect<void>) | undefined
   }) => Effect.Effect<ZodbUploadBlobs.UploadReport, ZodbUploadBlobs.UploadIncomplete | ManifestError | StoreError | StoreUnavailable | SettingsError | DatabaseUnavailable | Effect.Error<ReturnType<typeof ZodbUploadBlobs.run>>>
+  /** compares the destination with the source (ZodbVerify.ts): read-only; the report names each difference */
+  readonly verify: (options?: {
+    readonly sample?: number | undefined
+    readonly seed?: number | undefined
+    readonly deep?: boolean | undefined
+    readonly mode?: CodecMode | undefined
+    readonly concurrency?: number | undefined
+  }) => Effect.Effect<ZodbVerify.VerifyReport, Effect.Error<ReturnType<typeof ZodbVerify.run>> | SettingsError | DatabaseUnavailable | StoreUnavailable | ManifestError>
   /** reads and decodes the source as the copy would; writes nothing */
   readonly dryRun: (options?: { readonly mode?: CodecMode | undefined }) => Effect.Effect<ZodbConvert.DryRun, Effect.Error<ReturnType<typeof ZodbConvert.dryRun>> | SettingsError | DatabaseUnavailable>
 }>()("lo-migrate/zodb/ZodbConversion") {
@@ -109,6 +118,26 @@ export class ZodbConversion extends Context.Service<ZodbConversion, {
       copyReport,
       copy: (copy) => Effect.flatMap(copyReport(copy), ZodbConvert.outcome),
       uploadBlobs: (upload) => uploadStaged(options, upload),
+      verify: (verify = {}) =>
+        Effect.gen(function*() {
+          const concurrency = Math.max(1, verify.concurrency ?? 4)
+          const layers = yield* ZodbConnections.verifyLayers({ source: options.source, destination: options.destination, ignored: [] }, {
+            workers: concurrency,
+            retries: options.retries ?? 10,
+            tempDir: options.tempDir ?? NodeOs.tmpdir(),
+            env: options.env ?? process.env
+          })
+          return yield* ZodbVerify.run({
+            historyPreserving: options.destination.historyPreserving,
+            s3Prefix: options.destination.s3?.prefix,
+            sample: verify.sample,
+            seed: verify.seed,
+            deep: verify.deep,
+            mode: verify.mode,
+            concurrency,
+            retry: defaultPolicy(options.retries ?? 10)
+          }).pipe(Effect.provide(ZodbConnections.allForVerify(layers)), Effect.scoped)
+        }),
       dryRun: (dry = {}) =>
         Effect.gen(function*() {
           const layers = yield* connections(1)

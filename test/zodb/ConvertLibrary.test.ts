@@ -46,5 +46,11 @@ describe("zodb-convert as a library", () => {
       if (Exit.isFailure(again)) assert.match(String(again.cause), /DestinationNotEmpty|--incremental/)
       const incremental = yield* copy({ incremental: true })
       assert.strictEqual(incremental.committed, 0)
+      // and verified from code: no difference
+      const report = yield* Effect.gen(function*() {
+        return yield* (yield* ZodbConversion).verify({ concurrency: 2 })
+      }).pipe(Effect.provide(layer))
+      assert.strictEqual(report.bad, 0, JSON.stringify(report.differences))
+      assert.isAbove(report.checked, 300)
     }).pipe(Effect.provide(TestDatabase.layerClient), Effect.scoped), { timeout: 120_000 })
 })
