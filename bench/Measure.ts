@@ -177,27 +177,31 @@ export interface EndToEnd extends Rate {
 const bin = fileURLToPath(new URL("../dist/cli/bin.js", import.meta.url))
 const usageHook = fileURLToPath(new URL("./ReportUsage.ts", import.meta.url))
 
-/** lo-migrate migrate as a child process; its own CPU time and peak RSS come from ReportUsage.ts. */
-export const endToEnd = async (
-  url: string,
-  endpoint: string,
-  bucket: string,
-  extraArgs: ReadonlyArray<string> = [],
+/** The output of a child process, its wall time, its own CPU seconds and peak RSS (from ReportUsage.ts). */
+interface Measured {
+  readonly stdout: string
+  readonly wall: number
+  readonly cpuSeconds: number
+  readonly maxRssMiB: number
+}
+
+/**
+ * Runs `script args` as a child Node process with ReportUsage.ts preloaded; fails unless it exits 0.
+ * LO_MIGRATE_BENCH_NODE_ARGS: extra Node flags for the process under test (e.g. --cpu-prof).
+ */
+const runMeasured = async (
+  what: string,
+  script: string,
+  args: ReadonlyArray<string>,
   extraEnv: Readonly<Record<string, string>> = {}
-): Promise<EndToEnd> => {
-  await createBucket(endpoint, bucket)
+): Promise<Measured> => {
   const dir = mkdtempSync(join(tmpdir(), "lo-migrate-bench-usage-"))
   const usageFile = join(dir, "usage.json")
   try {
-    // LO_MIGRATE_BENCH_NODE_ARGS: extra Node flags for the process under test (e.g. --cpu-prof)
     const nodeArgs = (process.env.LO_MIGRATE_BENCH_NODE_ARGS ?? "").split(" ").filter((a) => a !== "")
-    const args = [
-      ...nodeArgs, "--import", usageHook, bin, "migrate", "--pg-url", url, "--s3-url", endpoint, "--access-key", ACCESS,
-      "--secret-key", SECRET, "--bucket", bucket, "--interval", "3600", ...extraArgs
-    ]
     const start = process.hrtime.bigint()
     const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, args, {
+      const child = spawn(process.execPath, [...nodeArgs, "--import", usageHook, script, ...args], {
         env: { ...process.env, ...extraEnv, LO_MIGRATE_BENCH_USAGE: usageFile, LOG_LEVEL: "warn" },
         stdio: ["ignore", "pipe", "pipe"]
       })
@@ -208,21 +212,37 @@ export const endToEnd = async (
       child.on("close", (code) => resolve({ code, stdout, stderr }))
     })
     const wall = seconds(start)
-    if (code !== 0) throw new Error(`lo-migrate exited with ${code}\n${stdout}\n${stderr.slice(-4000)}`)
-    const m = /migrated (\d+) object\(s\), .* \((\d+) bytes\) in ([\d.]+) s/.exec(stdout)
-    if (m === null) throw new Error(`no summary in the output:\n${stdout}`)
+    if (code !== 0) throw new Error(`${what} exited with ${code}\n${stdout}\n${stderr.slice(-4000)}`)
     const usage = JSON.parse(readFileSync(usageFile, "utf8")) as NodeJS.ResourceUsage
-    return {
-      objects: Number(m[1]),
-      migrated: Number(m[1]),
-      bytes: Number(m[2]),
-      seconds: Number(m[3]),
-      wall,
-      cpuSeconds: (usage.userCPUTime + usage.systemCPUTime) / 1e6,
-      maxRssMiB: usage.maxRSS / 1024
-    }
+    return { stdout, wall, cpuSeconds: (usage.userCPUTime + usage.systemCPUTime) / 1e6, maxRssMiB: usage.maxRSS / 1024 }
   } finally {
     rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+/** lo-migrate migrate as a child process; its own CPU time and peak RSS come from ReportUsage.ts. */
+export const endToEnd = async (
+  url: string,
+  endpoint: string,
+  bucket: string,
+  extraArgs: ReadonlyArray<string> = [],
+  extraEnv: Readonly<Record<string, string>> = {}
+): Promise<EndToEnd> => {
+  await createBucket(endpoint, bucket)
+  const run = await runMeasured("lo-migrate", bin, [
+    "migrate", "--pg-url", url, "--s3-url", endpoint, "--access-key", ACCESS,
+    "--secret-key", SECRET, "--bucket", bucket, "--interval", "3600", ...extraArgs
+  ], extraEnv)
+  const m = /migrated (\d+) object\(s\), .* \((\d+) bytes\) in ([\d.]+) s/.exec(run.stdout)
+  if (m === null) throw new Error(`no summary in the output:\n${run.stdout}`)
+  return {
+    objects: Number(m[1]),
+    migrated: Number(m[1]),
+    bytes: Number(m[2]),
+    seconds: Number(m[3]),
+    wall: run.wall,
+    cpuSeconds: run.cpuSeconds,
+    maxRssMiB: run.maxRssMiB
   }
 }
 
@@ -264,39 +284,17 @@ const zodbBin = fileURLToPath(new URL("../dist/cli/zodbConvertBin.js", import.me
 
 /** zodb-convert as a child process on `config`; its own CPU time and peak RSS come from ReportUsage.ts. */
 export const zodbConvert = async (config: string, extraArgs: ReadonlyArray<string> = []): Promise<ZodbRun> => {
-  const dir = mkdtempSync(join(tmpdir(), "lo-migrate-bench-usage-"))
-  const usageFile = join(dir, "usage.json")
-  try {
-    const nodeArgs = (process.env.LO_MIGRATE_BENCH_NODE_ARGS ?? "").split(" ").filter((a) => a !== "")
-    const args = [...nodeArgs, "--import", usageHook, zodbBin, config, "--progress", "json", "--interval", "3600", ...extraArgs]
-    const start = process.hrtime.bigint()
-    const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, args, {
-        env: { ...process.env, LO_MIGRATE_BENCH_USAGE: usageFile, LOG_LEVEL: "warn" },
-        stdio: ["ignore", "pipe", "pipe"]
-      })
-      let stdout = ""
-      let stderr = ""
-      child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d))
-      child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d))
-      child.on("close", (code) => resolve({ code, stdout, stderr }))
-    })
-    const wall = seconds(start)
-    if (code !== 0) throw new Error(`zodb-convert exited with ${code}\n${stdout}\n${stderr.slice(-4000)}`)
-    const summary = stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, any>).find((l) => l.type === "summary")
-    if (summary === undefined) throw new Error(`no summary in the output:\n${stdout}`)
-    const usage = JSON.parse(readFileSync(usageFile, "utf8")) as NodeJS.ResourceUsage
-    return {
-      transactions: summary.transactions.committed,
-      records: summary.records,
-      bytes: summary.bytes,
-      seconds: summary.records / Math.max(1e-9, summary.rates.recordsPerSecond),
-      copySeconds: summary.copySeconds,
-      wall,
-      cpuSeconds: (usage.userCPUTime + usage.systemCPUTime) / 1e6,
-      maxRssMiB: usage.maxRSS / 1024
-    }
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
+  const run = await runMeasured("zodb-convert", zodbBin, [config, "--progress", "json", "--interval", "3600", ...extraArgs])
+  const summary = run.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, any>).find((l) => l.type === "summary")
+  if (summary === undefined) throw new Error(`no summary in the output:\n${run.stdout}`)
+  return {
+    transactions: summary.transactions.committed,
+    records: summary.records,
+    bytes: summary.bytes,
+    seconds: summary.records / Math.max(1e-9, summary.rates.recordsPerSecond),
+    copySeconds: summary.copySeconds,
+    wall: run.wall,
+    cpuSeconds: run.cpuSeconds,
+    maxRssMiB: run.maxRssMiB
   }
 }
