@@ -3,7 +3,9 @@
 import { PgClient } from "@effect/sql-pg"
 import { Context, Effect, Fiber, Layer, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
+import { assert } from "@effect/vitest"
 import { spawn } from "node:child_process"
+import { createHash } from "node:crypto"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { fixturesDir } from "../zodb/support/Fixtures.ts"
@@ -251,3 +253,30 @@ export const whenCommitted = (db: TestDatabaseShape, count: number, action: () =
     Effect.runFork(Fiber.interrupt(fiber))
   }
 }
+
+/**
+ * blob_state holds every blob revision of `expected`, byte-identical: those of 100 KB or more in S3
+ * under `prefix` (s3_key without it, data NULL), the others inline (s3_key NULL).
+ */
+export const assertBlobs = (expected: ReadonlyArray<ExpectedBlob>, s3: TestS3Shape, prefix?: string) =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const state = yield* sql<{ zoid: string; tid: string; blob_size: string; data: Uint8Array | null; s3_key: string | null }>`
+      SELECT zoid::text AS zoid, tid::text AS tid, blob_size::text AS blob_size, data, s3_key FROM blob_state`
+    assert.strictEqual(state.length, expected.length)
+    for (const b of expected) {
+      const row = state.find((r) => BigInt(r.zoid) === signed(b.zoid) && BigInt(r.tid) === signed(b.tid))
+      assert.isDefined(row, `${b.zoid}@${b.tid}`)
+      assert.strictEqual(Number(row!.blob_size), b.size)
+      if (b.size >= 100 * 1024) {
+        assert.isNull(row!.data)
+        assert.strictEqual(row!.s3_key, `blobs/${b.zoid}/${b.tid}.blob`)
+        const object = yield* s3.getObject(prefix === undefined ? row!.s3_key! : `${prefix}/${row!.s3_key}`)
+        assert.isTrue(object._tag === "Some", row!.s3_key!)
+        if (object._tag === "Some") assert.strictEqual(createHash("sha256").update(object.value.bytes).digest("hex"), b.sha256)
+      } else {
+        assert.isNull(row!.s3_key)
+        assert.strictEqual(createHash("sha256").update(row!.data!).digest("hex"), b.sha256, `${b.zoid}@${b.tid}`)
+      }
+    }
+  })

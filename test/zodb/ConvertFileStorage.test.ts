@@ -6,11 +6,11 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
-import { createHash } from "node:crypto"
 import { TestDatabase } from "../support/Postgres.ts"
 import { TestS3 } from "../support/S3.ts"
 import { scopedTempDir } from "../support/TempDir.ts"
 import {
+  assertBlobs,
   compareStates,
   currentRows,
   type ExpectedBlob,
@@ -68,24 +68,7 @@ describe("zodb-convert: FileStorage into zodb-pgjsonb", () => {
         }
 
         // blob_state: every revision; >= 100 KB in S3 under the prefix, s3_key without it
-        const state = yield* sql<{ zoid: string; tid: string; blob_size: string; data: Uint8Array | null; s3_key: string | null }>`
-          SELECT zoid::text AS zoid, tid::text AS tid, blob_size::text AS blob_size, data, s3_key FROM blob_state`
-        assert.strictEqual(state.length, blobs.length)
-        for (const b of blobs) {
-          const row = state.find((r) => BigInt(r.zoid) === signed(b.zoid) && BigInt(r.tid) === signed(b.tid))
-          assert.isDefined(row, `${b.zoid}@${b.tid}`)
-          assert.strictEqual(Number(row!.blob_size), b.size)
-          if (b.size >= 100 * 1024) {
-            assert.isNull(row!.data)
-            assert.strictEqual(row!.s3_key, `blobs/${b.zoid}/${b.tid}.blob`)
-            const object = yield* s3.getObject(`zodb1/${row!.s3_key}`)
-            assert.isTrue(object._tag === "Some", row!.s3_key!)
-            if (object._tag === "Some") assert.strictEqual(createHash("sha256").update(object.value.bytes).digest("hex"), b.sha256)
-          } else {
-            assert.isNull(row!.s3_key)
-            assert.strictEqual(createHash("sha256").update(row!.data!).digest("hex"), b.sha256)
-          }
-        }
+        yield* assertBlobs(blobs, s3, "zodb1")
         // finalized: zoid_seq past every oid, the watermark table gone
         const [seq] = yield* sql<{ next: string }>`SELECT last_value::text AS next FROM zoid_seq`
         const [max] = yield* sql<{ m: string }>`SELECT max(zoid)::text AS m FROM object_state`

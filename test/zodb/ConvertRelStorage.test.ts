@@ -5,11 +5,11 @@
 import { assert, describe, layer } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
-import { createHash } from "node:crypto"
 import { TestDatabase } from "../support/Postgres.ts"
 import { TestS3 } from "../support/S3.ts"
 import { scopedTempDir } from "../support/TempDir.ts"
 import {
+  assertBlobs,
   compareStates,
   currentRows,
   type ExpectedBlob,
@@ -71,19 +71,7 @@ for (const mode of ["hf", "hp"] as const) {
             }
           }
 
-          const state = yield* sql<{ zoid: string; tid: string; blob_size: string; data: Uint8Array | null; s3_key: string | null }>`
-            SELECT zoid::text AS zoid, tid::text AS tid, blob_size::text AS blob_size, data, s3_key FROM blob_state`
-          assert.strictEqual(state.length, blobs.length)
-          for (const b of blobs) {
-            const row = state.find((r) => BigInt(r.zoid) === signed(b.zoid) && BigInt(r.tid) === signed(b.tid))
-            assert.isDefined(row, `${b.zoid}@${b.tid}`)
-            assert.strictEqual(Number(row!.blob_size), b.size)
-            const bytes = row!.s3_key === null
-              ? row!.data!
-              : yield* Effect.map(s3.getObject(row!.s3_key), (o) => (o._tag === "Some" ? o.value.bytes : new Uint8Array(0)))
-            assert.strictEqual(createHash("sha256").update(bytes).digest("hex"), b.sha256, `${b.zoid}@${b.tid}`)
-            assert.strictEqual(row!.s3_key !== null, b.size >= 100 * 1024)
-          }
+          yield* assertBlobs(blobs, s3)
         })))
     })
   })
