@@ -124,7 +124,8 @@ describeRgw("against Ceph RGW: migrate, verify, prune", () => {
       const s3 = yield* TestS3
       yield* createNice2Schema()
       const objects: Array<InsertedObject> = []
-      for (let i = 0; i < 8; i++) objects.push(yield* insertObject({ bytes: randomBytes(6 * MiB + i * 1000, 300 + i) }))
+      // enough multipart objects that one is still open when four rows are marked, however fast RGW is
+      for (let i = 0; i < 16; i++) objects.push(yield* insertObject({ bytes: randomBytes(6 * MiB + i * 1000, 300 + i) }))
       for (let i = 0; i < 100; i++) objects.push(yield* insertObject({ bytes: randomBytes(2 * KiB + i * 13, 400 + i) }))
       const args = ["migrate", ...(yield* target), "--upload-chunk-size", "5120", "--commit-chunk", "4", "--storer-threads", "4"]
       // killed once some rows are committed and a multipart upload is open on RGW

@@ -10,7 +10,7 @@ import { TestDatabase } from "../support/Postgres.ts"
 import { TestS3 } from "../support/S3.ts"
 import * as TcpProxy from "../support/TcpProxy.ts"
 import { scopedTempDir } from "../support/TempDir.ts"
-import { digest, filestorageSection, fixtures, freshDb, keywordDsn, relstorageSection, restoreDump, writeConfig, zodbConvert } from "../support/Zodb.ts"
+import { digest, filestorageSection, fixtures, freshDb, keywordDsn, relstorageSection, restoreDump, whenCommitted, writeConfig, zodbConvert } from "../support/Zodb.ts"
 
 const fresh = <A, E>(effect: Effect.Effect<A, E, TestDatabase | SqlClient.SqlClient | Scope.Scope>) =>
   Effect.scoped(Effect.provide(effect, TestDatabase.layerClient))
@@ -28,15 +28,20 @@ describe("zodb-convert: faults in front of the real servers", () => {
       const proxy = yield* TcpProxy.make({ host: db.host, port: db.port })
       const config = writeConfig(dir, { source: filestorageSection(dataFs), db, viaPort: proxy.port })
       const resets = { done: 0 }
+      // the resets start once the copy commits (a reset during the first contact is a setup failure, exit 2)
+      let cancel = () => {}
       const result = yield* zodbConvert([config, "-w", "3"], {
         onStart: () => {
-          const timer = setInterval(() => {
-            if (resets.done >= 4) return clearInterval(timer)
-            resets.done++
-            Effect.runFork(proxy.reset)
-          }, 350)
+          cancel = whenCommitted(db, 1, () => {
+            const timer = setInterval(() => {
+              if (resets.done >= 4) return clearInterval(timer)
+              resets.done++
+              Effect.runFork(proxy.reset)
+            }, 150)
+          })
         }
       })
+      cancel()
       assert.strictEqual(result.code, 0, result.stderr)
       assert.isAtLeast(resets.done, 2)
       assert.deepStrictEqual(yield* digest(db), yield* digest(clean))
