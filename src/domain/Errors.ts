@@ -133,10 +133,15 @@ export class StoreUnavailable extends Data.TaggedError("StoreUnavailable")<{
 /** Another run holds the migration lock of this table. */
 export class MigrationLocked extends Data.TaggedError("MigrationLocked")<{
   readonly table: string
+  /** the program whose runs exclude each other: lo-migrate, zodb-convert */
+  readonly tool?: string | undefined
+  /** the session that holds the lock, as far as pg_stat_activity shows it to this role */
+  readonly holder?: string | undefined
 }> {
   readonly [Runtime.errorExitCode] = 2
   override get message() {
-    return `another lo-migrate run is working on ${this.table} (advisory lock held); wait for it to finish`
+    return `another ${this.tool ?? "lo-migrate"} run is working on ${this.table} ` +
+      `(advisory lock held${this.holder === undefined ? "" : ` by ${this.holder}`}); wait for it to finish`
   }
 }
 
@@ -148,11 +153,12 @@ export class MigrationLocked extends Data.TaggedError("MigrationLocked")<{
 export class RunLockLost extends Data.TaggedError("RunLockLost")<{
   readonly table: string
   readonly problem: string
+  readonly tool?: string | undefined
 }> {
   readonly [Runtime.errorExitCode] = 1
   override get message() {
     return `lost the run lock of ${this.table} and could not take it again: ${this.problem}; ` +
-      `what was committed stays, run lo-migrate again once PostgreSQL accepts sessions`
+      `what was committed stays, run ${this.tool ?? "lo-migrate"} again once PostgreSQL accepts sessions`
   }
 }
 

@@ -46,6 +46,26 @@ const otherCountsSql = `SELECT DISTINCT l.objid::bigint AS n FROM pg_catalog.pg_
 /** The name of the lock that tells which shard counts are running on `table`. */
 const countLockName = (table: string) => `${lockNamespace} shards ${table}`
 
+// who holds an exclusive two-int4 advisory lock, with what pg_stat_activity shows this role of it
+// (an ordinary role sees another role's pid and little else)
+const holderSql = `SELECT l.pid, a.application_name, host(a.client_addr) AS client, a.backend_start::text AS since
+  FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+  WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+    AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+    AND l.classid = (hashtext($1)::bigint & 4294967295)::oid AND l.objid = (hashtext($2)::bigint & 4294967295)::oid
+  LIMIT 1`
+
+/** `pid 4711 (zodb-convert, from 10.0.0.5, since 2026-12-02 04:10:11+00)`, or undefined when it is gone. */
+export const describeHolder = (row: Readonly<Record<string, unknown>> | undefined): string | undefined => {
+  if (row === undefined || row.pid === null || row.pid === undefined) return undefined
+  const details = [
+    typeof row.application_name === "string" && row.application_name !== "" ? row.application_name : undefined,
+    typeof row.client === "string" ? `from ${row.client}` : undefined,
+    typeof row.since === "string" ? `since ${row.since.replace(/\.\d+/, "")}` : undefined
+  ].filter((d) => d !== undefined)
+  return `pid ${String(row.pid)}${details.length === 0 ? "" : ` (${details.join(", ")})`}`
+}
+
 interface LockKey {
   readonly name: string
   readonly shared: boolean
@@ -60,11 +80,11 @@ const keysOf = (table: string, shard: Shard | undefined): ReadonlyArray<LockKey>
 /** What one attempt found: the locks are held, another run holds one, or shards of another count run. */
 type Outcome =
   | { readonly _tag: "Locked" }
-  | { readonly _tag: "Busy" }
+  | { readonly _tag: "Busy"; readonly holder: string | undefined }
   | { readonly _tag: "OtherCount"; readonly counts: ReadonlyArray<number> }
 
 /** Tries once on a freshly reserved connection; the connection (and the locks) live until `scope` closes. */
-const tryAcquire = (table: string, shard: Shard | undefined, scope: Scope.Scope) =>
+const tryAcquire = (namespace: string, table: string, shard: Shard | undefined, scope: Scope.Scope) =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const connection = yield* Scope.provide(sql.reserve, scope)
@@ -80,10 +100,17 @@ const tryAcquire = (table: string, shard: Shard | undefined, scope: Scope.Scope)
       })
     for (const key of keysOf(table, shard)) {
       const locked = yield* take(key.shared ? tryLockSharedSql : tryLockSql, key.shared ? unlockSharedSql : unlockSql, [
-        lockNamespace,
+        namespace,
         key.name
       ])
-      if (!locked) return { connection, outcome: { _tag: "Busy" } as Outcome }
+      if (!locked) {
+        // a shared lock is refused only for an exclusive holder: of the table's lock, or the shard's
+        const rows = yield* connection.execute(holderSql, [namespace, key.name], undefined).pipe(
+          Effect.orElseSucceed(() => [] as ReadonlyArray<unknown>)
+        )
+        const holder = describeHolder(rows[0] as Readonly<Record<string, unknown>> | undefined)
+        return { connection, outcome: { _tag: "Busy", holder } as Outcome }
+      }
     }
     if (shard !== undefined) {
       // taken before looking, so of two runs of different n at least the later one sees the other
@@ -117,6 +144,8 @@ export const acquire = (
     readonly shard?: Shard | undefined
     /** the table as messages name it; default `table` */
     readonly shown?: string | undefined
+    /** the lock's first key, and the program messages name: default lo-migrate */
+    readonly namespace?: string | undefined
   }
 ): Effect.Effect<void, MigrationLocked | ShardCountConflict | DatabaseUnavailable, SqlClient.SqlClient | Scope.Scope> =>
   Effect.gen(function*() {
@@ -124,10 +153,16 @@ export const acquire = (
     const holder = yield* Scope.fork(outer)
     const name = options.shown ?? table
     const shown = `${name}${shardSuffix(options.shard)}`
-    const first = yield* tryAcquire(table, options.shard, holder).pipe(
+    const namespace = options.namespace ?? lockNamespace
+    const first = yield* tryAcquire(namespace, table, options.shard, holder).pipe(
+      Effect.onError(() => Scope.close(holder, Exit.void)),
       Effect.mapError((error) => new DatabaseUnavailable({ problem: `cannot take the run lock: ${describeCause(error)}` }))
     )
-    if (first.outcome._tag === "Busy") return yield* new MigrationLocked({ table: shown })
+    if (first.outcome._tag === "Busy") {
+      // release the reserved connection now: a caller whose pool closes before this scope would wait for it
+      yield* Scope.close(holder, Exit.void)
+      return yield* new MigrationLocked({ table: shown, tool: namespace, holder: first.outcome.holder })
+    }
     if (first.outcome._tag === "OtherCount") {
       yield* Scope.close(holder, Exit.void)
       return yield* new ShardCountConflict({ table: name, count: options.shard!.count, running: first.outcome.counts })
@@ -149,7 +184,7 @@ export const acquire = (
       // connection it reserved (a flapping server would drain the pool otherwise)
       const attempt = Effect.gen(function*() {
         const scope = yield* Scope.fork(outer)
-        return yield* tryAcquire(table, options.shard, scope).pipe(
+        return yield* tryAcquire(namespace, table, options.shard, scope).pipe(
           Effect.map((taken) => ({ ...taken, scope })),
           Effect.onError(() => Scope.close(scope, Exit.void))
         )
@@ -167,7 +202,7 @@ export const acquire = (
       // the lock could not be taken again: without it a second run could start beside this one
       Effect.catch((error) =>
         Effect.gen(function*() {
-          const lost = new RunLockLost({ table: shown, problem: describeCause(error) })
+          const lost = new RunLockLost({ table: shown, problem: describeCause(error), tool: namespace })
           yield* Effect.logError(lost.message)
           yield* options.onFailed === undefined ? options.onLost : options.onFailed(lost)
           return false

@@ -15,6 +15,7 @@ import { ObjectStore } from "../s3/ObjectStore.ts"
 import * as S3Store from "../s3/S3Store.ts"
 import * as StagingStore from "../s3/StagingStore.ts"
 import type { Destination, Resolved, S3Settings } from "./ConvertConfig.ts"
+import { DestinationLock } from "./destination/DestinationLock.ts"
 import { PgJsonbWriter } from "./destination/PgJsonbWriter.ts"
 import * as FileStorageSource from "./sources/FileStorageSource.ts"
 import * as RelStorageReader from "./sources/RelStorageReader.ts"
@@ -64,8 +65,10 @@ export const layer = (config: Resolved, options: ConnectionOptions) =>
     const policy = defaultPolicy(options.retries)
     const destDsn = yield* checkedDsn("destination", config.destination.dsn, options.env)
     // zodb-pgjsonb keeps one pool slot for its watermark; the writers take the rest
+    // the run lock first: nothing is looked at or created while another run writes there
     const destination = PgJsonbWriter.layer({ historyPreserving: config.destination.historyPreserving }).pipe(
-      Layer.provide(pool(destDsn, options.workers + 2, options.env))
+      Layer.provideMerge(DestinationLock.layer({ retry: policy })),
+      Layer.provide(pool(destDsn, options.workers + 3, options.env))
     )
     const from = config.source
     const source = from.kind === "filestorage"
@@ -112,7 +115,10 @@ export const storeOf = (s3: S3Settings, connections: number, policy: RetryPolicy
 export const uploadLayer = (destination: Destination, s3: S3Settings, options: Omit<ConnectionOptions, "deferred" | "tempDir">) =>
   Effect.gen(function*() {
     const dsn = yield* checkedDsn("destination", destination.dsn, options.env)
-    return Layer.mergeAll(pool(dsn, options.workers + 1, options.env), storeOf(s3, options.workers * 2 + 2, defaultPolicy(options.retries))).pipe(
+    const database = DestinationLock.layer({ retry: defaultPolicy(options.retries) }).pipe(
+      Layer.provideMerge(pool(dsn, options.workers + 2, options.env))
+    )
+    return Layer.mergeAll(database, storeOf(s3, options.workers * 2 + 2, defaultPolicy(options.retries))).pipe(
       Layer.provideMerge(Stats.layer)
     )
   })

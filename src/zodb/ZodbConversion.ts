@@ -14,12 +14,13 @@
 import { Context, Effect, Layer } from "effect"
 import * as NodeOs from "node:os"
 import { defaultPolicy } from "../core/Retry.ts"
-import { type DatabaseUnavailable, type ManifestError, SettingsError, type StoreUnavailable } from "../domain/Errors.ts"
+import { type DatabaseUnavailable, type ManifestError, type MigrationLocked, SettingsError, type StoreUnavailable } from "../domain/Errors.ts"
 import type { StoreError } from "../domain/Errors.ts"
 import * as ZodbUploadBlobs from "./ZodbUploadBlobs.ts"
 import * as ZodbVerify from "./ZodbVerify.ts"
 import * as ConvertConfig from "./ConvertConfig.ts"
 import type { CodecMode } from "./codec/RecordCodec.ts"
+import type { LockTakenOver } from "./destination/DestinationLock.ts"
 import type { ZConfigError } from "./ZConfig.ts"
 import * as ZodbConnections from "./ZodbConnections.ts"
 import * as ZodbConvert from "./ZodbConvert.ts"
@@ -50,7 +51,7 @@ export interface CopyOptions {
   readonly progressEvery?: ZodbConvert.ConvertOptions["progressEvery"]
 }
 
-export type CopyError = Effect.Error<ReturnType<typeof ZodbConvert.run>> | ZodbConvert.ConvertFailed | ZodbConvert.ConvertStopped |
+export type CopyError = Effect.Error<ReturnType<typeof ZodbConvert.run>> | ZodbConvert.ConvertFailed | ZodbConvert.ConvertStopped | LockTakenOver |
   DatabaseUnavailable | SettingsError | Effect.Error<Layer.Error<ReturnType<typeof ZodbConnections.all>>>
 
 export class ZodbConversion extends Context.Service<ZodbConversion, {
@@ -59,7 +60,7 @@ export class ZodbConversion extends Context.Service<ZodbConversion, {
   /** the whole copy; a copy with failures or stopped by `stopping` fails (ConvertFailed, ConvertStopped) */
   readonly copy: (options?: CopyOptions) => Effect.Effect<ZodbConvert.ConvertProgress, CopyError>
   /** the same copy, returning its progress whatever happened to its transactions (the CLI reports it) */
-  readonly copyReport: (options?: CopyOptions) => Effect.Effect<ZodbConvert.ConvertProgress, Exclude<CopyError, ZodbConvert.ConvertFailed | ZodbConvert.ConvertStopped>>
+  readonly copyReport: (options?: CopyOptions) => Effect.Effect<ZodbConvert.ConvertProgress, Exclude<CopyError, ZodbConvert.ConvertFailed | ZodbConvert.ConvertStopped | LockTakenOver>>
   /**
    * The deferred mode's second step: uploads what the manifest lists, records each blob, deletes each
    * staged file once recorded; `s3` overrides the destination's S3 settings (or gives them)
@@ -69,7 +70,17 @@ export class ZodbConversion extends Context.Service<ZodbConversion, {
     readonly concurrency?: number | undefined
     readonly s3?: { readonly [K in keyof ConvertConfig.S3Settings]?: ConvertConfig.S3Settings[K] | undefined } | undefined
     readonly onLine?: ((report: ZodbUploadBlobs.UploadReport) => Effect.Effect<void>) | undefined
-  }) => Effect.Effect<ZodbUploadBlobs.UploadReport, ZodbUploadBlobs.UploadIncomplete | ManifestError | StoreError | StoreUnavailable | SettingsError | DatabaseUnavailable | Effect.Error<ReturnType<typeof ZodbUploadBlobs.run>>>
+  }) => Effect.Effect<
+    ZodbUploadBlobs.UploadReport,
+    | ZodbUploadBlobs.UploadIncomplete
+    | ManifestError
+    | StoreError
+    | StoreUnavailable
+    | SettingsError
+    | DatabaseUnavailable
+    | MigrationLocked
+    | Effect.Error<ReturnType<typeof ZodbUploadBlobs.run>>
+  >
   /** compares the destination with the source (ZodbVerify.ts): read-only; the report names each difference */
   readonly verify: (options?: {
     readonly sample?: number | undefined

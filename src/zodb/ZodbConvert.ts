@@ -20,7 +20,7 @@ import { Clock, Data, Duration, Effect, Fiber, Option, Queue, Runtime, Stream } 
 import type { Scope } from "effect"
 import { retrying, type RetryPolicy } from "../core/Retry.ts"
 import type { Stats } from "../core/Stats.ts"
-import type { DatabaseError, StoreError } from "../domain/Errors.ts"
+import type { DatabaseError, RunLockLost, StoreError } from "../domain/Errors.ts"
 import * as Stage from "../pipeline/Stage.ts"
 import { makeTracker } from "../pipeline/Watermark.ts"
 import { ObjectStore } from "../s3/ObjectStore.ts"
@@ -37,6 +37,7 @@ import {
   type PgJsonbRecord,
   type PgJsonbTransaction
 } from "./destination/PgJsonbWriter.ts"
+import { DestinationLock, LockTakenOver } from "./destination/DestinationLock.ts"
 import type { InvalidTransaction } from "./destination/Errors.ts"
 import { hex, type SourceError, type SourceRecord, type SourceTransaction, ZodbSource } from "./sources/ZodbSource.ts"
 
@@ -114,6 +115,8 @@ export interface ConvertProgress {
   queues: { decode: number; blobs: number; write: number; capacity: number }
   watermark: bigint | undefined
   stopped: boolean
+  /** the stop came from another run taking the destination's lock (DestinationLock), named here */
+  takenOverAt?: string | undefined
   finalized: boolean
 }
 
@@ -141,9 +144,11 @@ export class ConvertStopped extends Data.TaggedError("ConvertStopped")<{
 }
 
 /** The result as an exit: failures and a stop become errors (exit 1 and 130), for callers that want one. */
-export const outcome = (progress: ConvertProgress): Effect.Effect<ConvertProgress, ConvertFailed | ConvertStopped> =>
+export const outcome = (progress: ConvertProgress): Effect.Effect<ConvertProgress, ConvertFailed | ConvertStopped | LockTakenOver> =>
   progress.failed.length > 0
     ? Effect.fail(new ConvertFailed({ failed: progress.failed }))
+    : progress.takenOverAt !== undefined
+    ? Effect.fail(new LockTakenOver({ where: progress.takenOverAt }))
     : progress.stopped
     ? Effect.fail(new ConvertStopped({ watermark: progress.watermark }))
     : Effect.succeed(progress)
@@ -196,12 +201,14 @@ export const run = (
   options: ConvertOptions
 ): Effect.Effect<
   ConvertProgress,
-  DestinationNotEmpty | SourceError | DatabaseError | StoreError,
+  DestinationNotEmpty | SourceError | DatabaseError | StoreError | RunLockLost,
   ZodbSource | PgJsonbWriter | Stats | Scope.Scope
 > =>
   Effect.gen(function*() {
     const source = yield* ZodbSource
     const writer = yield* PgJsonbWriter
+    // taken by the layer that built the writer, before it looked at the destination
+    const lock = yield* Effect.serviceOption(DestinationLock)
     const store = yield* Effect.serviceOption(ObjectStore)
     const staging = yield* Effect.serviceOption(Staging)
     const mode = options.mode ?? "faithful"
@@ -277,7 +284,12 @@ export const run = (
     const sealQ = yield* Stage.channel<Decoded>(workers * 2)
 
     // ---- reader: the source in TID order --------------------------------------------------------
-    const stopping = options.stopping ?? Effect.succeed(false)
+    const asked = options.stopping ?? Effect.succeed(false)
+    const stopping = Option.isNone(lock) ? asked : Effect.gen(function*() {
+      if (!(yield* lock.value.lost)) return yield* asked
+      progress.takenOverAt = lock.value.where
+      return true
+    })
     const reader = Effect.gen(function*() {
       yield* source.transactions(start).pipe(
         Stream.runForEachWhile((tx) =>
@@ -541,7 +553,9 @@ export const run = (
         : [Stage.run({ name: "writer", workers, take: Stage.takeChunk(writeQ, options.batch ?? 32, "2 millis"), step: write, input: writeQ })])
     ])
     // the watermark is recorded also when the flow fails: a rerun starts as late as it safely can
-    yield* flow.pipe(Effect.onError(() => Effect.andThen(Fiber.interrupt(ticker), flush.pipe(Effect.ignore))))
+    // without its lock (its session lost and not to be had again) the copy must not go on
+    const guarded = Option.isNone(lock) ? flow : Effect.raceFirst(flow, lock.value.failure)
+    yield* guarded.pipe(Effect.onError(() => Effect.andThen(Fiber.interrupt(ticker), flush.pipe(Effect.ignore))))
     progress.copyEndedAt = yield* Clock.currentTimeMillis
     yield* Fiber.interrupt(ticker)
     yield* flush

@@ -10,7 +10,7 @@
  * Meanwhile zodb-pgjsonb sees a staged blob as missing (no blob_state row: POSKeyError on opening it),
  * never as a key S3 does not have.
  */
-import { Data, Effect, Queue, Runtime } from "effect"
+import { Data, Effect, Option, Queue, Runtime } from "effect"
 import { SqlClient } from "effect/sql"
 import { PgTypes } from "@effect/sql-pg"
 import { createHash } from "node:crypto"
@@ -18,11 +18,12 @@ import * as NodeFs from "node:fs/promises"
 import * as Payload from "../core/Payload.ts"
 import { retrying, type RetryPolicy } from "../core/Retry.ts"
 import type { Stats } from "../core/Stats.ts"
-import { DatabaseError, type ManifestError, type StoreError } from "../domain/Errors.ts"
+import { DatabaseError, type ManifestError, type RunLockLost, type StoreError } from "../domain/Errors.ts"
 import * as Stage from "../pipeline/Stage.ts"
 import { isRetryableSql } from "../postgres/Statement.ts"
 import * as Manifest from "../s3/Manifest.ts"
 import { ObjectStore } from "../s3/ObjectStore.ts"
+import { DestinationLock, type LockTakenOver, watch } from "./destination/DestinationLock.ts"
 import { blobS3Key } from "./destination/PgJsonbWriter.ts"
 
 export interface UploadReport {
@@ -54,7 +55,11 @@ export const run = (options: {
   readonly concurrency: number
   readonly retry: RetryPolicy
   readonly onLine?: ((report: UploadReport) => Effect.Effect<void>) | undefined
-}): Effect.Effect<UploadReport, ManifestError | DatabaseError | StoreError, SqlClient.SqlClient | ObjectStore | Stats> =>
+}): Effect.Effect<
+  UploadReport,
+  ManifestError | DatabaseError | StoreError | LockTakenOver | RunLockLost,
+  SqlClient.SqlClient | ObjectStore | Stats
+> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const store = yield* ObjectStore
@@ -157,9 +162,12 @@ export const run = (options: {
     const reader = Manifest.forEachLine(options.manifest, (line) => Effect.asVoid(Queue.offer(lines, line))).pipe(
       Effect.ensuring(Queue.end(lines))
     )
-    yield* Stage.pipeline<ManifestError | DatabaseError | StoreError, Stats>([
+    const flow = Stage.pipeline<ManifestError | DatabaseError | StoreError, Stats>([
       reader,
       Stage.run({ name: "uploader", workers: Math.max(1, options.concurrency), take: Queue.take(lines), step: one, input: lines })
     ])
+    // every line is idempotent: losing the lock may cut one short, a rerun finishes it
+    const lock = yield* Effect.serviceOption(DestinationLock)
+    yield* Option.isNone(lock) ? flow : Effect.raceFirst(flow, watch(lock.value))
     return report
   })
