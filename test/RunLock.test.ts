@@ -34,6 +34,8 @@ describe("RunLock", () => {
       const second = yield* Effect.exit(Effect.scoped(RunLock.acquire("_nice_binary", { onLost: Effect.void })))
       assert.isTrue(Exit.isFailure(second))
       assert.include(String(second), "another lo-migrate run is working on _nice_binary")
+      // naming the session that holds it, as pg_stat_activity shows it
+      assert.match(String(second), new RegExp(`held by pid ${(yield* holders)[0]!.pid} \\(lo-migrate-locktest`))
       // another table is another lock
       yield* Effect.scoped(RunLock.acquire("other_table", { onLost: Effect.void }))
       yield* Scope.close(first, Exit.void)
