@@ -110,6 +110,9 @@ let latency: { readonly defaults: ReadonlyArray<EndToEnd>; readonly sweep: Reado
 const scaleRuns = new Map<number, EndToEnd>()
 let peerVersions: string | undefined
 
+/** CPU ms per object of the raw PUT's second half (no SDK set-up, no JIT warm-up) */
+const steadyMs = (s: { readonly objects: number; readonly cpuSeconds: number }) => s.cpuSeconds / s.objects * 1000
+
 /** lo-migrate's rate over its whole process (start-up and pre-flight included): what the goals compare. */
 const wallRate = (r: EndToEnd): CpuRate => ({ objects: r.objects, bytes: r.bytes, seconds: r.wall, cpuSeconds: r.cpuSeconds, maxRssMiB: r.maxRssMiB })
 
@@ -221,7 +224,11 @@ const main = async () => {
         seconds: putBefore.seconds + putAfter.seconds,
         cpuSeconds: putBefore.cpuSeconds + putAfter.cpuSeconds,
         processCpuSeconds: putBefore.processCpuSeconds + putAfter.processCpuSeconds,
-        maxRssMiB: Math.max(putBefore.maxRssMiB, putAfter.maxRssMiB)
+        maxRssMiB: Math.max(putBefore.maxRssMiB, putAfter.maxRssMiB),
+        steady: putBefore.steady === undefined || putAfter.steady === undefined ? undefined : {
+          objects: putBefore.steady.objects + putAfter.steady.objects,
+          cpuSeconds: putBefore.steady.cpuSeconds + putAfter.steady.cpuSeconds
+        }
       }
       const rate = (r: Rate) => unit === "obj" ? perSecond(r) : mibPerSecond(r)
       putSpread.push(`${label}: raw PUT ${f(rate(putBefore))} before, ${f(rate(putAfter))} after lo-migrate's run${two === undefined ? "" : " and the peer's"}`)
@@ -232,7 +239,13 @@ const main = async () => {
         fixedCosts.push(`- ${label}: lo-migrate rerun with nothing left to do (its fixed cost: start-up, pre-flight, listing): ` +
           `${f(fixed.wall, 2)} s wall, ${f(fixed.cpuSeconds, 2)} CPU s, ${f(fixed.maxRssMiB)} MiB peak RSS`)
       }
-      clientRows.push({ case: label, client: `raw PUT (${storers} in flight)`, r: put, covers: `the PUT phase of its process, ${f(put.objects)} objects (before + after)` })
+      clientRows.push({
+        case: label,
+        client: `raw PUT (${storers} in flight)`,
+        r: put,
+        covers: `the PUT phase of its process, ${f(put.objects)} objects (before + after)` +
+          (put.steady === undefined ? "" : `; its second half alone: ${f(steadyMs(put.steady), 3)} CPU ms / object`)
+      })
       if (two !== undefined) {
         clientRows.push({ case: label, client: "peer: lo_export (psql)", r: two.export, covers: "both psql sessions (GNU time)" })
         clientRows.push({ case: label, client: `peer: rclone copy --transfers ${peerTransfers}`, r: two.upload, covers: "the rclone process (GNU time)" })
@@ -454,7 +467,8 @@ const main = async () => {
       unit: "x",
       how: `${f(cpuMsPerObject(lo), 3)} vs ${f(cpuMsPerObject(c.put), 3)} ms; lo-migrate's whole process, the raw PUT's PUT phase` +
         (c.fixed === undefined ? "" : `; without lo-migrate's fixed cost (${f(c.fixed.cpuSeconds, 2)} CPU s for a rerun with nothing to do) ` +
-          `${f((lo.cpuSeconds - c.fixed.cpuSeconds) / lo.objects * 1000, 3)} ms, ratio ${f((lo.cpuSeconds - c.fixed.cpuSeconds) / lo.objects * 1000 / cpuMsPerObject(c.put), 2)}`)
+          `${f((lo.cpuSeconds - c.fixed.cpuSeconds) / lo.objects * 1000, 3)} ms, ratio ${f((lo.cpuSeconds - c.fixed.cpuSeconds) / lo.objects * 1000 / cpuMsPerObject(c.put), 2)}`) +
+        (c.put.steady === undefined ? "" : `; the raw PUT's second half alone ${f(steadyMs(c.put.steady), 3)} ms, ratio ${f(cpuMsPerObject(lo) / steadyMs(c.put.steady), 2)}`)
     })
   }
   for (const key of ["large", "huge"]) {
