@@ -346,7 +346,7 @@ const main = async () => {
         }
         // the default settings before and after the sweep, so a change in the machine's load shows and evens out
         const first = await once("default settings (before the sweep)", [])
-        latencyRows.push({ name: "default settings, before the sweep", storers: `default (${storers})`, r: first })
+        latencyRows.push({ name: "default settings, before the sweep", storers: `adaptive (${storers}-${defaults.maxStorerThreads})`, r: first })
         const swept: Array<{ storers: number; r: EndToEnd }> = []
         for (const n of storerSweep) {
           const r = await once(`--storer-threads ${n}`, ["--storer-threads", String(n)])
@@ -354,7 +354,7 @@ const main = async () => {
           latencyRows.push({ name: `--storer-threads ${n}`, storers: String(n), r })
         }
         const last = await once("default settings (after the sweep)", [])
-        latencyRows.push({ name: "default settings, after the sweep", storers: `default (${storers})`, r: last })
+        latencyRows.push({ name: "default settings, after the sweep", storers: `adaptive (${storers}-${defaults.maxStorerThreads})`, r: last })
         latency = { defaults: [first, last], sweep: swept }
       } finally {
         await proxy.stop()

@@ -85,7 +85,16 @@ export const migrate = Command.make("migrate", {
     Flag.optional
   ),
   receiverThreads: optionalInt("receiver-threads", "threads reading large objects from PostgreSQL", defaults.receiverThreads),
-  storerThreads: optionalInt("storer-threads", "threads writing objects to S3", defaults.storerThreads),
+  storerThreads: optionalInt(
+    "storer-threads",
+    "threads writing objects to S3; given alone it pins their number, by default it adapts from 16 up to --max-storer-threads while more raise the rate",
+    defaults.storerThreads
+  ),
+  maxStorerThreads: optionalInt(
+    "max-storer-threads",
+    "the adaptive storers' ceiling (they start at --storer-threads); equal to it pins them",
+    defaults.maxStorerThreads
+  ),
   committerThreads: int("committer-threads", "threads recording sha2 in PostgreSQL", defaults.committerThreads),
   receiverQueue: int("receiver-queue", "capacity of the receive queue (objects)", defaults.receiverQueue),
   storerQueue: int("storer-queue", "capacity of the store queue (objects)", defaults.storerQueue),
@@ -140,6 +149,7 @@ export const migrate = Command.make("migrate", {
     workers: Option.getOrUndefined(flags.workers),
     receiverThreads: Option.getOrUndefined(flags.receiverThreads),
     storerThreads: Option.getOrUndefined(flags.storerThreads),
+    maxStorerThreads: Option.getOrUndefined(flags.maxStorerThreads),
     ...profileInput(flags)
   })
   if (flags.dryRun) {
@@ -210,6 +220,7 @@ const configurationBlock = (s: import("../domain/Settings.ts").Settings) =>
     "**************** configuration ****************",
     `receiver threads:  ${s.receiverThreads}`,
     `storer threads:    ${s.storerThreads}`,
+    ...(s.maxStorerThreads > s.storerThreads ? [`  adaptive up to:   ${s.maxStorerThreads}`] : []),
     `committer threads: ${s.committerThreads}`,
     `receiver queue:    ${s.receiverQueue}`,
     `storer queue:      ${s.storerQueue}`,

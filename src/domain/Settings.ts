@@ -21,6 +21,11 @@ const MiB = 1024 * KiB
 export const defaults = {
   receiverThreads: 2,
   storerThreads: 16,
+  /**
+   * the storers' ceiling when their number adapts (the default: no --storer-threads or --workers):
+   * from 16 up to this while more storers raise the rate (pipeline/AdaptiveConcurrency.ts)
+   */
+  maxStorerThreads: 128,
   committerThreads: 2,
   receiverQueue: 8192,
   storerQueue: 1024,
@@ -74,6 +79,8 @@ export interface SettingsInput extends Profile.ProfileInput {
   readonly pathStyle?: boolean | undefined
   readonly receiverThreads?: number | undefined
   readonly storerThreads?: number | undefined
+  /** the adaptive storers' ceiling; with --storer-threads N, N is where they start */
+  readonly maxStorerThreads?: number | undefined
   readonly committerThreads?: number | undefined
   readonly receiverQueue?: number | undefined
   readonly storerQueue?: number | undefined
@@ -118,7 +125,10 @@ export interface Settings {
   readonly region: string
   readonly pathStyle: boolean
   readonly receiverThreads: number
+  /** storers at the start; with `maxStorerThreads` above it, their number adapts up to that */
   readonly storerThreads: number
+  /** the most storers: equal to `storerThreads` when their number is pinned */
+  readonly maxStorerThreads: number
   readonly committerThreads: number
   readonly receiverQueue: number
   readonly storerQueue: number
@@ -303,6 +313,18 @@ export const validate = (input: SettingsInput): Effect.Effect<Settings, Settings
     const scaled = input.workers === undefined
       ? undefined
       : scaledThreads(yield* integer("--workers", input.workers, 1, 1))
+    const storerThreads = yield* integer("--storer-threads", input.storerThreads ?? scaled?.storerThreads, defaults.storerThreads, 1)
+    // pinned by --storer-threads or --workers alone; adaptive by default or with --max-storer-threads
+    const pinned = (input.storerThreads !== undefined || scaled !== undefined) && input.maxStorerThreads === undefined
+    const maxStorerThreads = pinned
+      ? storerThreads
+      : yield* integer("--max-storer-threads", input.maxStorerThreads, Math.max(defaults.maxStorerThreads, storerThreads), 1)
+    if (maxStorerThreads < storerThreads) {
+      return yield* new SettingsError({
+        setting: "--max-storer-threads",
+        problem: `${maxStorerThreads} is below --storer-threads ${storerThreads} (where the adaptive storers start): raise it, or drop it to pin ${storerThreads}`
+      })
+    }
     return {
       pgUrl,
       s3Url,
@@ -312,7 +334,8 @@ export const validate = (input: SettingsInput): Effect.Effect<Settings, Settings
       region: input.region?.trim() || defaults.region,
       pathStyle: input.pathStyle ?? s3Url !== undefined,
       receiverThreads: yield* integer("--receiver-threads", input.receiverThreads ?? scaled?.receiverThreads, defaults.receiverThreads, 1),
-      storerThreads: yield* integer("--storer-threads", input.storerThreads ?? scaled?.storerThreads, defaults.storerThreads, 1),
+      storerThreads,
+      maxStorerThreads,
       committerThreads: yield* integer("--committer-threads", input.committerThreads, defaults.committerThreads, 1),
       receiverQueue: yield* integer("--receiver-queue", input.receiverQueue, defaults.receiverQueue, 1),
       storerQueue: yield* integer("--storer-queue", input.storerQueue, defaults.storerQueue, 1),

@@ -126,7 +126,7 @@ export const layer = <E = never>(settings: Settings, options: ServiceOptions<E> 
     settings.pgCa,
     settings.pgTimeout
   )
-  const store = Connections.store(settings, settings.storerThreads * partConcurrency, partConcurrency)
+  const store = Connections.store(settings, settings.maxStorerThreads * partConcurrency, partConcurrency)
   return Layer.mergeAll(Profiles.layer(settings.profile, settings.shard, retry, {
     pgCa: settings.pgCa,
     connections: settings.committerThreads + 2,

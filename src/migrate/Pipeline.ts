@@ -15,6 +15,7 @@ import * as LargeObjects from "../postgres/LargeObjects.ts"
 import { CopySource } from "../phases/CopySource.ts"
 import { ObjectStore } from "../s3/ObjectStore.ts"
 import * as Aliases from "../phases/Aliases.ts"
+import * as AdaptiveConcurrency from "../pipeline/AdaptiveConcurrency.ts"
 import { Failures } from "../pipeline/Failures.ts"
 import * as BatchRead from "./BatchRead.ts"
 import * as GracefulStop from "../pipeline/GracefulStop.ts"
@@ -34,6 +35,7 @@ export type PipelineSettings = Pick<
   Settings,
   | "receiverThreads"
   | "storerThreads"
+  | "maxStorerThreads"
   | "committerThreads"
   | "receiverQueue"
   | "storerQueue"
@@ -124,9 +126,17 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
       }
     })
 
+    // as many storers as the link needs (a far S3 needs more PUTs in flight), from storerThreads up
+    const storerCount = settings.maxStorerThreads > settings.storerThreads
+      ? yield* AdaptiveConcurrency.make({
+        initial: settings.storerThreads,
+        max: settings.maxStorerThreads,
+        onChange: (limit, reason) => Effect.logDebug(`storers: ${limit} at work (${reason})`)
+      })
+      : settings.storerThreads
     const storers = Stage.run({
       name: "storers",
-      workers: settings.storerThreads,
+      workers: storerCount,
       take: Queue.take(toStore),
       input: toStore,
       output: toCommit,

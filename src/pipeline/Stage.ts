@@ -13,6 +13,7 @@
  *   of it (nothing they produce could be used any more), while downstream drains what it already holds.
  */
 import { Cause, Duration, Effect, Exit, Fiber, Option, Queue } from "effect"
+import type { AdaptiveConcurrency } from "./AdaptiveConcurrency.ts"
 
 export type Channel<A> = Queue.Queue<A, Cause.Done>
 
@@ -50,7 +51,8 @@ export const takeChunk = <A>(
 
 export interface StageOptions<A, E, R> {
   readonly name: string
-  readonly workers: number
+  /** a fixed number of workers, or a limit that adapts (AdaptiveConcurrency: `max` fibers, `current` at work) */
+  readonly workers: number | AdaptiveConcurrency
   /** The next unit of work; fails with `Done` when there is none left. */
   readonly take: Effect.Effect<A, E | Cause.Done, R>
   readonly step: (item: A) => Effect.Effect<void, E | Cause.Done, R>
@@ -61,13 +63,17 @@ export interface StageOptions<A, E, R> {
 }
 
 export const run = <A, E, R>(options: StageOptions<A, E, R>): Effect.Effect<void, E, R> => {
-  const worker = Effect.forever(Effect.flatMap(options.take, options.step)).pipe(
+  const limit = typeof options.workers === "number" ? undefined : options.workers
+  const unit = limit === undefined ? Effect.flatMap(options.take, options.step) : limit.work(options.take, options.step)
+  const worker = Effect.forever(unit).pipe(
     Effect.catchTag("Done", () => Effect.void)
   ) as Effect.Effect<void, E, R>
-  const workers = Effect.all(Array.from({ length: options.workers }, () => worker), {
+  const pool = Effect.all(Array.from({ length: limit?.max ?? (options.workers as number) }, () => worker), {
     concurrency: "unbounded",
     discard: true
   })
+  // the controller lives exactly as long as the workers
+  const workers = limit === undefined ? pool : Effect.raceFirst(pool, limit.control)
   return workers.pipe(
     // after a normal end the input is done and drained, so this discards nothing; after a failure, or
     // when the output was shut down under the workers, it tells upstream to stop
