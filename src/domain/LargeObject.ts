@@ -32,8 +32,19 @@ export interface Candidate {
 export interface Digests {
   readonly sha1: string
   readonly sha256: string
-  /** base64 MD5 of the whole object, sent as Content-MD5 on single PUTs */
-  readonly md5: string
+  /**
+   * base64 MD5 of the whole object, sent as Content-MD5 on single PUTs; not computed for an object
+   * that will go in parts (`partMd5s`): S3 checks each part's MD5, never the whole object's
+   */
+  readonly md5?: string | undefined
+  /** the MD5 of each part of `partSize` bytes, for an object larger than one part */
+  readonly partMd5s?: PartMd5s | undefined
+}
+
+export interface PartMd5s {
+  readonly partSize: number
+  /** base64, in part order */
+  readonly md5s: ReadonlyArray<string>
 }
 
 /** A candidate whose bytes were read, checked and staged. */

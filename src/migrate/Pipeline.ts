@@ -43,6 +43,7 @@ export type PipelineSettings = Pick<
   | "commitChunk"
   | "inMemMax"
   | "readChunkSize"
+  | "uploadChunkSize"
   | "tempDir"
   | "retries"
   | "memoryBudget"
@@ -112,6 +113,7 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
         return BatchRead.receiveAll(candidates, {
           inMemMax: settings.inMemMax,
           readChunkSize: settings.readChunkSize,
+          partSize: settings.uploadChunkSize,
           tempDir: settings.tempDir,
           retry,
           runScope,
@@ -164,6 +166,7 @@ export const run = (settings: PipelineSettings, stopping: Effect.Effect<boolean>
                   payload,
                   contentType: row.contentType,
                   md5: digests.md5,
+                  partMd5s: digests.partMd5s,
                   sha256: digests.sha256,
                   metadata: { sha256: digests.sha256, sha1: digests.sha1, ...(row.oid === null ? {} : { oid: String(row.oid) }) }
                 })

@@ -24,6 +24,35 @@ export interface ReceiverOptions {
   readonly runScope: Scope.Scope
   /** in-memory payloads hold their size of this budget until the storer is done */
   readonly budget?: MemoryBudget | undefined
+  /**
+   * the S3 part size: an object larger than one part gets the MD5 of each part instead of the whole
+   * object's (one MD5 pass either way, and no second pass over the temp file before each part)
+   */
+  readonly partSize?: number | undefined
+}
+
+/** MD5s of consecutive parts of `partSize` bytes, fed with chunks of any size. */
+const partHasher = (partSize: number) => {
+  const md5s: Array<string> = []
+  let current = createHash("md5")
+  let filled = 0
+  return {
+    update: (chunk: Uint8Array) => {
+      let at = 0
+      while (at < chunk.length) {
+        const take = Math.min(partSize - filled, chunk.length - at)
+        current.update(at === 0 && take === chunk.length ? chunk : chunk.subarray(at, at + take))
+        filled += take
+        at += take
+        if (filled === partSize) {
+          md5s.push(current.digest("base64"))
+          current = createHash("md5")
+          filled = 0
+        }
+      }
+    },
+    digest: (): ReadonlyArray<string> => (filled > 0 ? [...md5s, current.digest("base64")] : md5s)
+  }
 }
 
 const failure = (candidate: Candidate, reason: RowFailure["reason"], detail: string) =>
@@ -51,14 +80,18 @@ export const receive = (
     })
     const sha1 = createHash("sha1")
     const sha256 = createHash("sha256")
-    const md5 = createHash("md5")
+    const partSize = options.partSize
+    // in parts when it will go in parts; both when the size is not known before the end
+    const inParts = partSize !== undefined && (unknown || candidate.size > partSize) ? partHasher(partSize) : undefined
+    const md5 = inParts === undefined || unknown ? createHash("md5") : undefined
     return yield* Effect.gen(function*() {
       const onChunk = (chunk: Uint8Array) =>
         Effect.andThen(
           Effect.sync(() => {
             sha1.update(chunk)
             sha256.update(chunk)
-            md5.update(chunk)
+            md5?.update(chunk)
+            inParts?.update(chunk)
           }),
           writer.write(chunk)
         )
@@ -69,7 +102,10 @@ export const receive = (
         size += yield* LargeObjects.read(part, onChunk, options.readChunkSize, cap - size)
       }
       const payload = yield* writer.seal
-      return { payload, size, sha1: sha1.digest("hex"), sha256: sha256.digest("hex"), md5: md5.digest("base64") }
+      const partMd5s = inParts === undefined || partSize === undefined || size <= partSize
+        ? undefined
+        : { partSize, md5s: inParts.digest() }
+      return { payload, size, sha1: sha1.digest("hex"), sha256: sha256.digest("hex"), md5: md5?.digest("base64"), partMd5s }
     }).pipe(Effect.onError(() => writer.release))
   })
 
@@ -99,7 +135,7 @@ export const receive = (
       }
       return Effect.succeed(Result.succeed({
         candidate,
-        digests: { sha1: read.sha1, sha256: read.sha256, md5: read.md5 },
+        digests: { sha1: read.sha1, sha256: read.sha256, md5: read.md5, partMd5s: read.partMd5s },
         payload: read.payload
       }))
     }),

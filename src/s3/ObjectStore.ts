@@ -4,6 +4,7 @@
 import { Context, type Effect, type Option } from "effect"
 import type { StoreError, StoreUnavailable } from "../domain/Errors.ts"
 import type { Payload } from "../core/Payload.ts"
+import type { PartMd5s } from "../domain/LargeObject.ts"
 
 export interface PutRequest {
   readonly key: string
@@ -13,8 +14,13 @@ export interface PutRequest {
   readonly contentType: string
   /** user metadata (x-amz-meta-*): lower-case keys, ASCII values */
   readonly metadata: Readonly<Record<string, string>>
-  /** base64 MD5 of the whole object: the server rejects a body that does not match */
-  readonly md5: string
+  /**
+   * base64 MD5 of the whole object: the server rejects a body that does not match. Absent for an object
+   * read with `partMd5s` (the store computes it if it sends the object whole after all)
+   */
+  readonly md5?: string | undefined
+  /** each part's MD5, computed as the bytes were read: a multipart upload of this part size uses them */
+  readonly partMd5s?: PartMd5s | undefined
   /** lowercase hex SHA-256 of the whole object, also sent as a checksum where the request allows */
   readonly sha256: string
 }

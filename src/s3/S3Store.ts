@@ -173,7 +173,7 @@ export const multipartEtag = (partMd5s: ReadonlyArray<string>): string => {
  */
 export const etagVerdict = (
   answer: { readonly ETag?: string | undefined; readonly ServerSideEncryption?: string | undefined; readonly SSECustomerAlgorithm?: string | undefined },
-  expected: { readonly md5: string; readonly partMd5s?: ReadonlyArray<string> | undefined }
+  expected: { readonly md5?: string | undefined; readonly partMd5s?: ReadonlyArray<string> | undefined }
 ): "match" | "mismatch" | "unknown" => {
   const etag = unquote(answer.ETag)?.toLowerCase()
   if (etag === undefined || answer.SSECustomerAlgorithm !== undefined || answer.ServerSideEncryption?.startsWith("aws:kms")) {
@@ -182,7 +182,11 @@ export const etagVerdict = (
   if (/^[0-9a-f]{32}-\d+$/.test(etag)) {
     return expected.partMd5s === undefined ? "unknown" : etag === multipartEtag(expected.partMd5s) ? "match" : "mismatch"
   }
-  if (/^[0-9a-f]{32}$/.test(etag)) return etag === Buffer.from(expected.md5, "base64").toString("hex") ? "match" : "mismatch"
+  if (/^[0-9a-f]{32}$/.test(etag)) {
+    // an object read in parts has no whole MD5 to compare: the HEAD's sha256 metadata must prove it
+    if (expected.md5 === undefined) return "unknown"
+    return etag === Buffer.from(expected.md5, "base64").toString("hex") ? "match" : "mismatch"
+  }
   return "unknown"
 }
 
@@ -427,6 +431,16 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
               Effect.map((bytes) => () => bytes),
               Effect.mapError((cause) => new StoreError({ operation: "PutObject", key: request.key, cause }))
             )
+          // read in parts for a larger part size than this store's: the whole MD5 is computed here
+          const md5 = request.md5 ?? (yield* Effect.tryPromise({
+            try: async () => {
+              const hash = createHash("md5")
+              if (stream === undefined) return hash.update(body() as Uint8Array).digest("base64")
+              for await (const chunk of stream(0, size)) hash.update(chunk as Buffer)
+              return hash.digest("base64")
+            },
+            catch: (cause) => new StoreError({ operation: "PutObject", key: request.key, cause })
+          }))
           yield* send("PutObject", request.key, (abortSignal) =>
             client.send(
               new PutObjectCommand({
@@ -435,7 +449,7 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
                 Body: body(),
                 ContentLength: size,
                 ContentType: request.contentType,
-                ContentMD5: request.md5,
+                ContentMD5: md5,
                 ChecksumSHA256: hexToBase64(request.sha256),
                 Metadata: { ...request.metadata },
                 ...written
@@ -444,9 +458,9 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
             ).then((answer) =>
               // an ETag that is the MD5 proves the bytes; an answer without one (or an SSE-KMS ETag) is
               // checked by a HEAD before the row may be marked
-              rejectMismatch(request.key, answer, { md5: request.md5 }) === "match"
+              rejectMismatch(request.key, answer, { md5 }) === "match"
                 ? undefined
-                : confirmStored(request.key, size, { md5: request.md5, sha256: request.sha256 }, abortSignal)
+                : confirmStored(request.key, size, { md5, sha256: request.sha256 }, abortSignal)
             ), options.retry, size)
         })
 
@@ -480,6 +494,11 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
 
           const size = request.payload.size
           const count = Math.ceil(size / options.partSize)
+          // the parts' MD5s from the read, when it cut the same parts: each part is then streamed once
+          const known = request.partMd5s !== undefined && request.partMd5s.partSize === options.partSize &&
+              request.partMd5s.md5s.length === count
+            ? request.partMd5s.md5s
+            : undefined
           const parts = yield* Effect.forEach(
             Array.from({ length: count }, (_, i) => i),
             (i) =>
@@ -487,11 +506,13 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
                 const offset = i * options.partSize
                 const length = Math.min(options.partSize, size - offset)
                 const stream = request.payload.stream
-                // A temp-file payload's part is streamed twice from the file (page cache): once for its
-                // MD5, once as the body; so no part is ever held in memory. In-memory payloads are sliced.
+                // A temp-file payload's part is streamed from the file, never held in memory: once as the
+                // body when the read gave its MD5, else first once for its MD5. In-memory payloads are sliced.
                 const toStoreError = (cause: unknown) => new StoreError({ operation: "UploadPart", key: Key, cause })
                 const prepared: Effect.Effect<{ readonly body: () => Readable | Uint8Array; readonly ContentMD5: string }, StoreError> =
-                  stream !== undefined
+                  known !== undefined && stream !== undefined
+                    ? Effect.succeed({ body: () => stream(offset, length), ContentMD5: known[i]! })
+                    : stream !== undefined
                     ? Effect.tryPromise({
                       try: async () => {
                         const md5 = createHash("md5")
@@ -501,7 +522,7 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
                       catch: toStoreError
                     })
                     : request.payload.read(offset, length).pipe(
-                      Effect.map((bytes) => ({ body: () => bytes, ContentMD5: md5Base64(bytes) })),
+                      Effect.map((bytes) => ({ body: () => bytes, ContentMD5: known?.[i] ?? md5Base64(bytes) })),
                       Effect.mapError(toStoreError)
                     )
                 const { body, ContentMD5 } = yield* prepared

@@ -194,7 +194,8 @@ export const layer = (options: StagingOptions): Layer.Layer<ObjectStore | Stagin
         size: request.payload.size,
         sha256: request.sha256,
         sha1: request.metadata.sha1 ?? "",
-        md5: request.md5,
+        // upload-blobs computes what it sends itself; "" when the object was read in parts
+        md5: request.md5 ?? "",
         contentType: request.contentType,
         oid: request.metadata.oid === undefined ? null : Number(request.metadata.oid)
       })
