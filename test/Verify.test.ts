@@ -129,14 +129,17 @@ describe("lo-migrate verify", () => {
       yield* proxy.setRules([{ name: "slow", fault: { kind: "slow", delayMs: 600 } }])
       const slow = yield* runCli([...args, "--interval", "1"])
       assert.strictEqual(slow.code, 0, slow.stderr)
-      assert.match(slow.stderr, /verify: \d+ checked \([\d.]+\/s\), 0 bad, [\d.]+ (B|KiB); checkpoint [0-9a-f]{40}/)
+      assert.match(
+        slow.stderr,
+        /verify: \d of 6 objects \(\d+\.\d%\), [\d.]+ (B|KiB) of [\d.]+ KiB, [\d.]+\/s, ETA .*, 0 bad; checkpoint [0-9a-f]{40}/
+      )
 
       // Ctrl-C after the first progress line: exit 130, the report says where to resume
       const interruptedReport = yield* reportPath
       const interrupted = yield* runCli([...args, "--interval", "1", "--report", interruptedReport], {
         onStart: (child, output) => {
           const timer = setInterval(() => {
-            if (/verify: [1-9]\d* checked.*checkpoint [0-9a-f]{40}/.test(output.stderr())) {
+            if (/verify: [1-9]\d* of 6 objects.*checkpoint [0-9a-f]{40}/.test(output.stderr())) {
               clearInterval(timer)
               child.kill("SIGINT")
             }
@@ -145,7 +148,7 @@ describe("lo-migrate verify", () => {
         }
       })
       assert.strictEqual(interrupted.code, 130, interrupted.stderr)
-      assert.match(interrupted.stderr, /verify stopped: \d+ checked .*; checkpoint [0-9a-f]{40}; resume with --from/)
+      assert.match(interrupted.stderr, /verify stopped: \d+ checked of 6, 0 bad; checkpoint [0-9a-f]{40}; resume with --from/)
       const partial = JSON.parse(NodeFs.readFileSync(interruptedReport, "utf8"))
       assert.isFalse(partial.complete)
       assert.isBelow(partial.checked, 6)
@@ -156,7 +159,7 @@ describe("lo-migrate verify", () => {
       const report = yield* reportPath
       const broken = yield* runCli([...args, "--report", report])
       assert.strictEqual(broken.code, 1, broken.stderr)
-      assert.include(broken.stderr, `verify stopped: 3 checked`)
+      assert.include(broken.stderr, `verify stopped: 3 checked of 6`)
       assert.include(broken.stderr, `checkpoint ${objects[2]!.hash}; resume with --from <checkpoint>`)
       const json = JSON.parse(NodeFs.readFileSync(report, "utf8"))
       assert.isFalse(json.complete)
