@@ -4,7 +4,6 @@
 // (P%)" every --interval. TTY (forced into a pipe): the bar, redrawn, ending at 100%. The totals are the
 // rows left (a resumed verify counts only those after --from), unknown as `?` with --no-count, 0 of 0 for
 // an empty table, and a run that fails or is interrupted ends with a summary saying so.
-import { DeleteObjectCommand } from "@aws-sdk/client-s3"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Layer } from "effect"
 import { SqlClient } from "effect/sql"
@@ -18,6 +17,7 @@ import { createBlobChunk, insertBlob } from "./support/RelStorageFixture.ts"
 import { TestS3 } from "./support/S3.ts"
 import { scopedTempDir } from "./support/TempDir.ts"
 import { pgFlags, target, targetVia } from "./support/Target.ts"
+import { deleteObject, migratedObjects } from "./support/Verify.ts"
 
 const env = Layer.mergeAll(TestDatabase.layerClient, TestS3.layer)
 const withProxy = Layer.provideMerge(FaultProxy.layer, env)
@@ -63,23 +63,6 @@ const checkEvents = (all: ReadonlyArray<Event>, task: string) => {
 // eslint-disable-next-line no-control-regex
 const strip = (s: string) => s.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "")
 
-/** `n` objects migrated by the real migrate command, in key order. */
-const migrated = (n: number, seed: number, size: (i: number) => number = (i) => 200 + i * 31) =>
-  Effect.gen(function*() {
-    yield* createNice2Schema()
-    const objects: Array<InsertedObject> = []
-    for (let i = 0; i < n; i++) objects.push(yield* insertObject({ bytes: randomBytes(size(i), seed + i) }))
-    const result = yield* runCli(["migrate", ...(yield* target)])
-    assert.strictEqual(result.code, 0, result.stderr)
-    return objects.sort((a, b) => a.hash.localeCompare(b.hash))
-  })
-
-const deleteObject = (key: string) =>
-  Effect.gen(function*() {
-    const s3 = yield* TestS3
-    yield* s3.use("DeleteObject", (c) => c.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: key })))
-  })
-
 /** verify's flags through the fault proxy, every HEAD held back `delayMs`, one object at a time. */
 const slowVerify = (delayMs: number) =>
   Effect.gen(function*() {
@@ -93,7 +76,7 @@ const bytesOf = (objects: ReadonlyArray<InsertedObject>) => objects.reduce((s, o
 describe("verify shows done of the total", () => {
   it.live("json: the total first, done rising to it, BAD lines as events, a summary with done == total", () =>
     Effect.gen(function*() {
-      const objects = yield* migrated(8, 100)
+      const objects = yield* migratedObjects(8, 100)
       yield* deleteObject(objects[5]!.sha256!)
       const result = yield* runCli(["verify", ...(yield* slowVerify(300)), "--progress", "json"])
       assert.strictEqual(result.code, 1, result.stderr)
@@ -122,14 +105,14 @@ describe("verify shows done of the total", () => {
 
   it.live("plain: 'N of M objects (P%)' with bytes, rate and ETA every interval, the last one at 100%", () =>
     Effect.gen(function*() {
-      const objects = yield* migrated(8, 200)
+      const objects = yield* migratedObjects(8, 200)
       const result = yield* runCli(["verify", ...(yield* slowVerify(300)), "--progress", "plain"])
       assert.strictEqual(result.code, 0, result.stderr)
       const lines = result.stderr.split("\n").filter((l) => l.startsWith("verify: ") && l.includes(" of "))
       assert.isAbove(lines.length, 1, result.stderr)
       assert.match(
         lines[0]!,
-        /^verify: [1-7] of 8 objects \(\d+\.\d%\), [\d.]+ (B|KiB) of [\d.]+ KiB, [\d.]+\/s, ETA (\d+h \d\dm \d\ds|\?), 0 bad; checkpoint [0-9a-f]{40}$/
+        /^verify: [1-7] of 8 objects \(\d+\.\d%\), [\d.]+ (B|KiB) of [\d.]+ (B|KiB), [\d.]+\/s, ETA (\d+h \d\dm \d\ds|\?), 0 bad; checkpoint [0-9a-f]{40}$/
       )
       assert.match(lines.at(-1)!, new RegExp(`^verify: 8 of 8 objects \\(100\\.0%\\), .*, in 0h 00m 0\\ds, 0 bad; checkpoint ${objects[7]!.hash}$`))
       assert.include(result.stdout, "verified 8 migrated object(s)")
@@ -137,20 +120,20 @@ describe("verify shows done of the total", () => {
 
   it.live("tty (forced into a pipe): the bar redrawn in place, ending at 100% and done", () =>
     Effect.gen(function*() {
-      yield* migrated(6, 300)
+      yield* migratedObjects(6, 300)
       const result = yield* runCli(["verify", ...(yield* slowVerify(100)), "--progress", "tty"], { env: { NO_COLOR: "1" } })
       assert.strictEqual(result.code, 0, result.stderr)
       assert.include(result.stderr, "\x1b[2K")
       assert.include(result.stderr, "\x1b[2F", "redrawn over the last frame")
       const text = strip(result.stderr)
       assert.match(text, /verify \[[█░]+\] +\d+\.\d%  \d of 6 objects/)
-      assert.match(text, /verify \[█+\] 100\.0%  6 of 6 objects, [\d.]+ KiB of [\d.]+ KiB  done\n/)
+      assert.match(text, /verify \[█+\] 100\.0%  6 of 6 objects, [\d.]+ (B|KiB) of [\d.]+ (B|KiB)  done\n/)
       assert.include(result.stdout, "verified 6 migrated object(s)")
     }).pipe(Effect.scoped, Effect.provide(withProxy)))
 
   it.live("a resumed verify (--from) counts only the rows after the checkpoint", () =>
     Effect.gen(function*() {
-      const objects = yield* migrated(7, 400)
+      const objects = yield* migratedObjects(7, 400)
       const result = yield* runCli(["verify", ...(yield* target), "--from", objects[2]!.hash, "--progress", "json"])
       assert.strictEqual(result.code, 0, result.stderr)
       const left = objects.slice(3)
@@ -161,7 +144,7 @@ describe("verify shows done of the total", () => {
 
   it.live("--no-count: the total is ? with no percentage until the run has done everything", () =>
     Effect.gen(function*() {
-      yield* migrated(6, 500)
+      yield* migratedObjects(6, 500)
       const args = ["verify", ...(yield* slowVerify(300)), "--no-count"]
       const plain = yield* runCli([...args, "--progress", "plain"])
       assert.strictEqual(plain.code, 0, plain.stderr)
@@ -207,7 +190,7 @@ describe("verify shows done of the total", () => {
     Effect.gen(function*() {
       const s3 = yield* TestS3
       // more than one page (1000 rows): the rows added land on the second page, after the count
-      yield* migrated(1003, 700, () => 16)
+      yield* migratedObjects(1003, 700, () => 16)
       let stdout = () => ""
       const run = yield* Effect.forkChild(runCli(["verify", ...(yield* slowVerify(2)), "--progress", "json"], {
         onStart: (_, output) => {
@@ -231,7 +214,7 @@ describe("verify shows done of the total", () => {
 
   it.live("interrupted (SIGINT): the summary says so, with done below the total; exit 130", () =>
     Effect.gen(function*() {
-      yield* migrated(8, 900)
+      yield* migratedObjects(8, 900)
       const result = yield* runCli(["verify", ...(yield* slowVerify(400)), "--progress", "json"], {
         onStart: (child, output) => {
           const timer = setInterval(() => {
@@ -292,7 +275,7 @@ describe("verify shows done of the total", () => {
 describe("prune shows done of the total", () => {
   it.live("json: rows with a large object counted; refused, kept and not-migrated rows as events; done == total", () =>
     Effect.gen(function*() {
-      const objects = yield* migrated(5, 1100)
+      const objects = yield* migratedObjects(5, 1100)
       yield* deleteObject(objects[0]!.sha256!)
       const fresh = yield* insertObject({ bytes: randomBytes(300, 1199) })
       const sharing = yield* insertObject({ bytes: null, hash: "cd".repeat(20), dataOid: objects[1]!.oid })
@@ -312,7 +295,7 @@ describe("prune shows done of the total", () => {
 
       const real = yield* runCli([...args.filter((a) => a !== "json" && a !== "--progress"), "--yes", "--progress", "plain"])
       assert.strictEqual(real.code, 1, real.stderr)
-      assert.match(real.stderr, /prune: 5 of 5 objects \(100\.0%\), [\d.]+ KiB of [\d.]+ KiB, [\d.]+\/s, in 0h 00m 0\ds, 4 row\(s\) released, [\d.]+ (B|KiB) freed, 1 refused; checkpoint /)
+      assert.match(real.stderr, /prune: 5 of 5 objects \(100\.0%\), [\d.]+ (B|KiB) of [\d.]+ (B|KiB), [\d.]+\/s, in 0h 00m 0\ds, 4 row\(s\) released, [\d.]+ (B|KiB) freed, 1 refused; checkpoint /)
       assert.include(real.stdout, "pruned: checked 5 migrated row(s)")
       // the second run: only the refused row still has its large object
       const again = yield* runCli(args)
