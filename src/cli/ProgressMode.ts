@@ -23,7 +23,7 @@ export type ProgressMode = (typeof modes)[number]
 /** The `--progress` flag, with its environment fallback: the same on every command that has it. */
 export const flag = Flag.Literals("progress", modes).pipe(
   Flag.withDescription(described(
-    "progress display: tty (live, redrawn on stderr), plain (periodic lines on stderr), " +
+    "progress display: tty (live, redrawn on stderr), plain (a periodic report or line on stderr), " +
       "json (one JSON object a line on stdout, nothing else there), auto (tty when stderr is a terminal, else plain)",
     { default: "auto", env: "LO_MIGRATE_PROGRESS" }
   )),
