@@ -18,7 +18,7 @@
  * Everything that computes or formats is a pure function of readings (`numbers`, `plainLine`,
  * `ttyLines`, `jsonEvent`); `make` only reads the state, sleeps and writes.
  */
-import { Cause, Console, type Duration, Effect, Exit } from "effect"
+import { Cause, Clock, Console, type Duration, Effect, Exit } from "effect"
 import { writeStderr, writeStdout } from "../core/Output.ts"
 import { formatBytes, formatDuration } from "./Monitor.ts"
 import { bar, count, fit, type Part, perSecond, rateWindow, screen } from "./ProgressDisplay.ts"
@@ -271,9 +271,8 @@ export const make = (options: TaskOptions): Task => {
   }
 
   const watch: Watch = (state, work) =>
-    Effect.suspend(() => {
-      const read = Effect.map(state, (s): Reading => ({ at: Date.now(), state: s }))
-      const startedAt = Date.now()
+    Effect.flatMap(Clock.currentTimeMillis, (startedAt) => {
+      const read = Effect.zipWith(Clock.currentTimeMillis, state, (at, s): Reading => ({ at, state: s }))
       let previous: Reading | undefined
       const earlierThan = rateWindow<Reading>("5 seconds")
       const show = (final: boolean, exit?: Exit.Exit<unknown, unknown>) =>
