@@ -1,5 +1,6 @@
 // The live TTY display: the renderer as a pure function, and the executable under a real
 // pseudo-terminal (util-linux `script`), redrawing in place on stderr, with and without NO_COLOR.
+import { DeleteObjectCommand } from "@aws-sdk/client-s3"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Layer } from "effect"
 import { TestClock } from "effect/testing"
@@ -11,7 +12,7 @@ import { colorAllowed, redraw, render, terminal } from "../src/pipeline/Progress
 import { resolve } from "../src/cli/ProgressMode.ts"
 import { Stats, type StatsSnapshot } from "../src/core/Stats.ts"
 import { binPath } from "./support/Cli.ts"
-import { createNice2Schema, insertObject, randomBytes } from "./support/Nice2Fixture.ts"
+import { createNice2Schema, insertObject, type InsertedObject, randomBytes } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
 import { TestS3 } from "./support/S3.ts"
 import { target } from "./support/Target.ts"
@@ -178,5 +179,24 @@ describe.skipIf(!hasScript)("--progress auto on a terminal", () => {
       assert.notInclude(plain.output, "\x1b[32m")
       assert.notInclude(plain.output, "\x1b[31m")
       assert.include(plain.output, "0 of 1 objects")
+    }).pipe(Effect.scoped, Effect.provide(env)))
+
+  it.live("verify: its bar with the total, a BAD line (stdout, same terminal) above it, ending at 100% and done", () =>
+    Effect.gen(function*() {
+      yield* createNice2Schema()
+      const objects: Array<InsertedObject> = []
+      for (let i = 0; i < 12; i++) objects.push(yield* insertObject({ bytes: randomBytes(1000 + i, 700 + i) }))
+      const migrated = yield* underPty(["migrate", ...(yield* target)], { NO_COLOR: "1" })
+      assert.strictEqual(migrated.code, 0, migrated.output)
+      const s3 = yield* TestS3
+      yield* s3.use("DeleteObject", (c) => c.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: objects[3]!.sha256! })))
+      const verified = yield* underPty(["verify", ...(yield* target), "--concurrency", "1"], { NO_COLOR: "1" })
+      assert.strictEqual(verified.code, 1, verified.output)
+      const text = strip(verified.output)
+      assert.match(text, /verify \[█+\] 100\.0%  12 of 12 objects, [\d.]+ KiB of [\d.]+ KiB  done/)
+      // the BAD line whole on its own line, the frame drawn again below it
+      assert.match(text, new RegExp(`\\r?\\nBAD ${objects[3]!.hash} \\(oid ${objects[3]!.oid}, object ${objects[3]!.sha256}\\): missing-object: [^\\n]*\\r?\\n`))
+      assert.include(verified.output, "\x1b[?25h", "cursor shown again")
+      assert.include(text, "verified 12 migrated object(s)")
     }).pipe(Effect.scoped, Effect.provide(env)))
 })

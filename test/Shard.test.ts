@@ -67,12 +67,16 @@ describe("--shard i/n", () => {
 
       const direct = yield* target()
       const verified = yield* Effect.all(
-        [0, 1, 2].map((i) => runCli(["verify", ...direct, ...tableArgs, "--shard", `${i}/3`])),
+        [0, 1, 2].map((i) => runCli(["verify", ...direct, ...tableArgs, "--shard", `${i}/3`, "--progress", "json"])),
         { concurrency: "unbounded" }
       )
       verified.forEach((r, i) => {
         assert.strictEqual(r.code, 0, r.stderr)
-        assert.include(r.stdout, `verified ${counts[i]} migrated object(s)`)
+        assert.include(r.stderr, `verified ${counts[i]} migrated object(s)`)
+        // the progress's total counts the shard's rows, as its pages list them
+        const events = r.stdout.trimEnd().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>)
+        assert.deepInclude(events[0], { event: "started", total: counts[i] })
+        assert.deepInclude(events.at(-1), { event: "summary", done: counts[i], total: counts[i] })
       })
     }).pipe(Effect.scoped, Effect.provide(env)), 180_000)
 

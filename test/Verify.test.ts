@@ -1,7 +1,6 @@
 // `lo-migrate verify` and the verification `migrate --finalize` runs first, through the executable:
 // every kind of bad object is named by key and row, at the level that can see it; --from resumes;
 // --report writes JSON; exit 0 only when all are good.
-import { DeleteObjectCommand } from "@aws-sdk/client-s3"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { SqlClient } from "effect/sql"
@@ -14,6 +13,7 @@ import { createNice2Schema, insertObject, type InsertedObject, randomBytes } fro
 import { TestDatabase } from "./support/Postgres.ts"
 import { TestS3 } from "./support/S3.ts"
 import { target } from "./support/Target.ts"
+import { deleteObject, migratedObjects } from "./support/Verify.ts"
 
 const env = Layer.mergeAll(TestDatabase.layerClient, TestS3.layer)
 
@@ -22,23 +22,6 @@ const reportPath = Effect.acquireRelease(
   (path) => Effect.sync(() => NodeFs.rmSync(NodePath.dirname(path), { recursive: true, force: true }))
 )
 
-/** `n` objects migrated by the real migrate command. */
-const migrated = (n: number, seed: number) =>
-  Effect.gen(function*() {
-    yield* createNice2Schema()
-    const objects: Array<InsertedObject> = []
-    for (let i = 0; i < n; i++) objects.push(yield* insertObject({ bytes: randomBytes(100 + i * 37, seed + i) }))
-    const result = yield* runCli(["migrate", ...(yield* target)])
-    assert.strictEqual(result.code, 0, result.stderr)
-    return objects.sort((a, b) => a.hash.localeCompare(b.hash))
-  })
-
-const deleteObject = (key: string) =>
-  Effect.gen(function*() {
-    const s3 = yield* TestS3
-    yield* s3.use("DeleteObject", (c) => c.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: key })))
-  })
-
 const badLine = (o: InsertedObject, problem: string) => new RegExp(`BAD ${o.hash} \\(oid ${o.oid}, object ${o.sha256}\\): ${problem}:`)
 
 describe("lo-migrate verify", () => {
@@ -46,7 +29,7 @@ describe("lo-migrate verify", () => {
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
       const s3 = yield* TestS3
-      const objects = yield* migrated(7, 200)
+      const objects = yield* migratedObjects(7, 200)
       const args = ["verify", ...(yield* target), "--concurrency", "3"]
 
       const clean = yield* runCli(args)
@@ -101,7 +84,7 @@ describe("lo-migrate verify", () => {
 
   it.live("--from resumes after a checkpoint; bad flags exit 2", () =>
     Effect.gen(function*() {
-      const objects = yield* migrated(5, 300)
+      const objects = yield* migratedObjects(5, 300)
       const args = ["verify", ...(yield* target)]
       yield* deleteObject(objects[1]!.sha256!)
       const resumed = yield* runCli([...args, "--from", objects[1]!.hash])
@@ -119,7 +102,7 @@ describe("lo-migrate verify", () => {
 
   it.live("prints progress with the checkpoint; a run that fails keeps its checkpoint and resumes from it", () =>
     Effect.gen(function*() {
-      const objects = yield* migrated(6, 400)
+      const objects = yield* migratedObjects(6, 400)
       const proxy = yield* FaultProxy
       const viaProxy = [...(yield* target)]
       viaProxy[viaProxy.indexOf("--s3-url") + 1] = proxy.endpoint
@@ -129,14 +112,17 @@ describe("lo-migrate verify", () => {
       yield* proxy.setRules([{ name: "slow", fault: { kind: "slow", delayMs: 600 } }])
       const slow = yield* runCli([...args, "--interval", "1"])
       assert.strictEqual(slow.code, 0, slow.stderr)
-      assert.match(slow.stderr, /verify: \d+ checked \([\d.]+\/s\), 0 bad, [\d.]+ (B|KiB); checkpoint [0-9a-f]{40}/)
+      assert.match(
+        slow.stderr,
+        /verify: \d of 6 objects \(\d+\.\d%\), [\d.]+ (B|KiB) of [\d.]+ KiB, [\d.]+\/s, ETA .*, 0 bad; checkpoint [0-9a-f]{40}/
+      )
 
       // Ctrl-C after the first progress line: exit 130, the report says where to resume
       const interruptedReport = yield* reportPath
       const interrupted = yield* runCli([...args, "--interval", "1", "--report", interruptedReport], {
         onStart: (child, output) => {
           const timer = setInterval(() => {
-            if (/verify: [1-9]\d* checked.*checkpoint [0-9a-f]{40}/.test(output.stderr())) {
+            if (/verify: [1-9]\d* of 6 objects.*checkpoint [0-9a-f]{40}/.test(output.stderr())) {
               clearInterval(timer)
               child.kill("SIGINT")
             }
@@ -145,7 +131,7 @@ describe("lo-migrate verify", () => {
         }
       })
       assert.strictEqual(interrupted.code, 130, interrupted.stderr)
-      assert.match(interrupted.stderr, /verify stopped: \d+ checked .*; checkpoint [0-9a-f]{40}; resume with --from/)
+      assert.match(interrupted.stderr, /verify stopped: \d+ checked of 6, 0 bad; checkpoint [0-9a-f]{40}; resume with --from/)
       const partial = JSON.parse(NodeFs.readFileSync(interruptedReport, "utf8"))
       assert.isFalse(partial.complete)
       assert.isBelow(partial.checked, 6)
@@ -156,7 +142,7 @@ describe("lo-migrate verify", () => {
       const report = yield* reportPath
       const broken = yield* runCli([...args, "--report", report])
       assert.strictEqual(broken.code, 1, broken.stderr)
-      assert.include(broken.stderr, `verify stopped: 3 checked`)
+      assert.include(broken.stderr, `verify stopped: 3 checked of 6`)
       assert.include(broken.stderr, `checkpoint ${objects[2]!.hash}; resume with --from <checkpoint>`)
       const json = JSON.parse(NodeFs.readFileSync(report, "utf8"))
       assert.isFalse(json.complete)
@@ -193,7 +179,7 @@ describe("lo-migrate migrate --finalize", () => {
   it.live("is refused while a migrated object fails verification", () =>
     Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient
-      const objects = yield* migrated(3, 500)
+      const objects = yield* migratedObjects(3, 500)
       yield* deleteObject(objects[2]!.sha256!)
       const result = yield* runCli(["migrate", ...(yield* target), "--finalize"])
       assert.strictEqual(result.code, 1, result.stderr)

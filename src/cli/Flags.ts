@@ -134,6 +134,18 @@ export const concurrency = int("concurrency", "objects checked at once", 8)
 
 export const interval = int("interval", "seconds between progress lines", 10).pipe(Flag.withAlias("i"))
 
+/** `--count` / `--no-count`: `what` is counted first, for the progress's total. */
+export const countFlag = (what: string) =>
+  Flag.Boolean("count").pipe(
+    Flag.withDescription(
+      `${what} first, so that progress shows done of the total, a percentage and an ETA; ` +
+        "--no-count starts at once and shows the total as ? [default: on]"
+    ),
+    Flag.withDefault(true)
+  )
+
+export const count = countFlag("count the rows to check (one count(*) and sum(size) over the same rows)")
+
 export const deep = Flag.Boolean("deep").pipe(
   Flag.withDescription("download every object and compare the SHA-256 of its bytes (not only HEAD)"),
   Flag.withDefault(false)

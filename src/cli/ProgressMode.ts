@@ -5,22 +5,41 @@
  * - json: one JSON object a line on stdout (Events.toJson): a snapshot every --interval seconds, each
  *   failed row, and a final summary; stdout carries nothing else;
  * - auto: tty when stderr is a terminal, plain otherwise.
+ * The commands with a task of known size (verify, prune, plan's sampling, upload-blobs) show the same
+ * three forms through TaskProgress.
  */
-import { type Console, Effect } from "effect"
+import { Config, type Console, Effect } from "effect"
+import { Flag } from "effect/cli"
 import type { RunOptions } from "../migrate/Migration.ts"
-import { writeStderr } from "../core/Output.ts"
+import { writeStderr, writeStdout } from "../core/Output.ts"
 import * as Events from "../pipeline/Events.ts"
 import * as ProgressDisplay from "../pipeline/ProgressDisplay.ts"
+import * as TaskProgress from "../pipeline/TaskProgress.ts"
+import { described } from "./Flags.ts"
 
 export const modes = ["auto", "tty", "plain", "json"] as const
 export type ProgressMode = (typeof modes)[number]
 
+/** The `--progress` flag, with its environment fallback: the same on every command that has it. */
+export const flag = Flag.Literals("progress", modes).pipe(
+  Flag.withDescription(described(
+    "progress display: tty (live, redrawn on stderr), plain (a periodic report or line on stderr), " +
+      "json (one JSON object a line on stdout, nothing else there), auto (tty when stderr is a terminal, else plain)",
+    { default: "auto", env: "LO_MIGRATE_PROGRESS" }
+  )),
+  Flag.withFallbackConfig(Config.Literals(modes, "LO_MIGRATE_PROGRESS")),
+  Flag.withDefault("auto" as const)
+)
+
 export const resolve = (mode: ProgressMode, stderrIsTty: boolean): Exclude<ProgressMode, "auto"> =>
   mode === "auto" ? (stderrIsTty ? "tty" : "plain") : mode
 
-export const writeStdout = (text: string): Effect.Effect<void> =>
-  Effect.sync(() => {
-    process.stdout.write(text)
+/** The progress of a task of known (or unknown) size in `mode`, on this process's stdout and stderr. */
+export const task = (mode: ProgressMode, options: Omit<TaskProgress.TaskOptions, "mode" | "io">): TaskProgress.Task =>
+  TaskProgress.make({
+    ...options,
+    mode: resolve(mode, process.stderr.isTTY === true),
+    io: TaskProgress.processIo(ProgressDisplay.colorAllowed())
   })
 
 /**

@@ -20,15 +20,7 @@ export { connectionFlags }
 
 /** How progress is shown, and metrics: shared by every command that runs a migration. */
 export const progressFlags = {
-  progress: Flag.Literals("progress", ProgressMode.modes).pipe(
-    Flag.withDescription(described(
-      "progress display: tty (live, redrawn on stderr), plain (periodic report on stderr), " +
-        "json (one JSON object a line on stdout), auto (tty when stderr is a terminal, else plain)",
-      { default: "auto", env: "LO_MIGRATE_PROGRESS" }
-    )),
-    Flag.withFallbackConfig(Config.Literals(ProgressMode.modes, "LO_MIGRATE_PROGRESS")),
-    Flag.withDefault("auto" as const)
-  ),
+  progress: ProgressMode.flag,
   metricsPort: Flag.Int("metrics-port").pipe(
     Flag.withDescription(described("serve Prometheus metrics at http://HOST:PORT/metrics during the run", {
       default: "off",

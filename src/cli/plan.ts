@@ -1,7 +1,7 @@
 /**
  * `lo-migrate plan`: what a migration would do, without writing anything to PostgreSQL or S3.
  */
-import { Console, Effect, Layer, Option } from "effect"
+import { Effect, Layer, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Connections from "../migrate/Connections.ts"
 import { SettingsError } from "../domain/Errors.ts"
@@ -13,7 +13,9 @@ import { settingsOf } from "./Connect.ts"
 import * as Profile from "../domain/Profile.ts"
 import type { ProfileInput } from "../domain/Profile.ts"
 import { profileFlags, profileInput } from "./ProfileFlags.ts"
-import { connectionFlags, int, retries } from "./Flags.ts"
+import { connectionFlags, int, interval, retries } from "./Flags.ts"
+import { atLeast } from "./Connect.ts"
+import * as ProgressMode from "./ProgressMode.ts"
 
 const MiB = 1024 * 1024
 
@@ -54,6 +56,10 @@ export const printPlan = (input: {
   readonly pgTimeout: number
   readonly s3: Settings | undefined
   readonly profile?: Profile.Profile | undefined
+  /** how the sampling shows its progress; json: the plan goes to stderr, stdout carries the events */
+  readonly progress: ProgressMode.ProgressMode
+  /** seconds between progress lines */
+  readonly interval: number
 }) =>
   Effect.gen(function*() {
     const pgUrl = yield* validatePgUrl(input.pgUrl)
@@ -63,10 +69,13 @@ export const printPlan = (input: {
     if (input.receiverThreads < 1) {
       return yield* new SettingsError({ setting: "--receiver-threads", problem: `${input.receiverThreads} is below the minimum of 1` })
     }
+    yield* atLeast("--interval", input.interval, 1)
+    const task = ProgressMode.task(input.progress, { task: "plan", unit: "objects", interval: `${input.interval} seconds` })
     const plan = yield* Plan.make({
       sample: input.sample,
       sampleBytes: input.sampleMib * MiB,
-      receiverThreads: input.receiverThreads
+      receiverThreads: input.receiverThreads,
+      watch: task.watch
     }).pipe(Connections.provide(pgUrl, Connections.database({
       pgUrl,
       pgCa,
@@ -78,7 +87,7 @@ export const printPlan = (input: {
     const notes = input.s3 === undefined
       ? ["S3 not checked (no --bucket given)"]
       : [yield* s3Note(input.s3)]
-    yield* Console.log(Plan.format(plan, notes).trimEnd())
+    yield* task.out(Plan.format(plan, notes).trimEnd())
   })
 
 export const plan = Command.make("plan", {
@@ -87,6 +96,8 @@ export const plan = Command.make("plan", {
   bucket: connectionFlags.bucket.pipe(Flag.optional),
   ...planFlags,
   receiverThreads: int("receiver-threads", "parallel readers the estimate assumes (as migrate's flag)", defaults.receiverThreads),
+  progress: ProgressMode.flag,
+  interval,
   retries
 }, Effect.fn("plan")(function*(flags) {
   // S3 is optional: with a bucket, plan checks (read-only) that migrate could use it

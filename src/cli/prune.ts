@@ -2,20 +2,23 @@
  * `lo-migrate prune --yes`: removes the large objects of migrated rows whose S3 copy verifies, in small
  * transactions, and sets their `data` to NULL. Without `--yes` it only says what it would do.
  */
-import { Console, Effect, Exit } from "effect"
+import { Effect, Exit } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Connections from "../migrate/Connections.ts"
 import { SettingsError, VerificationFailed } from "../domain/Errors.ts"
 import { bytesOfOid, describeBad, describeLevel, describeOids, type MigratedRow, oidsOf } from "../domain/MigratedObject.ts"
+import { formatBytes } from "../pipeline/Monitor.ts"
+import type { TaskState } from "../pipeline/TaskProgress.ts"
 import { writeStderr } from "../core/Output.ts"
 import { defaultPolicy } from "../core/Retry.ts"
 import { AfterCopy } from "../phases/AfterCopy.ts"
 import { ObjectStore } from "../s3/ObjectStore.ts"
 import * as Verification from "../migrate/Verification.ts"
 import { atLeast, settingsOf } from "./Connect.ts"
+import * as ProgressMode from "./ProgressMode.ts"
 import { profileFlags } from "./ProfileFlags.ts"
-import { againstSource, concurrency, connectionFlags, deep, int, interval, retries } from "./Flags.ts"
-import { levelOf } from "./verify.ts"
+import { againstSource, concurrency, connectionFlags, count, deep, int, interval, retries } from "./Flags.ts"
+import { badEvent, levelOf } from "./verify.ts"
 
 /** Rows not migrated that are named in the output; the rest are counted. */
 export const listedUnmigrated = 1000
@@ -51,6 +54,8 @@ export const prune = Command.make("prune", {
   deep,
   againstSource,
   concurrency,
+  count,
+  progress: ProgressMode.flag,
   interval,
   retries
 }, Effect.fn("prune")(function*(flags) {
@@ -68,6 +73,28 @@ export const prune = Command.make("prune", {
   // dry run: rows it would have released that share their large object with other rows, so that a later
   // page sees those references as gone, as the real run would
   const wouldRelease = new Set<string>()
+  let notMigrated: number | undefined
+  const task = ProgressMode.task(flags.progress, { task: "prune", unit: "objects", interval: `${flags.interval} seconds` })
+  // rows checked of the rows counted, and what was released so far
+  const state = Effect.sync((): TaskState => {
+    const checked = Verification.taskState(progress, "refused")
+    return {
+      ...checked,
+      detail: `${apply ? "" : "dry run: "}${totals.released} row(s) ${apply ? "released" : "would be released"}, ` +
+        `${formatBytes(totals.freedBytes)} ${apply ? "freed" : "would be freed"}, ${checked.detail}`,
+      fields: {
+        ...checked.fields,
+        dryRun: !apply,
+        released: totals.released,
+        unlinked: totals.unlinked,
+        freedBytes: totals.freedBytes,
+        kept: totals.kept,
+        absent: totals.absent,
+        changed: totals.changed,
+        notMigrated: notMigrated ?? null
+      }
+    }
+  })
 
   const work = Effect.gen(function*() {
     const source = yield* AfterCopy
@@ -89,10 +116,16 @@ export const prune = Command.make("prune", {
         totals.kept += done.kept.length
         totals.absent += done.absent.length
         for (const row of done.changed) {
-          yield* Console.log(`SKIPPED ${row.key.trim()} (${describeOids(row)}): the row changed after it was verified; left alone`)
+          yield* task.out(
+            `SKIPPED ${row.key.trim()} (${describeOids(row)}): the row changed after it was verified; left alone`,
+            { event: "skipped", key: row.key.trim(), oids: oidsOf(row), reason: "the row changed after it was verified" }
+          )
         }
         for (const k of done.kept) {
-          yield* Console.log(`KEPT large object ${k.oid}: still referenced by ${k.referencedBy.join(", ")}`)
+          yield* task.out(
+            `KEPT large object ${k.oid}: still referenced by ${k.referencedBy.join(", ")}`,
+            { event: "kept", oid: k.oid, referencedBy: k.referencedBy.map((r) => r.trim()) }
+          )
         }
       })
 
@@ -110,7 +143,7 @@ export const prune = Command.make("prune", {
             totals.absent += 1
           } else if (others.length > 0) {
             totals.kept += 1
-            yield* Console.log(`WOULD KEEP large object ${oid}: still referenced by ${others.join(", ")}`)
+            yield* task.out(`WOULD KEEP large object ${oid}: still referenced by ${others.join(", ")}`, { event: "kept", oid, referencedBy: others })
           } else {
             totals.unlinked += 1
             totals.freedBytes += bytesOfOid(batch.find((r) => oidsOf(r).includes(oid))!, oid)
@@ -118,25 +151,32 @@ export const prune = Command.make("prune", {
         }
       })
 
-    yield* Verification.run({
-      level,
-      concurrency: parallel,
-      retry: defaultPolicy(settings.retries),
-      withData: true,
-      // an inline copy has no recorded hash: only the source can prove its bytes
-      inlineAgainstSource: true,
-      onBad: (bad) => Console.log(`REFUSED ${describeBad(bad)}; large object kept`),
-      onPage: (good) => Effect.forEach(chunks(good, batchSize), apply ? releaseBatch : simulateBatch, { discard: true }),
-      progress: { label: "prune", every: `${flags.interval} seconds`, write: writeStderr }
-    }, progress)
-
-    const unmigrated = yield* source.unmigratedWithData(listedUnmigrated)
-    for (const row of unmigrated.examples) {
-      yield* Console.log(`REFUSED ${row.key.trim()} (oid ${row.oid}): not migrated (${source.unmigratedReason}); large object kept`)
-    }
-    if (unmigrated.count > unmigrated.examples.length) {
-      yield* Console.log(`... and ${unmigrated.count - unmigrated.examples.length} more rows not migrated`)
-    }
+    yield* Verification.countTotals(progress, { withData: true, count: flags.count })
+    const unmigrated = yield* task.watch(state, Effect.gen(function*() {
+      yield* Verification.run({
+        level,
+        concurrency: parallel,
+        retry: defaultPolicy(settings.retries),
+        withData: true,
+        // an inline copy has no recorded hash: only the source can prove its bytes
+        inlineAgainstSource: true,
+        onBad: (bad) => task.out(`REFUSED ${describeBad(bad)}; large object kept`, badEvent("refused", bad)),
+        onPage: (good) => Effect.forEach(chunks(good, batchSize), apply ? releaseBatch : simulateBatch, { discard: true })
+      }, progress)
+      // before the last progress (json: before the summary event)
+      const unmigrated = yield* source.unmigratedWithData(listedUnmigrated)
+      notMigrated = unmigrated.count
+      for (const row of unmigrated.examples) {
+        yield* task.out(
+          `REFUSED ${row.key.trim()} (oid ${row.oid}): not migrated (${source.unmigratedReason}); large object kept`,
+          { event: "not-migrated", key: row.key.trim(), oid: row.oid, reason: source.unmigratedReason }
+        )
+      }
+      if (unmigrated.count > unmigrated.examples.length) {
+        yield* task.out(`... and ${unmigrated.count - unmigrated.examples.length} more rows not migrated`)
+      }
+      return unmigrated
+    }))
     return { released: source.releaseMeaning, unmigrated: unmigrated.count }
   }).pipe(
     Connections.provide(settings.pgUrl, Connections.databaseAndStore(settings, parallel)),
@@ -156,7 +196,7 @@ export const prune = Command.make("prune", {
     free: "would free",
     keep: "would keep"
   }
-  yield* Console.log(
+  yield* task.out(
     `${apply ? "pruned" : "dry run (nothing changed; add --yes to prune)"}: checked ${progress.checked} migrated row(s) ` +
       `with a large object in ${Verification.durationSeconds(progress)} s; ${verb.release} ${totals.released} row(s) (${released}), ` +
       `${verb.unlink} ${totals.unlinked} large object(s), ${verb.free} ${Verification.bytesText(totals.freedBytes)}; ` +

@@ -5,7 +5,7 @@
 import { Config, Console, Effect, Option, Ref, References } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as NodeOs from "node:os"
-import { writeStderr } from "../core/Output.ts"
+import { writeStderr, writeStdout } from "../core/Output.ts"
 import { StopRequest } from "../core/StopRequest.ts"
 import { SettingsError } from "../domain/Errors.ts"
 import * as ConvertConfig from "../zodb/ConvertConfig.ts"
@@ -94,9 +94,11 @@ const uploadCommand = (f: Flags, manifest: string) =>
       needSource: false
     })
     yield* writeStderr(`zodb-convert: uploading what ${manifest} lists, ${f.workers} at a time\n`)
+    const task = ProgressMode.task(f.progress, { task: "upload-blobs", unit: "lines", interval: `${f.interval} seconds` })
     const report = yield* uploadStaged({ destination: config.destination, retries: f.retries, env: process.env }, {
       manifest,
       concurrency: f.workers,
+      watch: task.watch,
       s3: {
         bucket: Option.getOrUndefined(f.s3Bucket),
         endpointUrl: Option.getOrUndefined(f.s3EndpointUrl),
@@ -105,9 +107,9 @@ const uploadCommand = (f: Flags, manifest: string) =>
         secretKey: Option.getOrUndefined(f.s3SecretKey)
       }
     }).pipe(
-      Effect.tapError((e) => e._tag === "UploadIncomplete" ? Console.log(uploadLine(e.report)) : Effect.void)
+      Effect.tapError((e) => e._tag === "UploadIncomplete" ? task.out(uploadLine(e.report)) : Effect.void)
     )
-    yield* Console.log(uploadLine(report))
+    yield* task.out(uploadLine(report))
   })
 
 const uploadLine = (r: { readonly lines: number; readonly uploaded: number; readonly alreadyDone: number; readonly waiting: number; readonly failed: ReadonlyArray<unknown>; readonly bytes: number }) =>
@@ -177,7 +179,7 @@ const convert = Effect.fn("zodb-convert")(function*(f: Flags) {
       const n = yield* Ref.updateAndGet(ticks, (t) => t + 1)
       if (mode === "tty") return yield* writeStderr(`\r\x1b[2K${ConvertDisplay.line(p)}`)
       if (n % everyTicks !== 0) return
-      if (mode === "json") return yield* ProgressMode.writeStdout(ConvertDisplay.json(p, "progress"))
+      if (mode === "json") return yield* writeStdout(ConvertDisplay.json(p, "progress"))
       yield* writeStderr(`${ConvertDisplay.line(p)}\n`)
     })
   const progress = yield* conversion.copyReport({
@@ -191,7 +193,7 @@ const convert = Effect.fn("zodb-convert")(function*(f: Flags) {
     onProgress
   })
   if (mode === "tty") yield* writeStderr("\n")
-  if (mode === "json") yield* ProgressMode.writeStdout(ConvertDisplay.json(progress, "summary"))
+  if (mode === "json") yield* writeStdout(ConvertDisplay.json(progress, "summary"))
   for (const l of ConvertDisplay.summary(progress)) yield* writeStderr(`${l}\n`)
   yield* ZodbConvert.outcome(progress)
 })

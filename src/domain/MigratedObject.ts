@@ -29,6 +29,18 @@ export interface MigratedRow {
 }
 
 /** The large objects a row's content is made of, in order (none once pruned). */
+/**
+ * How many migrated rows (and their recorded bytes) a verify or prune has ahead of it, counted before
+ * it starts; a part the profile cannot count cheaply, or that was not counted, is undefined (shown as
+ * `?`, never guessed).
+ */
+export interface MigratedTotals {
+  readonly rows: number | undefined
+  readonly bytes: number | undefined
+}
+
+export const uncounted: MigratedTotals = { rows: undefined, bytes: undefined }
+
 export const oidsOf = (row: MigratedRow): ReadonlyArray<number> => row.oids ?? (row.oid === null ? [] : [row.oid])
 
 /** The bytes large object `oid` holds for `row` (its part of the content). */

@@ -8,7 +8,9 @@ import { createHash } from "node:crypto"
 import { performance } from "node:perf_hooks"
 import type { SqlClient } from "effect/sql"
 import { DatabaseError, type SchemaMismatch } from "../domain/Errors.ts"
+import type { Candidate } from "../domain/LargeObject.ts"
 import { formatBytes, formatDuration } from "../pipeline/Monitor.ts"
+import type { TaskState, Watch } from "../pipeline/TaskProgress.ts"
 import * as LargeObjects from "../postgres/LargeObjects.ts"
 import { type Inventory, PlanSource } from "../phases/PlanSource.ts"
 
@@ -22,6 +24,38 @@ const GiB = 1024 * MiB
  */
 export const sizeBounds: ReadonlyArray<number> = [0, KiB, 16 * KiB, 256 * KiB, MiB, 20 * MiB, 256 * MiB, GiB]
 
+/** Where the sampling stands: the objects picked (its total, known before the first read) and those read. */
+export interface SampleProgress {
+  objects: number
+  bytes: number
+  /** objects sampled so far, read or found gone */
+  done: number
+  doneBytes: number
+  complete: boolean
+  /** the estimate, once the sampling is done (undefined: none could be made) */
+  estimatedSeconds: number | undefined
+}
+
+export const makeSampleProgress = (): SampleProgress => ({
+  objects: 0,
+  bytes: 0,
+  done: 0,
+  doneBytes: 0,
+  complete: false,
+  estimatedSeconds: undefined
+})
+
+/** The sampling's progress: objects read of those picked, and their recorded bytes. */
+export const sampleState = (p: SampleProgress): TaskState => ({
+  done: p.done,
+  bytes: p.doneBytes,
+  total: p.objects,
+  totalBytes: p.bytes,
+  complete: p.complete,
+  detail: "sampled for the duration estimate",
+  fields: { estimatedSeconds: p.estimatedSeconds ?? null }
+})
+
 export interface PlanOptions {
   /** objects to read for the estimate */
   readonly sample: number
@@ -29,6 +63,8 @@ export interface PlanOptions {
   readonly sampleBytes: number
   /** parallel readers assumed for the estimate (migrate's --receiver-threads) */
   readonly receiverThreads: number
+  /** runs the sampling, the long part, with its progress shown (TaskProgress) */
+  readonly watch?: Watch | undefined
 }
 
 export interface Estimate {
@@ -69,15 +105,29 @@ export const fit = (samples: ReadonlyArray<{ readonly size: number; readonly sec
   return { perObject, perByte }
 }
 
-const measure = (options: PlanOptions, inventory: Inventory) =>
+/** The candidates read: within `sampleBytes` by their recorded sizes, in order; a larger one is passed over. */
+const pick = (candidates: ReadonlyArray<Candidate>, sampleBytes: number): ReadonlyArray<Candidate & { readonly oid: number }> => {
+  let bytes = 0
+  const picked: Array<Candidate & { readonly oid: number }> = []
+  for (const c of candidates) {
+    if (c.oid === null || c.size > sampleBytes - bytes) continue
+    picked.push(c as Candidate & { readonly oid: number })
+    bytes += c.size
+  }
+  return picked
+}
+
+/** Reads and hashes the picked objects, timing each, and fits the estimate. */
+const measure = (
+  options: PlanOptions,
+  inventory: Inventory,
+  picked: ReadonlyArray<Candidate & { readonly oid: number }>,
+  progress: SampleProgress
+) =>
   Effect.gen(function*() {
-    const source = yield* PlanSource
-    if (inventory.remaining === 0 || options.sample <= 0) return undefined
-    const candidates = yield* source.sample(options.sample)
     const samples: Array<{ size: number; seconds: number }> = []
     let bytes = 0
-    for (const c of candidates) {
-      if (c.oid === null || c.size > options.sampleBytes - bytes) continue
+    for (const c of picked) {
       const oid = c.oid
       const started = performance.now()
       const hash = createHash("sha256")
@@ -90,10 +140,14 @@ const measure = (options: PlanOptions, inventory: Inventory) =>
             : Effect.fail(new DatabaseError({ operation: `read large object ${oid}`, cause: error })))
       )
       hash.digest()
+      progress.done += 1
+      // the recorded size, as the total counts it (a vanished object counts as sampled)
+      progress.doneBytes += c.size
       if (Option.isNone(size)) continue
       samples.push({ size: size.value, seconds: (performance.now() - started) / 1000 })
       bytes += size.value
     }
+    progress.complete = true
     if (samples.length === 0) return undefined
     const { perObject, perByte } = fit(samples)
     const estimate: Estimate = {
@@ -105,6 +159,7 @@ const measure = (options: PlanOptions, inventory: Inventory) =>
       estimatedSeconds: (perObject * inventory.remaining + perByte * Number(inventory.remainingBytes)) /
         Math.max(1, options.receiverThreads)
     }
+    progress.estimatedSeconds = estimate.estimatedSeconds
     return estimate
   })
 
@@ -114,7 +169,15 @@ export const make = (
   Effect.gen(function*() {
     const source = yield* PlanSource
     const inventory = yield* source.inventory(sizeBounds)
-    const estimate = yield* measure(options, inventory)
+    // the objects to read are picked before the first is read: the progress starts with its total
+    const picked = inventory.remaining === 0 || options.sample <= 0
+      ? []
+      : pick(yield* source.sample(options.sample), options.sampleBytes)
+    const progress = makeSampleProgress()
+    progress.objects = picked.length
+    progress.bytes = picked.reduce((s, c) => s + c.size, 0)
+    const sampling = measure(options, inventory, picked, progress)
+    const estimate = yield* (options.watch === undefined ? sampling : options.watch(Effect.sync(() => sampleState(progress)), sampling))
     return { table: source.table, inventory, estimate, options }
   })
 

@@ -23,7 +23,7 @@ import type { Settings } from "../domain/Settings.ts"
 import { Failures } from "../pipeline/Failures.ts"
 import * as Payload from "../core/Payload.ts"
 import * as Pipeline from "./Pipeline.ts"
-import { formatBytes } from "../pipeline/Monitor.ts"
+import type { TaskState, Watch } from "../pipeline/TaskProgress.ts"
 import * as Stage from "../pipeline/Stage.ts"
 import { Stats } from "../core/Stats.ts"
 import * as RunLock from "../postgres/RunLock.ts"
@@ -77,8 +77,12 @@ const candidateOf = (entry: Manifest.Entry): Candidate => ({
 const removeStaged = (path: string) => Effect.promise(() => NodeFs.rm(path, { force: true }))
 
 export interface UploadOptions {
-  /** where progress lines go, every `interval` seconds and once at the end */
-  readonly report: (text: string) => Effect.Effect<void>
+  /** runs the upload with its progress shown (TaskProgress): lines settled of the manifest's */
+  readonly watch?: Watch | undefined
+  /** count the manifest's lines first (one more read of it), so that the progress has a total (default true) */
+  readonly count?: boolean | undefined
+  /** told of each failed line as it fails (the summary lists the first ones) */
+  readonly onFailure?: ((failure: RowFailure) => Effect.Effect<void>) | undefined
 }
 
 export const run = (settings: Settings, manifest: string, options: UploadOptions) =>
@@ -99,31 +103,44 @@ export const run = (settings: Settings, manifest: string, options: UploadOptions
     })
     yield* source.prepare
     yield* store.probe
+    if (options.onFailure !== undefined) yield* failures.listen(options.onFailure)
 
     const started = Date.now()
     let alreadyDone = 0
+    // the manifest's lines, counted before the upload; each line settles once: uploaded and marked,
+    // already done, or failed
+    const total = options.count === false ? undefined : yield* Manifest.totals(manifest)
+    const settled = { lines: 0, bytes: 0, complete: false }
+    const settle = (size: number) =>
+      Effect.sync(() => {
+        settled.lines++
+        settled.bytes += size
+      })
+    const done = (p: Pending) => Effect.andThen(settle(p.entry.size), Effect.sync(() => void alreadyDone++))
+    const failLine = (p: Pending, reason: RowFailure["reason"], detail: string) =>
+      Effect.andThen(settle(p.entry.size), failures.record(lineFailure(p, reason, detail)))
     const toUpload = yield* Stage.channel<Pending>(settings.storerQueue)
     const toCommit = yield* Stage.channel<Uploaded>(settings.committerQueue)
 
-    const settle = (batch: ReadonlyArray<Pending>) =>
+    const check = (batch: ReadonlyArray<Pending>) =>
       Effect.gen(function*() {
         if (batch.length === 0) return
         const recorded = yield* source.recorded(batch.map((p) => p.entry.rowKey))
         for (const p of batch) {
           const r = recorded.get(p.entry.rowKey)
           if (r === undefined) {
-            yield* failures.record(lineFailure(p, "row-vanished",
+            yield* failLine(p, "row-vanished",
               `row ${p.entry.rowKey} does not exist in ${source.table} (deleted since staging, or the manifest was staged ` +
-                `with other --profile/--table flags); staged file ${p.entry.stagedPath} kept`))
+                `with other --profile/--table flags); staged file ${p.entry.stagedPath} kept`)
           } else if (r._tag === "NotAKey") {
-            yield* failures.record(lineFailure(p, "manifest-mismatch",
+            yield* failLine(p, "manifest-mismatch",
               `row key ${p.entry.rowKey} does not fit ${source.table}: ${r.problem} (was the manifest staged with other ` +
-                `--profile/--table flags?); staged file ${p.entry.stagedPath} kept`))
+                `--profile/--table flags?); staged file ${p.entry.stagedPath} kept`)
           } else if (Recorded.matches(r, p.entry)) {
-            alreadyDone++
+            yield* done(p)
             yield* removeStaged(p.entry.stagedPath)
           } else if (Recorded.isMigrated(r)) {
-            alreadyDone++
+            yield* done(p)
             yield* Effect.logWarning(
               `manifest line ${p.line}: row ${p.entry.rowKey} is already migrated with ${Recorded.describe(r)}, not this line's ` +
                 `(SHA-256 ${p.entry.sha256}, S3 key ${p.entry.s3Key}); staged file ${p.entry.stagedPath} kept`
@@ -133,9 +150,9 @@ export const run = (settings: Settings, manifest: string, options: UploadOptions
             // --s3-prefix) would record a key that verify, run with them, does not look for
             const expected = source.objectKey(candidateOf(p.entry), p.entry.sha256)
             if (expected !== p.entry.s3Key) {
-              yield* failures.record(lineFailure(p, "manifest-mismatch",
+              yield* failLine(p, "manifest-mismatch",
                 `its S3 key ${p.entry.s3Key} is not the one these settings give (${expected}): run upload-blobs with the ` +
-                  `--key-template/--s3-prefix of the staging run; staged file ${p.entry.stagedPath} kept`))
+                  `--key-template/--s3-prefix of the staging run; staged file ${p.entry.stagedPath} kept`)
             } else {
               yield* Stage.emit(toUpload, p)
             }
@@ -148,6 +165,7 @@ export const run = (settings: Settings, manifest: string, options: UploadOptions
       yield* Manifest.forEachLine(manifest, (line) =>
         Effect.gen(function*() {
           if (typeof line.entry === "string") {
+            yield* settle(0)
             return yield* failures.record({
               key: `manifest line ${line.number}`,
               oid: null,
@@ -159,10 +177,10 @@ export const run = (settings: Settings, manifest: string, options: UploadOptions
           if (batch.length >= checkBatch) {
             const full = batch
             batch = []
-            yield* settle(full)
+            yield* check(full)
           }
         }))
-      yield* settle(batch)
+      yield* check(batch)
     }).pipe(
       Effect.catchTag("Done", () => Effect.void),
       Effect.ensuring(Queue.end(toUpload))
@@ -185,9 +203,9 @@ export const run = (settings: Settings, manifest: string, options: UploadOptions
             const missing = opened.failure.code === "ENOENT"
             // another line for the same row (two staging runs at once) may have finished it meanwhile
             const now = missing ? (yield* source.recorded([p.entry.rowKey])).get(p.entry.rowKey) : undefined
-            if (now !== undefined && Recorded.matches(now, p.entry)) return
-            return yield* failures.record(lineFailure(p, missing ? "staged-file-missing" : "staged-file-corrupt",
-              missing ? `staged file ${path} is missing` : `staged file ${path} cannot be read: ${describeCause(opened.failure)}`))
+            if (now !== undefined && Recorded.matches(now, p.entry)) return yield* done(p)
+            return yield* failLine(p, missing ? "staged-file-missing" : "staged-file-corrupt",
+              missing ? `staged file ${path} is missing` : `staged file ${path} cannot be read: ${describeCause(opened.failure)}`)
           }
           const file = opened.success
           // the bytes must be those staged: verified before they go anywhere
@@ -211,8 +229,8 @@ export const run = (settings: Settings, manifest: string, options: UploadOptions
           })
           const digest = sha256.digest("hex")
           if (size !== p.entry.size || digest !== p.entry.sha256) {
-            return yield* failures.record(lineFailure(p, "staged-file-corrupt",
-              `staged file ${path} has ${size} bytes with SHA-256 ${digest}, the line says ${p.entry.size} bytes with ${p.entry.sha256}`))
+            return yield* failLine(p, "staged-file-corrupt",
+              `staged file ${path} has ${size} bytes with SHA-256 ${digest}, the line says ${p.entry.size} bytes with ${p.entry.sha256}`)
           }
           // the handle is closed by this scope, not by the payload
           const payload = Payload.fromFile({ path, handle: file, size, release: Effect.void })
@@ -251,30 +269,41 @@ export const run = (settings: Settings, manifest: string, options: UploadOptions
           stored: (u) => u.stored,
           vanished: (u) => `manifest line ${u.line}: the row was deleted or changed since staging; its object ${u.stored.key} is in S3, staged file ${u.path} kept`,
           // only now, with the row marked, is the staged copy no longer needed
-          marked: (u) => removeStaged(u.path),
+          marked: (u) => Effect.andThen(settle(u.stored.candidate.size), removeStaged(u.path)),
+          // a row not marked (vanished, changed) settles its line too
+          failures: {
+            ...failures,
+            record: (failure) =>
+              Effect.andThen(
+                settle(chunk.find((u) => u.stored.candidate.key === failure.key)?.stored.candidate.size ?? 0),
+                failures.record(failure)
+              )
+          },
           refusals
         })
     })
 
-    const progress = Effect.gen(function*() {
-      const now = yield* stats.snapshot
-      const seconds = Math.max(0.001, (Date.now() - started) / 1000)
-      yield* options.report(
-        `upload-blobs: ${now.processed.committer} uploaded and marked (${formatBytes(now.bytes.committed)}, ` +
-          `${formatBytes(Math.round(now.bytes.stored / seconds))}/s), ${alreadyDone} already done, ${now.failed} failed, ` +
-          `${now.retries} retries\n`
-      )
-    })
-    const exits = yield* Effect.scoped(Effect.gen(function*() {
-      yield* Effect.forkScoped(Effect.repeat(Effect.delay(progress, `${settings.interval} seconds`), { while: () => true }))
-      return yield* Effect.all(
+    const state = Effect.map(stats.snapshot, (now): TaskState => ({
+      done: settled.lines,
+      bytes: settled.bytes,
+      total: total?.lines,
+      totalBytes: total?.bytes,
+      complete: settled.complete,
+      failed: now.failed,
+      detail: `${now.processed.committer} uploaded and marked, ${alreadyDone} already done, ${now.failed} failed, ${now.retries} retries`,
+      fields: { uploaded: now.processed.committer, alreadyDone, retries: now.retries }
+    }))
+    const upload = Effect.gen(function*() {
+      const exits = yield* Effect.all(
         [Effect.exit(reader), Effect.exit(uploaders), Effect.exit(committers)],
         { concurrency: "unbounded" }
       )
-    })).pipe(Effect.ensuring(progress))
-    for (const exit of exits as ReadonlyArray<Exit.Exit<void, DatabaseError | PayloadError | StoreError | ManifestError>>) {
-      if (exit._tag === "Failure") return yield* Effect.failCause(exit.cause)
-    }
+      for (const exit of exits as ReadonlyArray<Exit.Exit<void, DatabaseError | PayloadError | StoreError | ManifestError>>) {
+        if (exit._tag === "Failure") return yield* Effect.failCause(exit.cause)
+      }
+      settled.complete = true
+    })
+    yield* (options.watch === undefined ? upload : options.watch(state, upload))
 
     const end = yield* stats.snapshot
     return {

@@ -6,7 +6,7 @@
  * next one starts, so the checkpoint (the last key of the last completed page) means "every migrated
  * row up to here was checked": `--from <checkpoint>` resumes there.
  */
-import { type Duration, Effect, Option, Result } from "effect"
+import { Effect, Option, Result } from "effect"
 import { createHash } from "node:crypto"
 import type { SqlClient } from "effect/sql"
 import { DatabaseError, type SchemaMismatch, type StoreError, VerificationFailed } from "../domain/Errors.ts"
@@ -15,12 +15,15 @@ import {
   describeBad,
   isSha256Hex,
   type MigratedRow,
+  type MigratedTotals,
   objectKeyOf,
   oidsOf,
   type Problem,
+  uncounted,
   type VerifyLevel
 } from "../domain/MigratedObject.ts"
 import { formatBytes } from "../pipeline/Monitor.ts"
+import type { TaskState } from "../pipeline/TaskProgress.ts"
 import { retrying, type RetryPolicy } from "../core/Retry.ts"
 import type { Stats } from "../core/Stats.ts"
 import * as LargeObjects from "../postgres/LargeObjects.ts"
@@ -183,7 +186,12 @@ export interface Progress {
   checked: number
   good: number
   badCount: number
+  /** bytes checked (good objects) */
   bytes: number
+  /** the recorded sizes of every row checked, good or bad: what `total.bytes` sums */
+  seenBytes: number
+  /** the rows to check and their sizes, counted before the run (`countTotals`), or uncounted */
+  total: MigratedTotals
   sourceSkipped: number
   readonly bad: Array<BadObject>
   readonly startedAt: number
@@ -199,6 +207,8 @@ export const makeProgress = (level: VerifyLevel, from: string | undefined): Prog
   good: 0,
   badCount: 0,
   bytes: 0,
+  seenBytes: 0,
+  total: uncounted,
   sourceSkipped: 0,
   bad: [],
   startedAt: Date.now(),
@@ -206,12 +216,33 @@ export const makeProgress = (level: VerifyLevel, from: string | undefined): Prog
   complete: false
 })
 
-export const progressLine = (label: string, p: Progress): string => {
-  const seconds = ((p.finishedAt ?? Date.now()) - p.startedAt) / 1000
-  const rate = seconds > 0 ? ` (${(p.checked / seconds).toFixed(1)}/s)` : ""
-  return `${label}: ${p.checked} checked${rate}, ${p.badCount} bad, ${formatBytes(p.bytes)}; ` +
-    `checkpoint ${p.checkpoint === undefined ? "(none yet)" : p.checkpoint.trim()}`
-}
+const checkpointText = (p: Progress) => `checkpoint ${p.checkpoint === undefined ? "(none yet)" : p.checkpoint.trim()}`
+
+/**
+ * Where a verification stands, for the progress display: rows checked of the rows counted, their
+ * recorded bytes, and the bad ones and checkpoint in its words (`3 bad; checkpoint 0a1b…`).
+ */
+export const taskState = (p: Progress, badWord = "bad"): TaskState => ({
+  done: p.checked,
+  bytes: p.seenBytes,
+  total: p.total.rows,
+  totalBytes: p.total.bytes,
+  complete: p.complete,
+  failed: p.badCount,
+  detail: `${p.badCount} ${badWord}; ${checkpointText(p)}`,
+  fields: { good: p.good, bad: p.badCount, checkpoint: p.checkpoint?.trim() ?? null, complete: p.complete }
+})
+
+/**
+ * Counts the rows `run` will check after `progress.from` into `progress.total` (one statement); with
+ * `count` false (the user said so), they stay uncounted.
+ */
+export const countTotals = (progress: Progress, options: { readonly withData: boolean; readonly count: boolean }) =>
+  Effect.gen(function*() {
+    if (!options.count) return
+    const source = yield* AfterCopy
+    progress.total = yield* source.migratedTotals(progress.from, { withData: options.withData })
+  })
 
 export interface RunOptions<E, R> {
   readonly level: VerifyLevel
@@ -225,23 +256,12 @@ export interface RunOptions<E, R> {
   readonly onBad: (bad: BadObject) => Effect.Effect<void>
   /** called with the good rows of each completed page, before the checkpoint moves past them */
   readonly onPage?: (good: ReadonlyArray<MigratedRow>) => Effect.Effect<void, E, R>
-  /** a progress line every `every`, through `write` */
-  readonly progress?: { readonly label: string; readonly every: Duration.Input; readonly write: (text: string) => Effect.Effect<void> }
 }
 
 /** Checks every migrated row after `progress.from`, updating `progress` as it goes. */
 export const run = <E = never, R = never>(options: RunOptions<E, R>, progress: Progress) =>
-  Effect.scoped(Effect.gen(function*() {
+  Effect.gen(function*() {
     const source = yield* AfterCopy
-    if (options.progress !== undefined) {
-      const { every, label, write } = options.progress
-      yield* Effect.forkScoped(
-        Effect.suspend(() => write(`${progressLine(label, progress)}\n`)).pipe(
-          Effect.delay(every),
-          Effect.forever
-        )
-      )
-    }
     let after = progress.checkpoint
     while (true) {
       const rows = yield* source.migratedPage(after, pageSize, { withData: options.withData })
@@ -255,6 +275,7 @@ export const run = <E = never, R = never>(options: RunOptions<E, R>, progress: P
         Effect.gen(function*() {
           const result = yield* check(row, options.level, options.retry, options.inlineAgainstSource ?? false)
           progress.checked += 1
+          progress.seenBytes += row.size ?? 0
           if (Result.isSuccess(result)) {
             good.push(row)
             progress.good += 1
@@ -275,7 +296,7 @@ export const run = <E = never, R = never>(options: RunOptions<E, R>, progress: P
       if (rows.length < pageSize) break
     }
     progress.complete = true
-  })).pipe(Effect.ensuring(Effect.sync(() => {
+  }).pipe(Effect.ensuring(Effect.sync(() => {
     progress.finishedAt = Date.now()
   })))
 

@@ -4,7 +4,7 @@
  */
 import { Context, type Effect } from "effect"
 import type { DatabaseError, PruneRefused, SchemaMismatch } from "../domain/Errors.ts"
-import type { MigratedRow, Released } from "../domain/MigratedObject.ts"
+import type { MigratedRow, MigratedTotals, Released } from "../domain/MigratedObject.ts"
 import type { Examples } from "./PlanSource.ts"
 
 export class AfterCopy extends Context.Service<AfterCopy, {
@@ -20,6 +20,15 @@ export class AfterCopy extends Context.Service<AfterCopy, {
     limit: number,
     options: { readonly withData: boolean }
   ) => Effect.Effect<ReadonlyArray<MigratedRow>, SchemaMismatch | DatabaseError>
+  /**
+   * how many rows `migratedPage` lists after `after` with these options, and the sum of their sizes, in
+   * one cheap statement before the work starts (progress shows done of it); a part the profile cannot
+   * count cheaply is undefined
+   */
+  readonly migratedTotals: (
+    after: string | undefined,
+    options: { readonly withData: boolean }
+  ) => Effect.Effect<MigratedTotals, SchemaMismatch | DatabaseError>
   /** what `release` does to a row, as prune names it (e.g. "data = NULL") */
   readonly releaseMeaning: string
   /** what a row not migrated lacks, as prune names it (e.g. "no sha2") */

@@ -5,7 +5,7 @@
  * `render` is a pure function of snapshots (tested as such); `make` only samples Stats, keeps a few
  * seconds of history for the rates, and moves the cursor. Colors follow NO_COLOR (https://no-color.org).
  */
-import { type Console, Duration, Effect } from "effect"
+import { type Console, Duration, Effect, Semaphore } from "effect"
 import { format } from "node:util"
 import type { Display, DisplayFactory } from "./Display.ts"
 import { formatBytes, formatDuration, progressOf } from "./Monitor.ts"
@@ -22,9 +22,10 @@ export interface RenderInput {
   readonly final: boolean
 }
 
-type Style = "bar" | "empty" | "bad" | "warn" | "label" | undefined
+export type Style = "bar" | "empty" | "bad" | "warn" | "label" | undefined
 
-interface Part {
+/** A piece of a display line, styled when colors are on. */
+export interface Part {
   readonly text: string
   readonly style?: Style
 }
@@ -38,7 +39,7 @@ const ansi: Record<Exclude<Style, undefined>, readonly [string, string]> = {
 }
 
 /** Joins parts, cut to `width` visible characters, styled only when `color`. */
-const fit = (parts: ReadonlyArray<Part>, width: number, color: boolean): string => {
+export const fit = (parts: ReadonlyArray<Part>, width: number, color: boolean): string => {
   let room = Math.max(0, width)
   let out = ""
   for (const part of parts) {
@@ -50,15 +51,18 @@ const fit = (parts: ReadonlyArray<Part>, width: number, color: boolean): string 
   return out
 }
 
-const count = (n: number): string => Math.trunc(n).toLocaleString("en-US")
+/** A whole number with thousands separators: `1,234`. */
+export const count = (n: number): string => Math.trunc(n).toLocaleString("en-US")
 
-const bar = (fraction: number, cells: number): ReadonlyArray<Part> => {
+/** `cells` cells of a bar, `fraction` of them full. */
+export const bar = (fraction: number, cells: number): ReadonlyArray<Part> => {
   const f = Math.min(1, Math.max(0, Number.isFinite(fraction) ? fraction : 0))
   const full = Math.round(f * cells)
   return [{ text: "█".repeat(full), style: "bar" }, { text: "░".repeat(cells - full), style: "empty" }]
 }
 
-const perSecond = (delta: number, millis: number): number => (millis > 0 ? (delta * 1000) / millis : 0)
+/** Change per second; 0 when no time has passed. */
+export const perSecond = (delta: number, millis: number): number => (millis > 0 ? (delta * 1000) / millis : 0)
 
 /** The display's lines (no newlines, no cursor movement). */
 export const render = (input: RenderInput): ReadonlyArray<string> => {
@@ -119,6 +123,21 @@ export const render = (input: RenderInput): ReadonlyArray<string> => {
   return lines
 }
 
+/**
+ * The readings of about the last `window`: each call keeps `current` and returns the oldest reading
+ * still in the window (what rates are measured against), undefined for the first.
+ */
+export const rateWindow = <A extends { readonly at: number }>(window: Duration.Input) => {
+  const millis = Duration.toMillis(window)
+  const history: Array<A> = []
+  return (current: A): A | undefined => {
+    while (history.length > 1 && current.at - history[0]!.at > millis) history.shift()
+    const earlier = history[0]
+    history.push(current)
+    return earlier
+  }
+}
+
 /** Cursor control for redrawing in place. */
 export const hideCursor = "\x1b[?25l"
 export const showCursor = "\x1b[?25h"
@@ -156,10 +175,34 @@ export interface Terminal {
   readonly console: Console.Console
 }
 
-/** The live display and the Console that keeps log lines above it. */
-export const terminal = (options: ProgressDisplayOptions, base: Console.Console = globalThis.console): Terminal => {
+/**
+ * A region of a terminal redrawn in place: frames drawn with `draw` replace each other, and what is
+ * written meanwhile to stderr through `console` (log lines) or to another stream with `above` is printed
+ * above the frame instead of being overdrawn by it. Shared by every live display.
+ */
+export interface Screen {
+  /** Provide this Console around the run: its stderr lines go above the frame while one is on screen. */
+  readonly console: Console.Console
+  /**
+   * Replaces the last frame with `lines`, the log lines written since above them. `final`: the frame
+   * stays on screen, the cursor comes back, and from then on log lines are printed at once.
+   */
+  readonly draw: (lines: ReadonlyArray<string>, final: boolean) => Effect.Effect<void>
+  /**
+   * Writes `text` with `write` (another stream on the same terminal, such as stdout) above the frame,
+   * which is drawn again below it; without a frame on screen, just writes it.
+   */
+  readonly above: (text: string, write: (text: string) => Effect.Effect<void>) => Effect.Effect<void>
+}
+
+/** A Screen on the terminal `write` writes to (stderr), capturing `base`'s stderr methods. */
+export const screen = (write: (text: string) => Effect.Effect<void>, base: Console.Console = globalThis.console): Screen => {
   const pending: Array<string> = []
   let active = false
+  let drawn = 0
+  let shown: ReadonlyArray<string> = []
+  // a frame and a line above it are each several writes: never interleaved
+  const lock = Semaphore.makeUnsafe(1)
   const capture = (direct: (...args: ReadonlyArray<any>) => void) => (...args: ReadonlyArray<any>) => {
     if (active) pending.push(`${format(...args)}\n`)
     else direct(...args)
@@ -186,35 +229,50 @@ export const terminal = (options: ProgressDisplayOptions, base: Console.Console 
     info: capture(base.info.bind(base)),
     debug: capture(base.debug.bind(base))
   }
+  const guarded = <A>(effect: Effect.Effect<A>) => Effect.uninterruptible(Semaphore.withPermit(lock)(effect))
+  const draw = (lines: ReadonlyArray<string>, final: boolean) =>
+    guarded(Effect.suspend(() => {
+      // log lines written since the last frame go where the frame was; the frame follows below them
+      const logged = pending.splice(0).join("")
+      const first = !active
+      active = !final
+      const text = (first ? hideCursor : "") + up(drawn) + (logged === "" ? "" : clearBelow + logged) + redraw(0, lines) +
+        (final ? showCursor : "")
+      drawn = lines.length
+      shown = lines
+      return write(text)
+    }))
+  const above = (text: string, other: (text: string) => Effect.Effect<void>) =>
+    guarded(Effect.suspend(() => {
+      if (!active) return other(text)
+      const logged = pending.splice(0).join("")
+      return Effect.andThen(
+        Effect.andThen(write(up(drawn) + clearBelow + logged), other(text)),
+        write(redraw(0, shown))
+      )
+    }))
+  return { console, draw, above }
+}
 
+/** The live display and the Console that keeps log lines above it. */
+export const terminal = (options: ProgressDisplayOptions, base: Console.Console = globalThis.console): Terminal => {
+  const live = screen(options.write, base)
   const display: DisplayFactory = Effect.gen(function*() {
     const stats = yield* Stats
     const every = options.every ?? "250 millis"
-    const windowMillis = Duration.toMillis(options.window ?? "5 seconds")
-    const history: Array<StatsSnapshot> = []
-    let drawn = 0
+    const earlierThan = rateWindow<StatsSnapshot>(options.window ?? "5 seconds")
 
     const frame = (final: boolean) =>
       Effect.uninterruptible(Effect.gen(function*() {
         const current = yield* stats.snapshot
-        while (history.length > 1 && current.at - history[0]!.at > windowMillis) history.shift()
         const lines = render({
           current,
-          earlier: history[0],
+          earlier: earlierThan(current),
           width: Math.max(20, options.columns() - 1),
           color: options.color,
           final
         })
-        history.push(current)
-        // log lines written since the last frame go where the frame was; the frame follows below them
-        const logged = pending.splice(0).join("")
-        const first = !active
-        active = !final
-        yield* options.write(
-          (first ? hideCursor : "") + up(drawn) + (logged === "" ? "" : clearBelow + logged) + redraw(0, lines) +
-            (final ? showCursor : "")
-        )
-        drawn = lines.length
+        yield* live.draw(lines, final)
       }))
 
     const display: Display = {
@@ -223,7 +281,7 @@ export const terminal = (options: ProgressDisplayOptions, base: Console.Console 
     }
     return display
   })
-  return { display, console }
+  return { display, console: live.console }
 }
 
 /** The live display alone (log lines written meanwhile may be overdrawn: prefer `terminal`). */

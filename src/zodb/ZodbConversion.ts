@@ -16,6 +16,7 @@ import * as NodeOs from "node:os"
 import { defaultPolicy } from "../core/Retry.ts"
 import { type DatabaseUnavailable, type ManifestError, type MigrationLocked, SettingsError, type StoreUnavailable } from "../domain/Errors.ts"
 import type { StoreError } from "../domain/Errors.ts"
+import type { Watch } from "../pipeline/TaskProgress.ts"
 import * as ZodbUploadBlobs from "./ZodbUploadBlobs.ts"
 import * as ZodbVerify from "./ZodbVerify.ts"
 import * as ConvertConfig from "./ConvertConfig.ts"
@@ -70,6 +71,10 @@ export class ZodbConversion extends Context.Service<ZodbConversion, {
     readonly concurrency?: number | undefined
     readonly s3?: { readonly [K in keyof ConvertConfig.S3Settings]?: ConvertConfig.S3Settings[K] | undefined } | undefined
     readonly onLine?: ((report: ZodbUploadBlobs.UploadReport) => Effect.Effect<void>) | undefined
+    /** runs the upload with its progress shown (TaskProgress) */
+    readonly watch?: Watch | undefined
+    /** count the manifest's lines first, for the progress's total (default true) */
+    readonly count?: boolean | undefined
   }) => Effect.Effect<
     ZodbUploadBlobs.UploadReport,
     | ZodbUploadBlobs.UploadIncomplete
@@ -205,7 +210,9 @@ export const uploadStaged = (
         manifest: upload.manifest,
         concurrency,
         retry: defaultPolicy(options.retries ?? 10),
-        onLine: upload.onLine
+        onLine: upload.onLine,
+        watch: upload.watch,
+        count: upload.count
       }).pipe(Effect.provide(layer), Effect.scoped)
       if (report.failed.length > 0 || report.waiting > 0) return yield* new ZodbUploadBlobs.UploadIncomplete({ report })
       return report

@@ -20,10 +20,11 @@ import { retrying, type RetryPolicy } from "../core/Retry.ts"
 import type { Stats } from "../core/Stats.ts"
 import { DatabaseError, type ManifestError, type RunLockLost, type StoreError } from "../domain/Errors.ts"
 import * as Stage from "../pipeline/Stage.ts"
+import type { TaskState, Watch } from "../pipeline/TaskProgress.ts"
 import { isRetryableSql } from "../postgres/Statement.ts"
 import * as Manifest from "../s3/Manifest.ts"
 import { ObjectStore } from "../s3/ObjectStore.ts"
-import { DestinationLock, type LockTakenOver, watch } from "./destination/DestinationLock.ts"
+import { DestinationLock, type LockTakenOver, watch as watchLock } from "./destination/DestinationLock.ts"
 import { blobS3Key } from "./destination/PgJsonbWriter.ts"
 
 export interface UploadReport {
@@ -55,6 +56,10 @@ export const run = (options: {
   readonly concurrency: number
   readonly retry: RetryPolicy
   readonly onLine?: ((report: UploadReport) => Effect.Effect<void>) | undefined
+  /** runs the upload with its progress shown (TaskProgress): lines settled of the manifest's */
+  readonly watch?: Watch | undefined
+  /** count the manifest's lines first (one more read of it), so that the progress has a total (default true) */
+  readonly count?: boolean | undefined
 }): Effect.Effect<
   UploadReport,
   ManifestError | DatabaseError | StoreError | LockTakenOver | RunLockLost,
@@ -64,6 +69,8 @@ export const run = (options: {
     const sql = yield* SqlClient.SqlClient
     const store = yield* ObjectStore
     const report = { lines: 0, uploaded: 0, alreadyDone: 0, waiting: 0, failed: [] as Array<{ line: number; problem: string }>, bytes: 0 }
+    // lines finished (uploaded, already done, waiting or failed) and the bytes they name
+    const settled = { lines: 0, bytes: 0, complete: false }
     const query = <A extends object>(what: string, text: string, params: ReadonlyArray<unknown>) =>
       retrying(sql.unsafe<A>(text, params as Array<never>), { policy: options.retry, isRetryable: isRetryableSql, what }).pipe(
         Effect.mapError((cause) => new DatabaseError({ operation: what, cause }))
@@ -154,9 +161,27 @@ export const run = (options: {
         report.uploaded++
         report.bytes += entry.size
         yield* removeStaged
-      }).pipe(Effect.andThen(options.onLine === undefined ? Effect.void : options.onLine(report)))
+      }).pipe(
+        Effect.andThen(Effect.sync(() => {
+          settled.lines++
+          settled.bytes += typeof line.entry === "string" ? 0 : line.entry.size
+        })),
+        Effect.andThen(options.onLine === undefined ? Effect.void : options.onLine(report))
+      )
 
     yield* Manifest.checkHeader(options.manifest)
+    const total = options.count === false ? undefined : yield* Manifest.totals(options.manifest)
+    const state = Effect.sync((): TaskState => ({
+      done: settled.lines,
+      bytes: settled.bytes,
+      total: total?.lines,
+      totalBytes: total?.bytes,
+      complete: settled.complete,
+      failed: report.failed.length + report.waiting,
+      detail: `${report.uploaded} uploaded, ${report.alreadyDone} already done, ${report.waiting} waiting for their transaction, ` +
+        `${report.failed.length} failed`,
+      fields: { uploaded: report.uploaded, alreadyDone: report.alreadyDone, waiting: report.waiting, failedLines: report.failed.length }
+    }))
     // the manifest is streamed into a bounded queue: never held in memory, `concurrency` lines in flight
     const lines = yield* Stage.channel<Manifest.Line>(Math.max(1, options.concurrency) * 2)
     const reader = Manifest.forEachLine(options.manifest, (line) => Effect.asVoid(Queue.offer(lines, line))).pipe(
@@ -168,6 +193,9 @@ export const run = (options: {
     ])
     // every line is idempotent: losing the lock may cut one short, a rerun finishes it
     const lock = yield* Effect.serviceOption(DestinationLock)
-    yield* Option.isNone(lock) ? flow : Effect.raceFirst(flow, watch(lock.value))
+    const upload = (Option.isNone(lock) ? flow : Effect.raceFirst(flow, watchLock(lock.value))).pipe(Effect.andThen(Effect.sync(() => {
+      settled.complete = true
+    })))
+    yield* (options.watch === undefined ? upload : options.watch(state, upload))
     return report
   })

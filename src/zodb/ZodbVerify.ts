@@ -26,7 +26,7 @@
  * table, deletion tombstones in object_state) is reported as a difference.
  */
 import { PgTypes } from "@effect/sql-pg"
-import { Cause, Clock, Data, Effect, Option, Queue, Runtime, Stream } from "effect"
+import { Cause, Clock, Data, Effect, Fiber, Option, Queue, Runtime, Stream } from "effect"
 import { SqlClient, SqlError } from "effect/sql"
 import { createHash } from "node:crypto"
 import { retrying, type RetryPolicy } from "../core/Retry.ts"
@@ -93,6 +93,12 @@ export const isClean = (report: VerifyReport): boolean =>
 
 export interface VerifyProgress {
   readonly phase: "index" | "states" | "extras"
+  /**
+   * the source's transactions, which each of the two passes reads: counted in the background during
+   * the first pass (undefined until known), exact from the second on
+   */
+  readonly sourceTransactions: number | undefined
+  /** transactions read by this phase's pass */
   readonly transactions: number
   readonly records: number
   readonly blobs: number
@@ -367,10 +373,22 @@ export const run = (
       else truncated = true
     }
     const progress = { transactions: 0, records: 0, blobs: 0 }
+    let sourceCount: number | undefined
     const report = (phase: VerifyProgress["phase"]) =>
       options.onProgress === undefined
         ? Effect.void
-        : Effect.suspend(() => options.onProgress!({ phase, ...progress, differences: bad }))
+        : Effect.suspend(() => options.onProgress!({ phase, sourceTransactions: sourceCount, ...progress, differences: bad }))
+    // the first pass's total, counted without decoding beside it (as the copy does); not needed after it
+    const counting = options.onProgress === undefined ? undefined : yield* Effect.forkChild(
+      source.count.pipe(
+        Effect.tap((c) =>
+          Effect.sync(() => {
+            sourceCount ??= c.transactions
+          })
+        ),
+        Effect.ignore
+      )
+    )
 
     if (inspection.copyInProgress) {
       differ({
@@ -606,6 +624,8 @@ export const run = (
         }),
       (page) => (page._tag === "tx" ? compareTransactions(page.page) : compareBlobs(page.items))
     )
+    if (counting !== undefined) yield* Fiber.interrupt(counting)
+    sourceCount = sourceTransactions
     yield* report("index")
 
     // live objects, the sample

@@ -2,7 +2,8 @@
 import { assert } from "@effect/vitest"
 import { Effect, Option } from "effect"
 import * as NodeFs from "node:fs"
-import { type InsertedObject, readRows, sha256Hex } from "./Nice2Fixture.ts"
+import { DeleteObjectCommand } from "@aws-sdk/client-s3"
+import { createNice2Schema, insertObject, type InsertedObject, randomBytes, readRows, sha256Hex } from "./Nice2Fixture.ts"
 import { runCli } from "./Cli.ts"
 import { TestS3 } from "./S3.ts"
 import { target } from "./Target.ts"
@@ -56,4 +57,22 @@ export const assertRerunFinishes = (objects: ReadonlyArray<InsertedObject>) =>
     assert.strictEqual(rerun.code, 0, rerun.stderr)
     yield* assertAllMigrated(objects)
     yield* assertNoStrayKeys
+  })
+
+/** `n` objects (of `size(i)` bytes) migrated by the real migrate command, in key order. */
+export const migratedObjects = (n: number, seed: number, size: (i: number) => number = (i) => 100 + i * 37) =>
+  Effect.gen(function*() {
+    yield* createNice2Schema()
+    const objects: Array<InsertedObject> = []
+    for (let i = 0; i < n; i++) objects.push(yield* insertObject({ bytes: randomBytes(size(i), seed + i) }))
+    const result = yield* runCli(["migrate", ...(yield* target)])
+    assert.strictEqual(result.code, 0, result.stderr)
+    return objects.sort((a, b) => a.hash.localeCompare(b.hash))
+  })
+
+/** Removes `key` from the test bucket (a migrated object gone). */
+export const deleteObject = (key: string) =>
+  Effect.gen(function*() {
+    const s3 = yield* TestS3
+    yield* s3.use("DeleteObject", (c) => c.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: key })))
   })

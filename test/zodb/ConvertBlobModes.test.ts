@@ -127,15 +127,20 @@ describe("zodb-convert: --deferred-blobs, then --upload-blobs", () => {
       const staged = NodeFs.readdirSync(`${manifest}.staged`)
       assert.strictEqual(staged.length, 2)
 
-      // the upload: S3 first, then the row, then the staged file goes
-      const upload = yield* zodbConvert([config, "--upload-blobs", manifest, "-w", "2"])
+      // the upload: S3 first, then the row, then the staged file goes; with --progress json, stdout holds
+      // JSON lines only, the manifest's 2 lines are the total
+      const upload = yield* zodbConvert([config, "--upload-blobs", manifest, "-w", "2", "--progress", "json"])
       assert.strictEqual(upload.code, 0, upload.stderr)
-      assert.match(upload.stdout, /2 uploaded .* 0 already done, 0 waiting for their transaction, 0 failed/)
+      const events = upload.stdout.trimEnd().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>)
+      assert.deepInclude(events[0], { event: "started", task: "upload-blobs", unit: "lines", total: 2 })
+      assert.deepInclude(events.at(-1), { event: "summary", outcome: "success", done: 2, total: 2, percent: 100, uploaded: 2, waiting: 0 })
+      assert.match(upload.stderr, /2 uploaded .* 0 already done, 0 waiting for their transaction, 0 failed/)
       assert.deepStrictEqual(NodeFs.readdirSync(`${manifest}.staged`), [])
       assert.strictEqual(yield* everyKeyHasItsObject(db, s3), 2)
-      const again = yield* zodbConvert([config, "--upload-blobs", manifest])
+      const again = yield* zodbConvert([config, "--upload-blobs", manifest, "--progress", "plain"])
       assert.strictEqual(again.code, 0, again.stderr)
       assert.match(again.stdout, /0 uploaded .* 2 already done/)
+      assert.match(again.stderr, /upload-blobs: 2 of 2 lines \(100\.0%\), [\d.]+ MiB of [\d.]+ MiB, [\d.]+\/s, in 0h 00m 0\ds, 0 uploaded, 2 already done, 0 waiting for their transaction, 0 failed\n/)
       assert.deepStrictEqual(yield* digest(db), expected)
     })), { timeout: 180_000 })
 

@@ -105,6 +105,22 @@ describe("zodb-convert --verify: FileStorage with blobs in S3", () => {
         assert.strictEqual(toFile.stdout, "")
         assert.deepStrictEqual((JSON.parse(NodeFs.readFileSync(reportFile, "utf8")) as VerifyReport).counts, clean.counts)
 
+        // --progress json: stdout holds JSON lines only; both passes read the 12 transactions, so done
+        // rises to 24 of 24, and the report is the summary's (no --report)
+        const json = yield* zodbConvert([config, "--verify", "--progress", "json", "--interval", "1"])
+        assert.strictEqual(json.code, 0, json.stderr)
+        const events = json.stdout.trimEnd().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>)
+        assert.deepInclude(events[0], { event: "started", task: "verify", unit: "transactions" })
+        for (const e of events.filter((e) => e.event === "progress")) {
+          if (e.total !== null) assert.strictEqual(e.total, 24)
+          assert.isAtMost(e.done as number, 24)
+        }
+        const summary = events.at(-1)!
+        assert.deepInclude(summary, { event: "summary", outcome: "success", done: 24, total: 24, percent: 100, sourceTransactions: 12, differences: 0 })
+        assert.deepStrictEqual((summary.report as VerifyReport).counts, clean.counts)
+        const plain = yield* zodbConvert([config, "--verify", "--report", reportFile, "--progress", "plain"])
+        assert.match(plain.stderr, /\nverify: 24 of 24 transactions \(100\.0%\), [\d.]+\/s, in 0h 00m \d\ds, pass 2 of 2 \(object states\): \d+ records, \d+ blobs, 0 difference\(s\)\n/)
+
         // 1. one state changed (jsonb)
         const [obj] = yield* sql<{ zoid: string; tid: string; state: string }>`
           SELECT zoid::text AS zoid, tid::text AS tid, state::text AS state FROM object_state

@@ -210,21 +210,33 @@ export const make = (sql: SqlClient.SqlClient, run: Run, shard?: Shard | undefin
       }))
     })
 
+  /** the rows verify and prune go through: migrated, after `after` in key order, of the shard */
+  const migratedAfter = (after: string | undefined, options: { readonly withData: boolean }) =>
+    sql`t.sha2 IS NOT NULL AND ${sql.literal(options.withData ? "t.data IS NOT NULL" : "true")} AND ${inShard}
+      AND ${after === undefined ? sql.literal("true") : sql`t.hash > ${after}::bpchar`}`
+
   const migratedPage = (after: string | undefined, limit: number, options: { readonly withData: boolean }) =>
     Effect.gen(function*() {
       if (!(yield* resultColumn)) return []
-      const withData = sql.literal(options.withData ? "t.data IS NOT NULL" : "true")
       const rows = yield* run(
         "list migrated rows",
-        after === undefined
-          ? sql<{ readonly hash: string; readonly data: number | null; readonly size: bigint | null; readonly sha2: string }>`
-              SELECT t.hash, t.data, t.size, t.sha2 FROM _nice_binary t
-              WHERE t.sha2 IS NOT NULL AND ${withData} AND ${inShard} ORDER BY t.hash LIMIT ${limit}`
-          : sql<{ readonly hash: string; readonly data: number | null; readonly size: bigint | null; readonly sha2: string }>`
-              SELECT t.hash, t.data, t.size, t.sha2 FROM _nice_binary t
-              WHERE t.sha2 IS NOT NULL AND ${withData} AND ${inShard} AND t.hash > ${after}::bpchar ORDER BY t.hash LIMIT ${limit}`
+        sql<{ readonly hash: string; readonly data: number | null; readonly size: bigint | null; readonly sha2: string }>`
+          SELECT t.hash, t.data, t.size, t.sha2 FROM _nice_binary t
+          WHERE ${migratedAfter(after, options)} ORDER BY t.hash LIMIT ${limit}`
       )
       return rows.map((r): MigratedRow => ({ key: r.hash, oid: r.data, size: num(r.size), sha256: r.sha2 }))
+    })
+
+  // the same rows as migratedPage, counted over the same index range
+  const migratedTotals = (after: string | undefined, options: { readonly withData: boolean }) =>
+    Effect.gen(function*() {
+      if (!(yield* resultColumn)) return { rows: 0, bytes: 0 }
+      const [totals] = yield* run(
+        "count migrated rows",
+        sql<{ readonly n: bigint; readonly bytes: string }>`
+          SELECT count(*) AS n, coalesce(sum(t.size), 0)::text AS bytes FROM _nice_binary t WHERE ${migratedAfter(after, options)}`
+      )
+      return { rows: num(totals?.n), bytes: num(totals?.bytes) }
     })
 
   const unmigratedWithData = (limit: number) =>
@@ -296,6 +308,7 @@ export const make = (sql: SqlClient.SqlClient, run: Run, shard?: Shard | undefin
     plan: { inventory, sample },
     afterCopy: {
       migratedPage,
+      migratedTotals,
       unmigratedWithData,
       references,
       release,

@@ -174,6 +174,25 @@ export const make = (ctx: Context): Lifecycle => {
       return out
     })
 
+  // the rows migratedPage lists, counted in blob_state; for prune (only blobs that still have chunks) only
+  // when blob_chunk is in the same database: across two, nothing counts them in one statement
+  const migratedTotals = (from: string | undefined, options: { readonly withData: boolean }) =>
+    Effect.gen(function*() {
+      if (options.withData && !sameDatabase) return { rows: undefined, bytes: undefined }
+      if (!(yield* stateExists(destQuery))) return { rows: 0, bytes: 0 }
+      const a = afterKey(from, 1)
+      const s = shardFilter(a.params.length + 1)
+      const withChunks = options.withData
+        ? " AND EXISTS (SELECT 1 FROM blob_chunk b WHERE b.zoid = c.zoid AND b.tid = c.tid AND b.chunk IS NOT NULL)"
+        : ""
+      const [n] = yield* destQuery(
+        "count migrated blobs",
+        `SELECT count(*) AS n, coalesce(sum(c.blob_size), 0)::text AS bytes FROM blob_state c WHERE true${a.text}${s.text}${withChunks}`,
+        [...a.params, ...s.params]
+      )
+      return { rows: Number(n?.n ?? 0), bytes: Number(n?.bytes ?? 0) }
+    })
+
   /** Blobs of blob_chunk without a blob_state row, in key order: count and the first `limit`. */
   const unmigrated = (limit: number, sharded: boolean) =>
     Effect.gen(function*() {
@@ -718,6 +737,7 @@ export const make = (ctx: Context): Lifecycle => {
     plan: { inventory, sample },
     afterCopy: {
       migratedPage,
+      migratedTotals,
       unmigratedWithData,
       references,
       release,

@@ -302,20 +302,26 @@ export const layer = (
           return new Map([...found, ...bad])
         })
 
+      /** the rows verify and prune go through: migrated, after `after` in key order, of the shard */
+      const migratedAfter = (cols: ReadonlyMap<string, string>, after: string | undefined, options: { readonly withData: boolean }) => {
+        const a = afterFilter(after, profile.keyColumns.map((c) => cols.get(c)!))
+        const s = shardFilter(a.params.length + 1)
+        return {
+          text: `${sha} IS NOT NULL AND ${listable}${options.withData ? ` AND ${oid} IS NOT NULL` : ""}${a.text}${s.text}`,
+          params: [...a.params, ...s.params]
+        }
+      }
+
       const migratedPage = (after: string | undefined, limit: number, options: { readonly withData: boolean }) =>
         Effect.gen(function*() {
           const cols = yield* keyed
           if (!cols.has(profile.sha256Column)) return []
-          const types = profile.keyColumns.map((c) => cols.get(c)!)
-          const a = afterFilter(after, types)
-          const s = shardFilter(a.params.length + 1)
+          const m = migratedAfter(cols, after, options)
           const rows = yield* query(
             "list migrated rows",
             `SELECT ${keySelect}, ${oid}::oid AS oid, ${size} AS size, ${sha}::text AS sha
-             FROM ${table} AS t
-             WHERE ${sha} IS NOT NULL AND ${listable}${options.withData ? ` AND ${oid} IS NOT NULL` : ""}${a.text}${s.text}
-             ORDER BY ${keyOrder} LIMIT $${a.params.length + s.params.length + 1}`,
-            [...a.params, ...s.params, limit]
+             FROM ${table} AS t WHERE ${m.text} ORDER BY ${keyOrder} LIMIT $${m.params.length + 1}`,
+            [...m.params, limit]
           )
           return rows.map((r): MigratedRow => {
             const key = keyOf(r)
@@ -329,6 +335,22 @@ export const layer = (
               objectKey: fillTemplate(profile.keyTemplate, { sha256: sha256.trim().toLowerCase(), key: decode(key), oid: rowOid })
             }
           })
+        })
+
+      // the same rows as migratedPage; their bytes only with --size-column (without it, each size is an
+      // lo_open of the large object: not a cheap count)
+      const migratedTotals = (after: string | undefined, options: { readonly withData: boolean }) =>
+        Effect.gen(function*() {
+          const cols = yield* keyed
+          if (!cols.has(profile.sha256Column)) return { rows: 0, bytes: 0 }
+          const m = migratedAfter(cols, after, options)
+          const [n] = yield* query(
+            "count migrated rows",
+            `SELECT count(*) AS n, ${profile.sizeColumn === undefined ? "NULL" : `coalesce(sum(${size}), 0)::text`} AS bytes
+             FROM ${table} AS t WHERE ${m.text}`,
+            m.params
+          )
+          return { rows: Number(n?.n ?? 0), bytes: n?.bytes === null || n?.bytes === undefined ? undefined : Number(n.bytes) }
         })
 
       // prune: the same checks as nice2's, on this table only (other tables referencing the same large
@@ -584,6 +606,7 @@ export const layer = (
         plan: { inventory, sample },
         afterCopy: {
           migratedPage,
+          migratedTotals,
           unmigratedWithData,
           references,
           release,
