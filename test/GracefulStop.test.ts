@@ -104,7 +104,9 @@ describe("one run at a time", () => {
       yield* createNice2Schema()
       const proxy = yield* FaultProxy
       const inserted: Array<InsertedObject> = []
-      for (let i = 0; i < 40; i++) inserted.push(yield* insertObject({ bytes: randomBytes(1000 + i, 900 + i) }))
+      // 100 uploads of 100 ms each, one at a time: the first run outlasts the second's grace (5 s, in
+      // which a lock just freed by a killed run would be taken)
+      for (let i = 0; i < 100; i++) inserted.push(yield* insertObject({ bytes: randomBytes(1000 + i, 900 + i) }))
       yield* proxy.setRules([{ name: "slow", path: objects, fault: { kind: "slow", delayMs: 100 } }])
       const args = ["migrate", ...(yield* viaProxy), "--storer-threads", "1", "--commit-chunk", "2"]
       let second: Promise<{ code: number | null; stderr: string }> | undefined

@@ -22,7 +22,7 @@
  * takes the lock again on a fresh connection; if another run got it in between, this one stops
  * gracefully (what it stored is committed) rather than work alongside it.
  */
-import { Effect, Exit, Ref, Scope } from "effect"
+import { Clock, Duration, Effect, Exit, Ref, Scope } from "effect"
 import { SqlClient } from "effect/sql"
 import { DatabaseUnavailable, describeCause, MigrationLocked, RunLockLost, ShardCountConflict } from "../domain/Errors.ts"
 import { type Shard, shardSuffix } from "../domain/Profile.ts"
@@ -146,22 +146,37 @@ export const acquire = (
     readonly shown?: string | undefined
     /** the lock's first key, and the program messages name: default lo-migrate */
     readonly namespace?: string | undefined
+    /** how long a busy lock is tried again before the run is refused (default 5 s: a run just killed) */
+    readonly grace?: Duration.Input | undefined
   }
 ): Effect.Effect<void, MigrationLocked | ShardCountConflict | DatabaseUnavailable, SqlClient.SqlClient | Scope.Scope> =>
   Effect.gen(function*() {
     const outer = yield* Effect.scope
-    const holder = yield* Scope.fork(outer)
     const name = options.shown ?? table
     const shown = `${name}${shardSuffix(options.shard)}`
     const namespace = options.namespace ?? lockNamespace
-    const first = yield* tryAcquire(namespace, table, options.shard, holder).pipe(
+    // A run killed a moment ago may still hold the lock: its backend ends only once it notices the
+    // closed socket (after the statement it was running). So a busy lock is tried again for `grace`.
+    const graceMillis = Duration.toMillis(Duration.fromInputUnsafe(options.grace ?? "5 seconds"))
+    const startedAt = yield* Clock.currentTimeMillis
+    let holder = yield* Scope.fork(outer)
+    let first = yield* tryAcquire(namespace, table, options.shard, holder).pipe(
       Effect.onError(() => Scope.close(holder, Exit.void)),
       Effect.mapError((error) => new DatabaseUnavailable({ problem: `cannot take the run lock: ${describeCause(error)}` }))
     )
-    if (first.outcome._tag === "Busy") {
+    while (first.outcome._tag === "Busy") {
       // release the reserved connection now: a caller whose pool closes before this scope would wait for it
       yield* Scope.close(holder, Exit.void)
-      return yield* new MigrationLocked({ table: shown, tool: namespace, holder: first.outcome.holder })
+      if ((yield* Clock.currentTimeMillis) - startedAt >= graceMillis) {
+        return yield* new MigrationLocked({ table: shown, tool: namespace, holder: first.outcome.holder })
+      }
+      yield* Effect.sleep("250 millis")
+      holder = yield* Scope.fork(outer)
+      const scope = holder
+      first = yield* tryAcquire(namespace, table, options.shard, scope).pipe(
+        Effect.onError(() => Scope.close(scope, Exit.void)),
+        Effect.mapError((error) => new DatabaseUnavailable({ problem: `cannot take the run lock: ${describeCause(error)}` }))
+      )
     }
     if (first.outcome._tag === "OtherCount") {
       yield* Scope.close(holder, Exit.void)
