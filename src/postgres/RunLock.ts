@@ -43,6 +43,29 @@ const otherCountsSql = `SELECT DISTINCT l.objid::bigint AS n FROM pg_catalog.pg_
     AND l.classid = (hashtext($1)::bigint & 4294967295)::oid AND l.objid <> $2::int4::bigint::oid
   ORDER BY 1`
 
+// who holds a two-int4 advisory key (as otherCountsSql reads pg_locks), for the message of a refused run
+const holdersSql = `SELECT l.pid, a.usename::text AS usename, a.application_name, host(a.client_addr) AS client,
+    extract(epoch FROM now() - a.backend_start)::bigint AS seconds
+  FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+  WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.pid <> pg_backend_pid()
+    AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+    AND l.classid = (hashtext($1)::bigint & 4294967295)::oid AND l.objid = (hashtext($2)::bigint & 4294967295)::oid
+  ORDER BY l.pid`
+
+const age = (seconds: number) =>
+  seconds < 120 ? `${seconds} s` : seconds < 7200 ? `${Math.round(seconds / 60)} min` : `${Math.round(seconds / 3600)} h`
+
+const describeHolder = (r: Record<string, unknown>): { readonly pid: number; readonly description: string } => {
+  const pid = Number(r.pid)
+  const parts = [
+    typeof r.application_name === "string" && r.application_name !== "" ? r.application_name : undefined,
+    typeof r.usename === "string" ? `user ${r.usename}` : undefined,
+    typeof r.client === "string" ? `from ${r.client}` : undefined,
+    r.seconds === null || r.seconds === undefined ? undefined : `session open for ${age(Number(r.seconds))}`
+  ].filter((p) => p !== undefined)
+  return { pid, description: `pid ${pid}${parts.length === 0 ? "" : ` (${parts.join(", ")})`}` }
+}
+
 /** The name of the lock that tells which shard counts are running on `table`. */
 const countLockName = (table: string) => `${lockNamespace} shards ${table}`
 
@@ -60,7 +83,7 @@ const keysOf = (table: string, shard: Shard | undefined): ReadonlyArray<LockKey>
 /** What one attempt found: the locks are held, another run holds one, or shards of another count run. */
 type Outcome =
   | { readonly _tag: "Locked" }
-  | { readonly _tag: "Busy" }
+  | { readonly _tag: "Busy"; readonly holders: ReadonlyArray<{ readonly pid: number; readonly description: string }> }
   | { readonly _tag: "OtherCount"; readonly counts: ReadonlyArray<number> }
 
 /** Tries once on a freshly reserved connection; the connection (and the locks) live until `scope` closes. */
@@ -83,7 +106,14 @@ const tryAcquire = (table: string, shard: Shard | undefined, scope: Scope.Scope)
         lockNamespace,
         key.name
       ])
-      if (!locked) return { connection, outcome: { _tag: "Busy" } as Outcome }
+      if (!locked) {
+        // who has it, for the message; seeing no one (it was released meanwhile) is no error
+        const holders = yield* connection.execute(holdersSql, [lockNamespace, key.name], undefined).pipe(
+          Effect.map((rows) => rows.map((r) => describeHolder(r as Record<string, unknown>))),
+          Effect.orElseSucceed(() => [])
+        )
+        return { connection, outcome: { _tag: "Busy", holders } as Outcome }
+      }
     }
     if (shard !== undefined) {
       // taken before looking, so of two runs of different n at least the later one sees the other
@@ -127,7 +157,7 @@ export const acquire = (
     const first = yield* tryAcquire(table, options.shard, holder).pipe(
       Effect.mapError((error) => new DatabaseUnavailable({ problem: `cannot take the run lock: ${describeCause(error)}` }))
     )
-    if (first.outcome._tag === "Busy") return yield* new MigrationLocked({ table: shown })
+    if (first.outcome._tag === "Busy") return yield* new MigrationLocked({ table: shown, holders: first.outcome.holders })
     if (first.outcome._tag === "OtherCount") {
       yield* Scope.close(holder, Exit.void)
       return yield* new ShardCountConflict({ table: name, count: options.shard!.count, running: first.outcome.counts })
