@@ -29,16 +29,25 @@ export const cli = Command.make("lo-migrate").pipe(
 )
 
 /**
- * A value effect/cli refused (it printed the error and the help already) that did not come from the
- * command line: one more line says where it came from, since the flag's name alone does not.
+ * What effect/cli's refusal (it printed the error and the help already) does not say: where a refused
+ * value came from when not from the command line, and the other ways to give a missing flag (its
+ * environment variable, the --config key), since the help lists those far from the error.
  */
-const tellOrigin = (name: string, origins: ConfigFile.Origins) => <E>(error: E): Effect.Effect<never, E> => {
-  const invalid = CliError.isCliError(error) && error._tag === "ShowHelp"
-    ? error.errors.flatMap((e) => (e._tag === "InvalidValue" && e.kind === "flag" ? [e.option.replace(/^-+/, "")] : []))
-    : []
-  const lines = invalid.flatMap((flag) => {
-    const from = origins(flag)
-    return from === undefined ? [] : [`${name}: the value of --${flag} came from ${from}\n`]
+const tellOrigin = (name: string, origins: ConfigFile.Origins, command: Command.Command.Any | undefined) =>
+<E>(error: E): Effect.Effect<never, E> => {
+  const errors = CliError.isCliError(error) && error._tag === "ShowHelp" ? error.errors : []
+  const lines = errors.flatMap((e) => {
+    if (e._tag === "InvalidValue" && e.kind === "flag") {
+      const flag = e.option.replace(/^-+/, "")
+      const from = origins(flag)
+      return from === undefined ? [] : [`${name}: the value of --${flag} came from ${from}\n`]
+    }
+    if (e._tag === "MissingOption" && command !== undefined) {
+      const flag = e.option.replace(/^-+/, "")
+      const env = ConfigFile.envOf(command, flag)
+      return [`${name}: help: give --${flag}${env === undefined ? "" : `, set ${env}`}${name === "lo-migrate" ? `, or "${flag}" in the --config file` : ""}\n`]
+    }
+    return []
   })
   return Effect.andThen(lines.length === 0 ? Effect.void : Effect.sync(() => process.stderr.write(lines.join(""))), Effect.fail(error))
 }
@@ -52,7 +61,7 @@ export const run = Stdio.Stdio.use(({ args }) =>
     Effect.flatMap(ConfigFile.applyWithOrigins(cli, argv, process.env), ({ argv: withFile, origins }) =>
       Command.runWith(cli, { version })(withFile).pipe(
         Effect.mapError(ConfigFile.locate(origins)),
-        Effect.catch(tellOrigin("lo-migrate", origins))
+        Effect.catch(tellOrigin("lo-migrate", origins, ConfigFile.commandOf(cli, argv)))
       )))
 )
 
@@ -62,6 +71,6 @@ export const runZodbConvert = Stdio.Stdio.use(({ args }) =>
     const origins = ConfigFile.originsOf(zodbConvert, argv, process.env)
     return Command.runWith(zodbConvert, { version })(argv).pipe(
       Effect.mapError(ConfigFile.locate(origins)),
-      Effect.catch(tellOrigin("zodb-convert", origins))
+      Effect.catch(tellOrigin("zodb-convert", origins, zodbConvert))
     )
   }))

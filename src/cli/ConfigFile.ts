@@ -347,6 +347,17 @@ export const locate = (origins: Origins) => <E>(error: E): E => {
   return error
 }
 
+/** The environment variable of `flag` of `command`, if its help names one. */
+export const envOf = (command: Command.Command.Any, flag: string): string | undefined =>
+  flagsOf(command).find((f) => f.name === flag)?.env
+
+/** The subcommand of `root` that argv (before `--`) names, if any. */
+export const commandOf = (root: Command.Command.Any, argv: ReadonlyArray<string>): Command.Command.Any | undefined => {
+  const end = argv.indexOf("--") === -1 ? argv.length : argv.indexOf("--")
+  const first = argv.slice(0, end).find((token) => subcommandsOf(root).some((c) => c.name === token))
+  return subcommandsOf(root).find((c) => c.name === first)
+}
+
 /** The origins of the flags of `command` (its argv after the command's name) when no file applies. */
 export const originsOf = (
   command: Command.Command.Any,
