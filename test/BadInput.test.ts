@@ -71,6 +71,10 @@ describe("refused before any work (exit 2)", () => {
       yield* refused([...args, "--upload-chunk-size", "5MiB"], /upload-chunk-size/)
       yield* refused([...args, "--failures", "/nonexistent-dir/failures.jsonl"], /invalid setting --failures: cannot write/)
       yield* refused([...args, "--pg-ca", "/nonexistent-dir/ca.pem"], /pg-ca/)
+      const s3Url = args.indexOf("--s3-url") + 1
+      yield* refused(args.map((a, i) => (i === s3Url ? "not a url" : a)),
+        /invalid setting --s3-url: is not a valid URL\n  help: give it as http:\/\/host\[:port\] or https:\/\/host\[:port\]/)
+      yield* refused(args.map((a, i) => (i === s3Url ? "ftp://example.org" : a)), /invalid setting --s3-url: must start with http:\/\/ or https:\/\//)
       assert.deepStrictEqual(yield* (yield* TestS3).listKeys(), [])
     }).pipe(Effect.scoped, Effect.provide(env)))
 
@@ -82,7 +86,7 @@ describe("refused before any work (exit 2)", () => {
       yield* proxy.setRules([{ fault: faults.signatureDoesNotMatch }])
       const args = [...(yield* target(proxy.endpoint))]
       args[args.indexOf("--secret-key") + 1] = "wrong-secret-value-x"
-      const result = yield* refused(args, /S3 bucket .*: credentials rejected .*SignatureDoesNotMatch.*--secret-key/)
+      const result = yield* refused(args, /S3 bucket .*: credentials rejected .*SignatureDoesNotMatch.*\n  help: check --access-key and --secret-key/)
       assert.notInclude(result.stderr + result.stdout, "wrong-secret-value-x")
       yield* assertNothingMarked
     }).pipe(Effect.scoped, Effect.provide(env)))

@@ -7,6 +7,7 @@ import * as fc from "fast-check"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import * as ConfigFile from "../src/cli/ConfigFile.ts"
+import { SettingsError } from "../src/domain/Errors.ts"
 import { scopedTempDir } from "./support/TempDir.ts"
 
 const demo = Command.make("demo", {
@@ -61,15 +62,23 @@ describe("ConfigFile", () => {
 
   it.effect("refuses unknown keys, wrong kinds, missing files and invalid JSON, naming the file", () =>
     Effect.gen(function*() {
-      const problem = (settings: unknown) =>
+      const refusal = (settings: unknown) =>
         Effect.gen(function*() {
           const file = yield* withFile(settings)
           const error = yield* Effect.flip(ConfigFile.apply(root, ["demo", "--config", file], {}))
           assert.strictEqual(error._tag, "ConfigFileError")
           assert.strictEqual(error.file, file)
-          return error.problem
+          return error
         })
-      assert.match(yield* problem({ thread: 1 }), /^unknown key "thread": demo accepts .*"threads"/)
+      const problem = (settings: unknown) => Effect.map(refusal(settings), (e) => e.problem)
+      // a typo: the key's line and the closest flag; no near one: every key the command accepts
+      const typo = yield* refusal({ threads: 1, thread: 1 })
+      assert.strictEqual(typo.problem, `unknown key "thread"`)
+      assert.strictEqual(typo.line, 1)
+      assert.match(typo.fix!, /^did you mean "threads"\?/)
+      assert.match(typo.message, /^config file .*:1: unknown key "thread"\n  help: did you mean "threads"\?/)
+      const far = yield* refusal({ colour: "red" })
+      assert.match(far.fix!, /^demo accepts .*"threads"/)
       assert.match(yield* problem({ finalize: "yes" }), /"finalize" must be true or false/)
       assert.match(yield* problem({ threads: true }), /"threads" takes a value/)
       assert.match(yield* problem({ tag: { a: 1 } }), /"tag" must be a string, a number or a boolean/)
@@ -77,6 +86,22 @@ describe("ConfigFile", () => {
       assert.match(yield* problem("{ nope"), /is not valid JSON/)
       const missing = yield* Effect.flip(ConfigFile.apply(root, ["demo", "--config", "/no/such/file.json"], {}))
       assert.strictEqual(missing.message, "config file /no/such/file.json: cannot be read (ENOENT)")
+    }))
+
+  it.effect("a bad setting says where its value came from: the environment variable, or the file and the key's line", () =>
+    Effect.gen(function*() {
+      const file = yield* withFile(`{\n  "tag": "x",\n  "threads": 0\n}\n`)
+      const { origins } = yield* ConfigFile.applyWithOrigins(root, ["demo", "--config", file], { DEMO_URL: "postgres://env" })
+      assert.strictEqual(origins("threads"), `${file}:3`)
+      assert.strictEqual(origins("url"), "DEMO_URL")
+      assert.strictEqual(origins("finalize"), undefined) // a default
+      const given = yield* ConfigFile.applyWithOrigins(root, ["demo", "--threads", "0", "--config", file], {})
+      assert.strictEqual(given.origins("threads"), undefined) // the command line: nothing to add
+      const located = ConfigFile.locate(origins)(new SettingsError({ setting: "--threads", problem: "0 is below the minimum of 1" }))
+      assert.strictEqual(located.message, `invalid setting --threads (from ${file}:3): 0 is below the minimum of 1`)
+      // without --config, the environment still counts
+      const envOnly = yield* ConfigFile.applyWithOrigins(root, ["demo"], { DEMO_URL: "x" })
+      assert.strictEqual(envOnly.origins("url"), "DEMO_URL")
     }))
 
   // the AWS documentation's example secret key: long enough that any leaked piece of it is found

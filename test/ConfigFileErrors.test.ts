@@ -64,9 +64,10 @@ describe("--config FILE that cannot be used", () => {
       const settings = (extra: Record<string, unknown>) =>
         JSON.stringify({ "pg-url": "postgresql://lo@127.0.0.1:1/db", bucket: "ecap", ...extra }, null, 2)
       const unknown = yield* refused(settings({ secret_key: secret }))
-      assert.include(unknown.stderr, `config file ${unknown.file}: unknown key "secret_key"`)
+      // the key's line, and the flag it is a typo of
+      assert.include(unknown.stderr, `config file ${unknown.file}:4: unknown key "secret_key"\n  help: did you mean "secret-key"?`)
       const flag = yield* refused(settings({ "secret-key": true }))
-      assert.include(flag.stderr, `"secret-key" takes a value, not true`)
+      assert.include(flag.stderr, `config file ${flag.file}:4: "secret-key" takes a value, not true`)
       const object = yield* refused(settings({ "secret-key": { value: secret } }))
       assert.include(object.stderr, `"secret-key" must be a string, a number or a boolean`)
       const nested = yield* refused(settings({ "access-key": [secret, [secret]] }))
@@ -76,5 +77,19 @@ describe("--config FILE that cannot be used", () => {
       assert.include(twice.stderr, "--secret-key")
       const url = yield* refused(settings({ "pg-url": `postgresql://lo:${secret}@127.0.0.1:notaport/db` }))
       assert.include(url.stderr, "--pg-url")
+    }))
+
+  it.live("a value the command refuses says it came from the file, and from which line; one from the environment names the variable", () =>
+    Effect.gen(function*() {
+      const text = `{\n  "pg-url": "postgresql://lo@127.0.0.1:1/db",\n  "bucket": "ecap",\n  "storer-threads": 0\n}\n`
+      const low = yield* refused(text)
+      assert.include(low.stderr, `lo-migrate: invalid setting --storer-threads (from ${low.file}:4): 0 is below the minimum of 1`)
+      // refused by effect/cli (not a number): its error, then where the value came from
+      const word = yield* refused(text.replace(": 0", `: "many"`))
+      assert.include(word.stderr, "--storer-threads")
+      assert.include(word.stderr, `lo-migrate: the value of --storer-threads came from ${word.file}:4`)
+      const env = yield* runCli(["migrate", "--pg-url", "postgresql://lo@127.0.0.1:1/db"], { env: { LO_MIGRATE_BUCKET: "Not_A_Bucket" } })
+      assert.strictEqual(env.code, 2, env.stderr)
+      assert.include(env.stderr, `invalid setting --bucket (from LO_MIGRATE_BUCKET): "Not_A_Bucket" is not a valid bucket name`)
     }))
 })

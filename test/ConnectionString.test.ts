@@ -523,7 +523,7 @@ describe("lo-migrate with libpq's connection forms", () => {
       const open = yield* runCli(["plan", "--pg-url", noPassword], { env: { ...base, PGPASSFILE: passfile } })
       assert.strictEqual(open.code, 2, open.stderr)
       assert.match(open.stderr, /password file ".*pgpass" has group or world access \(mode 0644\): ignored/)
-      assert.match(open.stderr, new RegExp(`PostgreSQL: authentication failed at ${db.role}@${db.host}:${db.port}/${db.name}`))
+      assert.match(open.stderr, new RegExp(`PostgreSQL \\(--pg-url\\): authentication failed at ${db.role}@${db.host}:${db.port}/${db.name}`))
       assert.notInclude(open.stderr + open.stdout, db.password)
 
       // nothing says where: the flag is named, and the variables that would do

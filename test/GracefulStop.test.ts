@@ -122,6 +122,8 @@ describe("one run at a time", () => {
       const refused = yield* Effect.promise(() => second!)
       assert.strictEqual(refused.code, 2, refused.stderr)
       assert.include(refused.stderr, "another lo-migrate run is working on _nice_binary")
+      // who holds it, and what to do when it hangs
+      assert.match(refused.stderr, /held by pid (\d+) \(lo-migrate[^)]*\)\n  help: wait for that run to finish .*SELECT pg_terminate_backend\(\1\);/)
       yield* assertAllMigrated(inserted)
     }).pipe(Effect.scoped, Effect.provide(env)))
 })

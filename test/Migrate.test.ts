@@ -208,17 +208,22 @@ describe("lo-migrate migrate refuses to start (exit 2) when", () => {
   it.live("the delete batch job is active, or its row is missing", () =>
     Effect.gen(function*() {
       const args = yield* target
-      yield* refused(args, /DeleteUnreferencedBinariesBatchJob is active/, Effect.andThen(createNice2Schema(), setJobActive(true)))
+      const active = yield* refused(args, /DeleteUnreferencedBinariesBatchJob is active/, Effect.andThen(createNice2Schema(), setJobActive(true)))
+      assert.include(active.stderr, "help: deactivate it before migrating (in Nice2, or: UPDATE nice_batch_job SET active = false " +
+        "WHERE id = 'nice2.dms.DeleteUnreferencedBinariesBatchJob';)")
       const sql = yield* SqlClient.SqlClient
       yield* sql`DELETE FROM nice_batch_job`
       const result = yield* runCli(["migrate", ...args])
       assert.strictEqual(result.code, 2)
       assert.match(result.stderr, /DeleteUnreferencedBinariesBatchJob has no row/)
+      assert.include(result.stderr, "help: add its row with active = false (e.g. INSERT INTO nice_batch_job (id, active) VALUES " +
+        "('nice2.dms.DeleteUnreferencedBinariesBatchJob', false);")
     }).pipe(Effect.scoped, Effect.provide(env)))
 
   it.live("the table does not exist", () =>
     Effect.gen(function*() {
-      yield* refused(yield* target, "table _nice_binary: does not exist", Effect.void)
+      const missing = yield* refused(yield* target, "table _nice_binary: does not exist", Effect.void)
+      assert.include(missing.stderr, "help: give --pg-url the Nice2 database")
     }).pipe(Effect.scoped, Effect.provide(env)))
 
   it.live("the bucket does not exist, or the S3 credentials are wrong", () =>
@@ -227,12 +232,16 @@ describe("lo-migrate migrate refuses to start (exit 2) when", () => {
       const bucketAt = args.indexOf("--bucket") + 1
       const noBucket = [...args]
       noBucket[bucketAt] = "no-such-bucket-here"
-      yield* refused(noBucket, "S3 bucket no-such-bucket-here: does not exist")
+      const missing = yield* refused(noBucket, "S3 bucket no-such-bucket-here: does not exist")
+      // the fix: the command that creates it, on this endpoint, or the flag to correct
+      const s3 = yield* TestS3
+      assert.include(missing.stderr, `help: create it first (e.g. aws s3 mb s3://no-such-bucket-here --endpoint-url ${s3.endpoint}), or correct --bucket`)
       // s3rver checks the access key id but not SigV4 signatures, so a wrong secret cannot be shown here
       const badKey = [...args]
       badKey[args.indexOf("--access-key") + 1] = "NO-SUCH-KEY-ID"
       badKey[args.indexOf("--secret-key") + 1] = "wrong-secret-value"
       const result = yield* refused(badKey, /credentials rejected .*InvalidAccessKeyId/, Effect.void)
+      assert.include(result.stderr, "help: check --access-key and --secret-key (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
       assert.notInclude(result.stderr, "wrong-secret-value")
     }).pipe(Effect.scoped, Effect.provide(env)))
 
@@ -244,13 +253,27 @@ describe("lo-migrate migrate refuses to start (exit 2) when", () => {
       const wrong = new URL(db.url)
       wrong.password = "s3cr3t-wrong-pw"
       args[urlAt] = wrong.toString()
-      const result = yield* refused(args, /authentication failed/)
+      const result = yield* refused(args, /PostgreSQL \(--pg-url\): authentication failed/)
+      assert.include(result.stderr, "help: check the user and password in --pg-url")
       assert.notInclude(result.stderr + result.stdout, "s3cr3t-wrong-pw")
       const unreachable = new URL(db.url)
       unreachable.port = "1"
       args[urlAt] = unreachable.toString()
-      const down = yield* refused(args, /cannot connect to/, Effect.void)
+      const down = yield* refused(args, /PostgreSQL \(--pg-url\): cannot connect to/, Effect.void)
+      assert.include(down.stderr, "help: check the host and port in --pg-url")
       assert.notInclude(down.stderr, db.password)
+      // the same URL from the environment: the message says where it came from
+      const fromEnv = yield* runCli(["migrate", ...args.filter((_, i) => i !== urlAt && i !== urlAt - 1)], {
+        env: { LO_MIGRATE_PG_URL: unreachable.toString() }
+      })
+      assert.strictEqual(fromEnv.code, 2, fromEnv.stderr)
+      assert.include(fromEnv.stderr, "PostgreSQL (--pg-url from LO_MIGRATE_PG_URL): cannot connect to")
+      // no such database
+      const noDb = new URL(db.url)
+      noDb.pathname = "/no_such_database_here"
+      args[urlAt] = noDb.toString()
+      const missing = yield* refused(args, /database "no_such_database_here" does not exist/, Effect.void)
+      assert.include(missing.stderr, "help: check the database name in --pg-url")
     }).pipe(Effect.scoped, Effect.provide(env)))
 
   it.live("a flag has a bad value", () =>
@@ -259,7 +282,9 @@ describe("lo-migrate migrate refuses to start (exit 2) when", () => {
       yield* refused([...args, "--upload-chunk-size", "4096"], "invalid setting --upload-chunk-size: 4096 is below the minimum of 5120")
       yield* refused([...args, "--storer-threads", "0"], "invalid setting --storer-threads", Effect.void)
       yield* refused([...args, "--commit-chunk", "lots"], /commit-chunk/, Effect.void)
-      yield* refused(args.filter((_, i) => i < args.indexOf("--bucket")), /bucket/, Effect.void)
+      // effect/cli's own refusal, and the other ways to give the flag
+      const noBucket = yield* refused(args.filter((_, i) => i < args.indexOf("--bucket")), /Missing required flag: --bucket/, Effect.void)
+      assert.include(noBucket.stderr, `lo-migrate: help: give --bucket, set LO_MIGRATE_BUCKET, or "bucket" in the --config file`)
     }).pipe(Effect.scoped, Effect.provide(env)))
 
   it.live("settings come from the environment when flags are absent, and a flag wins", () =>

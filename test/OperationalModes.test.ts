@@ -88,7 +88,7 @@ describe("--config FILE", () => {
       NodeFs.writeFileSync(unknown, JSON.stringify({ bucket: "b-b-b", "storer-thread": 3 }))
       const a = yield* runCli(["migrate", "--config", unknown])
       assert.strictEqual(a.code, 2)
-      assert.include(a.stderr, `config file ${unknown}: unknown key "storer-thread"`)
+      assert.include(a.stderr, `config file ${unknown}:1: unknown key "storer-thread"\n  help: did you mean "storer-threads"?`)
       const missing = NodePath.join(dir, "missing.json")
       const b = yield* runCli(["upload-blobs", "m.tsv", "--config", missing])
       assert.strictEqual(b.code, 2)

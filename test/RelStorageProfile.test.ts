@@ -151,7 +151,8 @@ describe("lo-migrate --profile relstorage", () => {
 
       const unreachable = yield* runCli(["migrate", ...args.slice(0, -1), other.url.replace(/\/[^/]*$/, "/no_such_database")])
       assert.strictEqual(unreachable.code, 2, unreachable.stderr)
-      assert.include(unreachable.stderr, "cannot connect to the blob_state database")
+      assert.include(unreachable.stderr, "PostgreSQL (--dest-pg-url): cannot connect to the blob_state database")
+      assert.include(unreachable.stderr, "help: check the database name in --dest-pg-url")
     }).pipe(Effect.scoped, Effect.provide(env)), 120_000)
 
   it.live("--shard: two processes at once record every blob once", () =>

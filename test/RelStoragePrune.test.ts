@@ -71,7 +71,10 @@ describe("lo-migrate prune --profile relstorage", () => {
       assert.include(dry.stderr, "prune --yes will refuse: blob_chunk has no index on (chunk)")
       const refused = yield* runCli([...args, "--yes"])
       assert.strictEqual(refused.code, 2, refused.stderr)
-      assert.include(refused.stderr, "CREATE INDEX CONCURRENTLY blob_chunk_chunk_idx ON blob_chunk (chunk)")
+      assert.include(refused.stderr, "prune refused, nothing changed: table blob_chunk has no index on (chunk)")
+      // the fix: the statement, and the flag that runs it
+      assert.include(refused.stderr, "\n  help: run, as the owner of blob_chunk (it does not block RelStorage's writes): " +
+        "CREATE INDEX CONCURRENTLY blob_chunk_chunk_idx ON blob_chunk (chunk); or rerun prune with --create-chunk-index")
       assert.deepStrictEqual(yield* chunkKeys, keysBefore, "the refused run deleted no chunk")
       const real = yield* runCli([...args, "--yes", "--create-chunk-index"])
       assert.strictEqual(real.code, 1, real.stderr)

@@ -258,8 +258,9 @@ describe("S3 object options", () => {
         [["--sse", "AES256", "--sse-kms-key-id", kmsKey], {}, "--sse-kms-key-id: is only valid with --sse aws:kms"],
         [["--acl", "public"], {}, `--acl: "public" is not a canned ACL (private, public-read, public-read-write, authenticated-read, aws-exec-read, bucket-owner-read, bucket-owner-full-control)`],
         [["--storage-class", "STANDARD IA"], {}, `--storage-class: "STANDARD IA" is not a storage class name`],
-        [[], { LO_MIGRATE_SSE: "kms" }, `--sse: "kms" is not one of AES256, aws:kms`],
-        [[], { LO_MIGRATE_ACL: "owner" }, `--acl: "owner" is not a canned ACL`]
+        // from the environment: the message names the variable
+        [[], { LO_MIGRATE_SSE: "kms" }, `--sse (from LO_MIGRATE_SSE): "kms" is not one of AES256, aws:kms`],
+        [[], { LO_MIGRATE_ACL: "owner" }, `--acl (from LO_MIGRATE_ACL): "owner" is not a canned ACL`]
       ]
       const dir = yield* scopedTempDir("s3opts-")
       const manifest = NodePath.join(dir, "blobs.tsv")

@@ -13,6 +13,7 @@ import * as PgTls from "../src/postgres/PgTls.ts"
 import { runCli } from "./support/Cli.ts"
 import * as FaultProxy from "./support/FaultProxy.ts"
 import { addSha2Column, createNice2Schema, insertObject, type InsertedObject, randomBytes } from "./support/Nice2Fixture.ts"
+import { createBlobChunk, insertBlob, readState } from "./support/RelStorageFixture.ts"
 import { asSuperuser, pgTestServer, pgUrl, TestDatabase } from "./support/Postgres.ts"
 import { TestS3 } from "./support/S3.ts"
 import { assertAllMigrated, freshTempDir } from "./support/Verify.ts"
@@ -43,7 +44,8 @@ describe.skipIf(server.caFile === undefined)("TLS to PostgreSQL", () => {
       // sslmode=verify-full without the CA: the self-signed certificate is not trusted
       const untrusted = yield* runCli(["migrate", "--pg-url", verifyFull, ...(yield* s3Flags)])
       assert.strictEqual(untrusted.code, 2, untrusted.stderr)
-      assert.match(untrusted.stderr, /PostgreSQL: .*(certificate|self.signed)/i)
+      assert.match(untrusted.stderr, /PostgreSQL \(--pg-url\): .*(certificate|self.signed)/i)
+      assert.include(untrusted.stderr, "help: give the CA that signs the server's certificate with --pg-ca FILE")
 
       // another CA: refused as well
       const tmp = yield* freshTempDir
@@ -98,7 +100,7 @@ describe("TLS to S3", () => {
 })
 
 describe.skipIf(server.external)("least privilege", () => {
-  it.live("an ordinary role with only the documented grants migrates", () =>
+  it.live("an ordinary role without the grants is refused with the GRANTs to run; with only the documented grants it migrates", () =>
     Effect.gen(function*() {
       const db = yield* TestDatabase
       const sql = yield* SqlClient.SqlClient
@@ -115,11 +117,22 @@ describe.skipIf(server.external)("least privilege", () => {
       yield* addSha2Column
       const objects: Array<InsertedObject> = []
       for (let i = 0; i < 5; i++) objects.push(yield* insertObject({ bytes: randomBytes(500 + i, 60 + i) }))
+      const url = pgUrl(server, db.name, role, password)
+
+      // without the grants: refused before any work (exit 2), naming the GRANTs to run with the role filled in
+      const refused = yield* runCli(["migrate", "--pg-url", url, ...(yield* s3Flags)])
+      assert.strictEqual(refused.code, 2, refused.stderr)
+      assert.include(refused.stderr, `PostgreSQL: role ${role} lacks SELECT, UPDATE on _nice_binary; SELECT on nice_batch_job`)
+      assert.include(refused.stderr, `\n  help: as the owner of the tables (or a superuser), run: GRANT SELECT, UPDATE ON _nice_binary TO ${role}; ` +
+        `GRANT SELECT ON nice_batch_job TO ${role};`)
+      const plan = yield* runCli(["plan", "--pg-url", url, ...(yield* s3Flags)])
+      assert.strictEqual(plan.code, 2, plan.stderr)
+      assert.include(plan.stderr, `help: as the owner of the table (or a superuser), run: GRANT SELECT ON _nice_binary TO ${role};`)
+
       yield* sql.unsafe(`GRANT SELECT, UPDATE ON _nice_binary TO ${role}`)
       yield* sql.unsafe(`GRANT SELECT ON nice_batch_job TO ${role}`)
       for (const o of objects) yield* sql.unsafe(`GRANT SELECT ON LARGE OBJECT ${o.oid} TO ${role}`)
 
-      const url = pgUrl(server, db.name, role, password)
       const result = yield* runCli(["migrate", "--pg-url", url, ...(yield* s3Flags)])
       assert.strictEqual(result.code, 0, result.stderr)
       yield* assertAllMigrated(objects)
@@ -129,5 +142,38 @@ describe.skipIf(server.external)("least privilege", () => {
       const denied = yield* runCli(["migrate", "--pg-url", url, ...(yield* s3Flags)])
       assert.strictEqual(denied.code, 1, denied.stderr)
       assert.match(denied.stderr, new RegExp(`FAILED ${extra.hash}.*: permission-denied:`))
+    }).pipe(Effect.scoped, Effect.provide(env)))
+
+  it.live("relstorage: a role that may not create blob_state uses the one an administrator made; each missing grant is named first", () =>
+    Effect.gen(function*() {
+      const db = yield* TestDatabase
+      const sql = yield* SqlClient.SqlClient
+      const role = `lomigrate_rs_${cryptoRandomBytes(4).toString("hex")}`
+      const password = cryptoRandomBytes(12).toString("hex")
+      yield* Effect.acquireRelease(
+        asSuperuser("postgres", [`CREATE ROLE ${role} LOGIN PASSWORD '${password}' NOSUPERUSER NOCREATEDB NOCREATEROLE`]),
+        () => asSuperuser(db.name, [`DROP OWNED BY ${role}`, `DROP ROLE ${role}`]).pipe(Effect.orDie)
+      )
+      yield* createBlobChunk("history-free")
+      const blob = yield* insertBlob(1, 2, [randomBytes(300, 5)])
+      // as the README has it for a role without CREATE on the schema
+      yield* sql`CREATE TABLE blob_state (zoid bigint NOT NULL, tid bigint NOT NULL, blob_size bigint NOT NULL,
+        data bytea, s3_key text, PRIMARY KEY (zoid, tid))`
+      const args = ["migrate", "--pg-url", pgUrl(server, db.name, role, password), ...(yield* s3Flags), "--profile", "relstorage", "--blob-threshold", "0"]
+
+      const noChunk = yield* runCli(args)
+      assert.strictEqual(noChunk.code, 2, noChunk.stderr)
+      assert.include(noChunk.stderr, `help: as the owner of the table (or a superuser), run: GRANT SELECT ON blob_chunk TO ${role};`)
+      yield* sql.unsafe(`GRANT SELECT ON blob_chunk TO ${role}`)
+      yield* sql.unsafe(`GRANT SELECT ON LARGE OBJECT ${blob.oids[0]} TO ${role}`)
+      // not "cannot create blob_state: permission denied for schema public": the table is there
+      const noState = yield* runCli(args)
+      assert.strictEqual(noState.code, 2, noState.stderr)
+      assert.include(noState.stderr, `lacks SELECT, INSERT on blob_state`)
+      assert.include(noState.stderr, `GRANT SELECT, INSERT ON blob_state TO ${role};`)
+      yield* sql.unsafe(`GRANT SELECT, INSERT ON blob_state TO ${role}`)
+      const done = yield* runCli(args)
+      assert.strictEqual(done.code, 0, done.stderr)
+      assert.deepStrictEqual((yield* readState).map((r) => [r.zoid, r.tid]), [["1", "2"]])
     }).pipe(Effect.scoped, Effect.provide(env)))
 })

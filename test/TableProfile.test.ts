@@ -194,8 +194,8 @@ describe("lo-migrate --profile table", () => {
           const result = yield* runCli(["migrate", ...t, ...args])
           assert.strictEqual(result.code, 2, `${args.join(" ")}\n${result.stderr}`)
           assert.include(result.stderr, `table ${table}: no primary key or unique index makes (${columns}) unique`)
-          assert.include(result.stderr, `CREATE UNIQUE INDEX ON "${table}" (${columns})`)
-          assert.include(result.stderr, "choose --key-column(s) that are unique")
+          assert.include(result.stderr, `help: if the key is unique, create the index, as the table's owner: CREATE UNIQUE INDEX CONCURRENTLY ON "${table}" (${columns});`)
+          assert.include(result.stderr, "otherwise give --key-column(s) that are unique")
         })
       yield* refused(profile("plain", "id"), "plain", `"id"`)
       // a partial index is unique only among the rows of its predicate

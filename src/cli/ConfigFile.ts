@@ -17,7 +17,7 @@
 import { Effect } from "effect"
 import type { Command } from "effect/cli"
 import * as NodeFs from "node:fs/promises"
-import { ConfigFileError } from "../domain/Errors.ts"
+import { ConfigFileError, DatabaseUnavailable, SettingsError } from "../domain/Errors.ts"
 
 /** The global flag's name; declared on the root command so every command accepts it and --help lists it. */
 export const flagName = "config"
@@ -91,21 +91,25 @@ const present = (argv: ReadonlyArray<string>, flag: { readonly name: string; rea
   return false
 }
 
-const fail = (file: string, problem: string) => Effect.fail(new ConfigFileError({ file, problem }))
+const fail = (file: string, problem: string, where: { readonly line?: number | undefined; readonly fix?: string | undefined } = {}) =>
+  Effect.fail(new ConfigFileError({ file, problem, ...where }))
 
 type JsonScalar = string | number | boolean
 
 /** The argv tokens that set `flag` to `value`. */
-const tokensFor = (file: string, flag: FlagInfo, value: unknown): Effect.Effect<ReadonlyArray<string>, ConfigFileError> => {
+const tokensFor = (file: string, flag: FlagInfo, value: unknown, line: number | undefined): Effect.Effect<ReadonlyArray<string>, ConfigFileError> => {
   const one = (v: unknown): Effect.Effect<string, ConfigFileError> => {
     if (typeof v === "boolean") {
-      if (!flag.boolean) return fail(file, `"${flag.name}" takes a value, not ${v}`)
+      if (!flag.boolean) return fail(file, `"${flag.name}" takes a value, not ${v}`, { line, fix: `give it as a string or a number: "${flag.name}": "…"` })
       return Effect.succeed(v ? `--${flag.name}` : `--no-${flag.name}`)
     }
-    if (flag.boolean) return fail(file, `"${flag.name}" must be true or false`)
+    if (flag.boolean) return fail(file, `"${flag.name}" must be true or false`, { line, fix: `write "${flag.name}": true (or false), without quotes` })
     if (typeof v === "number" && Number.isFinite(v)) return Effect.succeed(`--${flag.name}=${v}`)
     if (typeof v === "string") return Effect.succeed(`--${flag.name}=${v}`)
-    return fail(file, `"${flag.name}" must be a string, a number or a boolean`)
+    return fail(file, `"${flag.name}" must be a string, a number or a boolean`, {
+      line,
+      fix: "a flag given more than once on the command line is a JSON array of those values; anything else is one value"
+    })
   }
   return Array.isArray(value)
     ? Effect.forEach(value as ReadonlyArray<JsonScalar>, one)
@@ -251,8 +255,47 @@ const describeSyntaxError = (text: string): string => {
   return `is not valid JSON at line ${line}, column ${column} (${end}expected ${found.expected})`
 }
 
+/** The 1-based line of a top-level `"key":` in the file's text, if it can be found (for messages). */
+export const lineOfKey = (text: string, key: string): number | undefined => {
+  const at = new RegExp(`${JSON.stringify(key).replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\s*:`).exec(text)
+  return at === null ? undefined : lineAndColumn(text, at.index).line
+}
+
+/** Edit distance, for "did you mean": a typo of one or two characters is close. */
+const distance = (a: string, b: string): number => {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0]!
+    row[0] = i
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j]!
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1))
+      diagonal = above
+    }
+  }
+  return row[b.length]!
+}
+
+/** The known key closest to `key` (underscores read as hyphens), if it is close enough to be a typo. */
+export const closestKey = (key: string, known: ReadonlyArray<string>): string | undefined => {
+  const norm = (k: string) => k.toLowerCase().replaceAll("_", "-").replace(/^-+/, "")
+  let best: string | undefined
+  let bestDistance = Infinity
+  for (const k of known) {
+    const d = distance(norm(key), k)
+    if (d < bestDistance) {
+      best = k
+      bestDistance = d
+    }
+  }
+  return best !== undefined && bestDistance <= Math.max(1, Math.floor(key.length / 4)) ? best : undefined
+}
+
 /** Reads and parses the file: a JSON object, or a ConfigFileError that names the file. */
 export const read = (file: string): Effect.Effect<Readonly<Record<string, unknown>>, ConfigFileError> =>
+  Effect.map(readText(file), ({ settings }) => settings)
+
+const readText = (file: string): Effect.Effect<{ readonly text: string; readonly settings: Readonly<Record<string, unknown>> }, ConfigFileError> =>
   Effect.gen(function*() {
     const text = yield* Effect.tryPromise({
       try: () => NodeFs.readFile(file, "utf8"),
@@ -269,10 +312,67 @@ export const read = (file: string): Effect.Effect<Readonly<Record<string, unknow
       return yield* fail(file, describeSyntaxError(json))
     }
     if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-      return yield* fail(file, "must hold a JSON object whose keys are long flag names")
+      return yield* fail(file, "must hold a JSON object whose keys are long flag names", {
+        fix: `write the settings as { "pg-url": "…", "bucket": "…" } (docs/configuration.md)`
+      })
     }
-    return parsed as Record<string, unknown>
+    return { text: json, settings: parsed as Record<string, unknown> }
   })
+
+/**
+ * Where a flag's value came from when not from the command line: its environment variable, or the
+ * --config file and the key's line. Undefined: the command line, a default, or not given.
+ */
+export type Origins = (flag: string) => string | undefined
+
+/**
+ * `error` with the origin of its setting, when that is a flag whose value came from elsewhere: a bad
+ * setting, or a server that its flag (e.g. --pg-url from LO_MIGRATE_PG_URL) does not reach.
+ */
+export const locate = (origins: Origins) => <E>(error: E): E => {
+  const originOf = (setting: string | undefined) =>
+    setting === undefined || !setting.startsWith("--") ? undefined : origins(setting.slice(2).split(/[\s=]/)[0]!)
+  if (error instanceof SettingsError && error.from === undefined) {
+    const from = originOf(error.setting)
+    return from === undefined
+      ? error
+      : new SettingsError({ setting: error.setting, problem: error.problem, fix: error.fix, from }) as E
+  }
+  if (error instanceof DatabaseUnavailable) {
+    const from = originOf(error.setting)
+    return from === undefined
+      ? error
+      : new DatabaseUnavailable({ problem: error.problem, fix: error.fix, setting: `${error.setting} from ${from}` }) as E
+  }
+  return error
+}
+
+/** The environment variable of `flag` of `command`, if its help names one. */
+export const envOf = (command: Command.Command.Any, flag: string): string | undefined =>
+  flagsOf(command).find((f) => f.name === flag)?.env
+
+/** The subcommand of `root` that argv (before `--`) names, if any. */
+export const commandOf = (root: Command.Command.Any, argv: ReadonlyArray<string>): Command.Command.Any | undefined => {
+  const end = argv.indexOf("--") === -1 ? argv.length : argv.indexOf("--")
+  const first = argv.slice(0, end).find((token) => subcommandsOf(root).some((c) => c.name === token))
+  return subcommandsOf(root).find((c) => c.name === first)
+}
+
+/** The origins of the flags of `command` (its argv after the command's name) when no file applies. */
+export const originsOf = (
+  command: Command.Command.Any,
+  argv: ReadonlyArray<string>,
+  env: Readonly<Record<string, string | undefined>>,
+  fromFile: ReadonlyMap<string, string> = new Map()
+): Origins => {
+  const flags = new Map(flagsOf(command).map((f) => [f.name, f]))
+  return (name) => {
+    const flag = flags.get(name)
+    if (flag === undefined || present(argv, flag)) return undefined
+    if (flag.env !== undefined && (env[flag.env] ?? "") !== "") return flag.env
+    return fromFile.get(name)
+  }
+}
 
 /**
  * Returns argv with the file's settings added for the flags that the command line and the environment
@@ -282,34 +382,54 @@ export const apply = (
   root: Command.Command.Any,
   argv: ReadonlyArray<string>,
   env: Readonly<Record<string, string | undefined>>
-): Effect.Effect<ReadonlyArray<string>, ConfigFileError> =>
+): Effect.Effect<ReadonlyArray<string>, ConfigFileError> => Effect.map(applyWithOrigins(root, argv, env), (r) => r.argv)
+
+/** `apply`, and where each flag's value came from (for messages: `locate`). */
+export const applyWithOrigins = (
+  root: Command.Command.Any,
+  argv: ReadonlyArray<string>,
+  env: Readonly<Record<string, string | undefined>>
+): Effect.Effect<{ readonly argv: ReadonlyArray<string>; readonly origins: Origins }, ConfigFileError> =>
   Effect.gen(function*() {
     const end = argv.indexOf("--") === -1 ? argv.length : argv.indexOf("--")
+    const at = argv.findIndex((token, i) => i < end && subcommandsOf(root).some((c) => c.name === token))
+    const command = at === -1 ? undefined : subcommandsOf(root).find((c) => c.name === argv[at])!
+    const none: Origins = () => undefined
     const file = findConfigPath(argv)
     if (file === undefined) {
-      if (argv.slice(0, end).includes(`--${flagName}`)) return yield* fail("(none)", `--${flagName} needs a file name`)
-      return argv
+      if (argv.slice(0, end).includes(`--${flagName}`)) {
+        return yield* fail("(none)", `--${flagName} needs a file name`, { fix: `give it as --${flagName} FILE.json` })
+      }
+      return { argv, origins: command === undefined ? none : originsOf(command, argv.slice(at + 1), env) }
     }
-    const settings = yield* read(file)
-    const at = argv.findIndex((token, i) => i < end && subcommandsOf(root).some((c) => c.name === token))
-    if (at === -1) return argv
-    const command = subcommandsOf(root).find((c) => c.name === argv[at])!
+    const { settings, text } = yield* readText(file)
+    if (command === undefined) return { argv, origins: none }
     const flags = new Map(flagsOf(command).map((f) => [f.name, f]))
     for (const key of globalKeys) flags.set(key, { name: key, aliases: [], env: undefined, boolean: false })
     flags.delete(flagName)
     const added: Array<string> = []
+    const fromFile = new Map<string, string>()
     for (const [key, value] of Object.entries(settings)) {
       const flag = flags.get(key)
+      const line = lineOfKey(text, key)
       if (flag === undefined) {
-        return yield* fail(
-          file,
-          `unknown key "${key}": ${command.name} accepts ${[...flags.keys()].sort().map((k) => `"${k}"`).join(", ")}`
-        )
+        const known = [...flags.keys()].sort()
+        const near = closestKey(key, known)
+        return yield* fail(file, `unknown key "${key}"`, {
+          line,
+          fix: near === undefined
+            ? `${command.name} accepts ${known.map((k) => `"${k}"`).join(", ")}`
+            : `did you mean "${near}"? (${command.name} --help lists every flag; the keys are their long names)`
+        })
       }
-      const tokens = yield* tokensFor(file, flag, value)
+      const tokens = yield* tokensFor(file, flag, value, line)
       if (present(argv, flag)) continue
       if (flag.env !== undefined && (env[flag.env] ?? "") !== "") continue
       added.push(...tokens)
+      fromFile.set(key, `${file}${line === undefined ? "" : `:${line}`}`)
     }
-    return [...argv.slice(0, at + 1), ...added, ...argv.slice(at + 1)]
+    return {
+      argv: [...argv.slice(0, at + 1), ...added, ...argv.slice(at + 1)],
+      origins: originsOf(command, argv.slice(at + 1), env, fromFile)
+    }
   })

@@ -22,8 +22,12 @@ const logging = Layer.unwrap(Effect.gen(function*() {
   )
 }))
 
-/** Bad usage: the CLI has already printed the problem and the help. */
-class UsageError extends Error {
+/**
+ * Bad usage (an unknown or missing flag, a value of the wrong type, an unknown command): effect/cli has
+ * already printed the problem, its "did you mean" and the help. Exported for the exit-code inventory
+ * (test/ExitCodes.test.ts).
+ */
+export class UsageError extends Error {
   readonly [Runtime.errorExitCode] = 2
   readonly [Runtime.errorReported] = false
 }

@@ -31,7 +31,10 @@ const s3Note = (settings: Settings) =>
     const where = `${store.target} at ${settings.s3Url ?? `AWS (${settings.region})`}`
     return yield* store.checkRead.pipe(
       Effect.as(`S3 ${where}: reachable and readable (checked read-only; migrate's probe proves write access)`),
-      Effect.catchTag("StoreUnavailable", (error) => Effect.succeed(`S3 ${where}: ${error.message}; migrate would refuse to start`))
+      Effect.catchTag("StoreUnavailable", (error) =>
+        Effect.succeed(
+          `S3 ${where}: S3 bucket ${error.bucket}: ${error.problem}; migrate would refuse to start${error.fix === undefined ? "" : ` (${error.fix})`}`
+        ))
     )
   }).pipe(Effect.provide(Connections.store(settings, 1).pipe(Layer.provide(Stats.layer))))
 

@@ -260,7 +260,11 @@ const checkUrl = (flag: string, value: string, protocols: ReadonlyArray<string>)
       url = new URL(value)
     } catch {
       // never echo the value: a PostgreSQL URL carries the password
-      return Effect.fail(new SettingsError({ setting: flag, problem: "is not a valid URL" }))
+      return Effect.fail(new SettingsError({
+        setting: flag,
+        problem: "is not a valid URL",
+        fix: `give it as ${protocols.map((p) => `${p}//host[:port]`).join(" or ")}`
+      }))
     }
     if (!protocols.includes(url.protocol)) {
       return Effect.fail(

@@ -5,7 +5,6 @@
  */
 import { Effect, Layer, type Redacted } from "effect"
 import type { SqlError } from "effect/sql"
-import { DatabaseUnavailable, describeCause } from "../domain/Errors.ts"
 import type { Profile } from "../domain/Profile.ts"
 import type { Settings } from "../domain/Settings.ts"
 import { defaultPolicy } from "../core/Retry.ts"
@@ -13,7 +12,7 @@ import { Stats } from "../core/Stats.ts"
 import * as Nice2 from "../profiles/nice2/Nice2.ts"
 import * as Profiles from "../profiles/Profiles.ts"
 import * as PgSession from "../postgres/PgSession.ts"
-import { checkConnection, describeUrl } from "../postgres/Statement.ts"
+import { checkConnection, describeUrl, unreachable } from "../postgres/Statement.ts"
 import * as S3Store from "../s3/S3Store.ts"
 
 /**
@@ -82,8 +81,6 @@ export const provide = <ROut>(pgUrl: Redacted.Redacted<string>, layer: Layer.Lay
     Effect.provide(layer),
     Effect.catchTag("SqlError", (error) =>
       Effect.fail(
-        new DatabaseUnavailable({
-          problem: `cannot connect to ${describeUrl(pgUrl)}: ${describeCause(error)}`
-        })
+        unreachable(describeUrl(pgUrl), "--pg-url", error)
       ))
   )

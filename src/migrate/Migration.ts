@@ -6,8 +6,6 @@
  */
 import { Cause, Context, Deferred, Duration, Effect, Exit, Layer, Option, PubSub, Ref, Stream } from "effect"
 import {
-  DatabaseUnavailable,
-  describeCause,
   type MigrateError,
   RowsFailed,
   type RunLockLost,
@@ -32,7 +30,7 @@ import { shardSuffix } from "../domain/Profile.ts"
 import * as Profiles from "../profiles/Profiles.ts"
 import * as RunLock from "../postgres/RunLock.ts"
 import { CopySource } from "../phases/CopySource.ts"
-import { checkConnection, describeUrl } from "../postgres/Statement.ts"
+import { checkConnection, describeUrl, unreachable } from "../postgres/Statement.ts"
 import { ObjectStore } from "../s3/ObjectStore.ts"
 import { StopRequest } from "../core/StopRequest.ts"
 import * as Verification from "./Verification.ts"
@@ -144,9 +142,7 @@ export const provideTo = <LE = never>(settings: Settings, options: ServiceOption
     Effect.provide(layer(settings, options)),
     Effect.catchTag("SqlError", (error) =>
       Effect.fail(
-        new DatabaseUnavailable({
-          problem: `cannot connect to ${describeUrl(settings.pgUrl)}: ${describeCause(error)}`
-        })
+        unreachable(describeUrl(settings.pgUrl), "--pg-url", error)
       ))
   )
 

@@ -7,7 +7,7 @@ import { Effect, Option } from "effect"
 import { createHash } from "node:crypto"
 import { performance } from "node:perf_hooks"
 import type { SqlClient } from "effect/sql"
-import { DatabaseError, type SchemaMismatch } from "../domain/Errors.ts"
+import { DatabaseError, type MissingGrant, type SchemaMismatch } from "../domain/Errors.ts"
 import type { Candidate } from "../domain/LargeObject.ts"
 import { formatBytes, formatDuration } from "../pipeline/Monitor.ts"
 import type { TaskState, Watch } from "../pipeline/TaskProgress.ts"
@@ -165,7 +165,7 @@ const measure = (
 
 export const make = (
   options: PlanOptions
-): Effect.Effect<Plan, SchemaMismatch | DatabaseError, PlanSource | SqlClient.SqlClient> =>
+): Effect.Effect<Plan, SchemaMismatch | MissingGrant | DatabaseError, PlanSource | SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const source = yield* PlanSource
     const inventory = yield* source.inventory(sizeBounds)

@@ -9,7 +9,7 @@
 import { Effect, Option, Result } from "effect"
 import { createHash } from "node:crypto"
 import type { SqlClient } from "effect/sql"
-import { DatabaseError, type SchemaMismatch, type StoreError, VerificationFailed } from "../domain/Errors.ts"
+import { DatabaseError, type MissingGrant, type SchemaMismatch, type StoreError, VerificationFailed } from "../domain/Errors.ts"
 import {
   type BadObject,
   describeBad,
@@ -308,7 +308,7 @@ export const requireAllGood = (options: {
   readonly concurrency: number
   readonly retry: RetryPolicy
   readonly report: (text: string) => Effect.Effect<void>
-}): Effect.Effect<void, VerificationFailed | StoreError | DatabaseError | SchemaMismatch, AfterCopy | ObjectStore | SqlClient.SqlClient | Stats> =>
+}): Effect.Effect<void, VerificationFailed | StoreError | DatabaseError | SchemaMismatch | MissingGrant, AfterCopy | ObjectStore | SqlClient.SqlClient | Stats> =>
   Effect.gen(function*() {
     const progress = makeProgress("head", undefined)
     yield* run({

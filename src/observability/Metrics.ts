@@ -115,7 +115,10 @@ export const serve = (options: MetricsServerOptions): Effect.Effect<number, Sett
           resume(Effect.fail(
             new SettingsError({
               setting: "--metrics-port",
-              problem: `cannot listen on ${options.host}:${options.port}: ${error.code ?? error.message}`
+              problem: `cannot listen on ${options.host}:${options.port}: ${error.code ?? error.message}`,
+              fix: error.code === "EADDRINUSE"
+                ? "another process listens on that port: give another --metrics-port"
+                : "give a --metrics-port and --metrics-host this process may listen on"
             })
           )))
         server.listen(options.port, options.host, () => {

@@ -3,7 +3,7 @@
  * one write, which drops the source's copy of rows proven in S3.
  */
 import { Context, type Effect } from "effect"
-import type { DatabaseError, PruneRefused, SchemaMismatch } from "../domain/Errors.ts"
+import type { DatabaseError, MissingGrant, PruneRefused, SchemaMismatch } from "../domain/Errors.ts"
 import type { MigratedRow, MigratedTotals, Released } from "../domain/MigratedObject.ts"
 import type { Examples } from "./PlanSource.ts"
 
@@ -19,7 +19,7 @@ export class AfterCopy extends Context.Service<AfterCopy, {
     after: string | undefined,
     limit: number,
     options: { readonly withData: boolean }
-  ) => Effect.Effect<ReadonlyArray<MigratedRow>, SchemaMismatch | DatabaseError>
+  ) => Effect.Effect<ReadonlyArray<MigratedRow>, SchemaMismatch | MissingGrant | DatabaseError>
   /**
    * how many rows `migratedPage` lists after `after` with these options, and the sum of their sizes, in
    * one cheap statement before the work starts (progress shows done of it); a part the profile cannot
@@ -28,7 +28,7 @@ export class AfterCopy extends Context.Service<AfterCopy, {
   readonly migratedTotals: (
     after: string | undefined,
     options: { readonly withData: boolean }
-  ) => Effect.Effect<MigratedTotals, SchemaMismatch | DatabaseError>
+  ) => Effect.Effect<MigratedTotals, SchemaMismatch | MissingGrant | DatabaseError>
   /** what `release` does to a row, as prune names it (e.g. "data = NULL") */
   readonly releaseMeaning: string
   /** what a row not migrated lacks, as prune names it (e.g. "no sha2") */
@@ -36,7 +36,7 @@ export class AfterCopy extends Context.Service<AfterCopy, {
   /** rows not migrated that still reference a large object (prune leaves them alone), with examples */
   readonly unmigratedWithData: (
     limit: number
-  ) => Effect.Effect<Examples<{ readonly key: string; readonly oid: number }>, SchemaMismatch | DatabaseError>
+  ) => Effect.Effect<Examples<{ readonly key: string; readonly oid: number }>, SchemaMismatch | MissingGrant | DatabaseError>
   /** every row referencing one of `oids`, and whether the large object exists */
   readonly references: (
     oids: ReadonlyArray<number>
@@ -54,5 +54,5 @@ export class AfterCopy extends Context.Service<AfterCopy, {
    */
   readonly preparePrune: (
     options: { readonly apply: boolean; readonly createIndex: boolean }
-  ) => Effect.Effect<ReadonlyArray<string>, DatabaseError | SchemaMismatch | PruneRefused>
+  ) => Effect.Effect<ReadonlyArray<string>, DatabaseError | SchemaMismatch | MissingGrant | PruneRefused>
 }>()("lo-migrate/phases/AfterCopy") {}

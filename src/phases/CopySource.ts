@@ -4,7 +4,7 @@
  */
 import { Context, Effect } from "effect"
 import type { Result } from "effect"
-import type { BatchJobActive, DatabaseError, DatabaseUnavailable, SchemaMismatch, TableBusy } from "../domain/Errors.ts"
+import type { BatchJobActive, DatabaseError, DatabaseUnavailable, MissingGrant, SchemaMismatch, TableBusy } from "../domain/Errors.ts"
 import type { Candidate, RowFailure, Stored } from "../domain/LargeObject.ts"
 import type { Recorded } from "../domain/Recorded.ts"
 import type { Shard } from "../domain/Profile.ts"
@@ -49,7 +49,7 @@ export class CopySource extends Context.Service<CopySource, {
   /** true: the object skips the store and its bytes go to `commit` (`Stored.inline`); default: never */
   readonly inline?: ((candidate: Candidate, size: number) => boolean) | undefined
   /** checks the schema and what the profile requires, and adds the result column when missing */
-  readonly prepare: Effect.Effect<void, SchemaMismatch | BatchJobActive | DatabaseUnavailable | DatabaseError | TableBusy>
+  readonly prepare: Effect.Effect<void, SchemaMismatch | MissingGrant | BatchJobActive | DatabaseUnavailable | DatabaseError | TableBusy>
   /** rows still to migrate, and all rows */
   readonly count: Effect.Effect<{ readonly remaining: number; readonly total: number }, DatabaseError>
   /** up to `limit` unmigrated rows with a key above `after`, in key order; one short statement each */
@@ -63,5 +63,5 @@ export class CopySource extends Context.Service<CopySource, {
    */
   readonly recorded: (keys: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, Recorded>, DatabaseError>
   /** after a clean run: makes the result column NOT NULL and unique */
-  readonly finalize: Effect.Effect<void, DatabaseError | SchemaMismatch | TableBusy>
+  readonly finalize: Effect.Effect<void, DatabaseError | SchemaMismatch | MissingGrant | TableBusy>
 }>()("lo-migrate/phases/CopySource") {}

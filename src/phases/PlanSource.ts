@@ -1,6 +1,6 @@
 /** What `plan` reads of a profile's rows: counts, sizes, cheap problem checks and a sample. It never writes. */
 import { Context, type Effect } from "effect"
-import type { DatabaseError, SchemaMismatch } from "../domain/Errors.ts"
+import type { DatabaseError, MissingGrant, SchemaMismatch } from "../domain/Errors.ts"
 import type { Candidate } from "../domain/LargeObject.ts"
 
 /** Up to a few examples of a problem, and how many rows have it. */
@@ -50,7 +50,7 @@ export class PlanSource extends Context.Service<PlanSource, {
   /** the table, as shown to users */
   readonly table: string
   /** counts, sizes (histogram bounds in bytes, ascending) and cheap problem checks; never writes */
-  readonly inventory: (sizeBounds: ReadonlyArray<number>) => Effect.Effect<Inventory, SchemaMismatch | DatabaseError>
+  readonly inventory: (sizeBounds: ReadonlyArray<number>) => Effect.Effect<Inventory, SchemaMismatch | MissingGrant | DatabaseError>
   /** up to `limit` rows to migrate that have a large object, from a random position in key order */
-  readonly sample: (limit: number) => Effect.Effect<ReadonlyArray<Candidate>, SchemaMismatch | DatabaseError>
+  readonly sample: (limit: number) => Effect.Effect<ReadonlyArray<Candidate>, SchemaMismatch | MissingGrant | DatabaseError>
 }>()("lo-migrate/phases/PlanSource") {}

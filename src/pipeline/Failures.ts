@@ -17,7 +17,11 @@ const openSink = (file: string) =>
     Effect.try({
       try: () => NodeFs.openSync(file, "w", 0o644),
       catch: (cause) =>
-        new SettingsError({ setting: "--failures", problem: `cannot write ${file}: ${(cause as Error).message}` })
+        new SettingsError({
+          setting: "--failures",
+          problem: `cannot write ${file}: ${(cause as Error).message}`,
+          fix: "give a file in a directory that exists and this user may write to"
+        })
     }),
     (fd) => Effect.sync(() => NodeFs.closeSync(fd))
   )

@@ -43,28 +43,31 @@ const otherCountsSql = `SELECT DISTINCT l.objid::bigint AS n FROM pg_catalog.pg_
     AND l.classid = (hashtext($1)::bigint & 4294967295)::oid AND l.objid <> $2::int4::bigint::oid
   ORDER BY 1`
 
-/** The name of the lock that tells which shard counts are running on `table`. */
-const countLockName = (table: string) => `${lockNamespace} shards ${table}`
-
-// who holds an exclusive two-int4 advisory lock, with what pg_stat_activity shows this role of it
-// (an ordinary role sees another role's pid and little else)
-const holderSql = `SELECT l.pid, a.application_name, host(a.client_addr) AS client, a.backend_start::text AS since
+// who holds a two-int4 advisory key (as otherCountsSql reads pg_locks), for the message of a refused run
+const holdersSql = `SELECT l.pid, a.usename::text AS usename, a.application_name, host(a.client_addr) AS client,
+    extract(epoch FROM now() - a.backend_start)::bigint AS seconds
   FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
-  WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+  WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.pid <> pg_backend_pid()
     AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
     AND l.classid = (hashtext($1)::bigint & 4294967295)::oid AND l.objid = (hashtext($2)::bigint & 4294967295)::oid
-  LIMIT 1`
+  ORDER BY l.pid`
 
-/** `pid 4711 (zodb-convert, from 10.0.0.5, since 2026-12-02 04:10:11+00)`, or undefined when it is gone. */
-export const describeHolder = (row: Readonly<Record<string, unknown>> | undefined): string | undefined => {
-  if (row === undefined || row.pid === null || row.pid === undefined) return undefined
-  const details = [
-    typeof row.application_name === "string" && row.application_name !== "" ? row.application_name : undefined,
-    typeof row.client === "string" ? `from ${row.client}` : undefined,
-    typeof row.since === "string" ? `since ${row.since.replace(/\.\d+/, "")}` : undefined
-  ].filter((d) => d !== undefined)
-  return `pid ${String(row.pid)}${details.length === 0 ? "" : ` (${details.join(", ")})`}`
+const age = (seconds: number) =>
+  seconds < 120 ? `${seconds} s` : seconds < 7200 ? `${Math.round(seconds / 60)} min` : `${Math.round(seconds / 3600)} h`
+
+const describeHolder = (r: Record<string, unknown>): { readonly pid: number; readonly description: string } => {
+  const pid = Number(r.pid)
+  const parts = [
+    typeof r.application_name === "string" && r.application_name !== "" ? r.application_name : undefined,
+    typeof r.usename === "string" ? `user ${r.usename}` : undefined,
+    typeof r.client === "string" ? `from ${r.client}` : undefined,
+    r.seconds === null || r.seconds === undefined ? undefined : `session open for ${age(Number(r.seconds))}`
+  ].filter((p) => p !== undefined)
+  return { pid, description: `pid ${pid}${parts.length === 0 ? "" : ` (${parts.join(", ")})`}` }
 }
+
+/** The name of the lock that tells which shard counts are running on `table`. */
+const countLockName = (table: string) => `${lockNamespace} shards ${table}`
 
 interface LockKey {
   readonly name: string
@@ -80,7 +83,7 @@ const keysOf = (table: string, shard: Shard | undefined): ReadonlyArray<LockKey>
 /** What one attempt found: the locks are held, another run holds one, or shards of another count run. */
 type Outcome =
   | { readonly _tag: "Locked" }
-  | { readonly _tag: "Busy"; readonly holder: string | undefined }
+  | { readonly _tag: "Busy"; readonly holders: ReadonlyArray<{ readonly pid: number; readonly description: string }> }
   | { readonly _tag: "OtherCount"; readonly counts: ReadonlyArray<number> }
 
 /** Tries once on a freshly reserved connection; the connection (and the locks) live until `scope` closes. */
@@ -104,12 +107,12 @@ const tryAcquire = (namespace: string, table: string, shard: Shard | undefined, 
         key.name
       ])
       if (!locked) {
-        // a shared lock is refused only for an exclusive holder: of the table's lock, or the shard's
-        const rows = yield* connection.execute(holderSql, [namespace, key.name], undefined).pipe(
-          Effect.orElseSucceed(() => [] as ReadonlyArray<unknown>)
+        // who has it, for the message; seeing no one (it was released meanwhile) is no error
+        const holders = yield* connection.execute(holdersSql, [namespace, key.name], undefined).pipe(
+          Effect.map((rows) => rows.map((r) => describeHolder(r as Record<string, unknown>))),
+          Effect.orElseSucceed(() => [])
         )
-        const holder = describeHolder(rows[0] as Readonly<Record<string, unknown>> | undefined)
-        return { connection, outcome: { _tag: "Busy", holder } as Outcome }
+        return { connection, outcome: { _tag: "Busy", holders } as Outcome }
       }
     }
     if (shard !== undefined) {
@@ -168,7 +171,7 @@ export const acquire = (
       // release the reserved connection now: a caller whose pool closes before this scope would wait for it
       yield* Scope.close(holder, Exit.void)
       if ((yield* Clock.currentTimeMillis) - startedAt >= graceMillis) {
-        return yield* new MigrationLocked({ table: shown, tool: namespace, holder: first.outcome.holder })
+        return yield* new MigrationLocked({ table: shown, tool: namespace, holders: first.outcome.holders })
       }
       yield* Effect.sleep("250 millis")
       holder = yield* Scope.fork(outer)

@@ -48,22 +48,53 @@ export const runner = (policy: RetryPolicy): Effect.Effect<Runner, never, Stats>
 export const describeUrl = (url: Redacted.Redacted<string> | string, env?: ConnectionString.Env): string =>
   ConnectionString.describeString(Redacted.isRedacted(url) ? Redacted.value(url) : url, env)
 
+const sqlStateOf = (error: unknown): string | undefined => {
+  const code = (error as { readonly reason?: { readonly cause?: { readonly code?: unknown } } } | undefined)?.reason?.cause?.code
+  return typeof code === "string" ? code : undefined
+}
+
+/**
+ * A failed first contact as a setup error (exit 2): what went wrong and where, never the password, and
+ * what to check by the kind of failure: the host and port, the user and password, the database name,
+ * the server's certificate, in `setting` (the flag or config key that points at the server).
+ */
+export const unreachable = (where: string, setting: string, error: unknown): DatabaseUnavailable => {
+  const tag = SqlError.isSqlError(error) ? error.reason._tag : undefined
+  const code = sqlStateOf(error)
+  const text = describeCause(error)
+  const fix = (() => {
+    if (code === "28P01" || (tag === "AuthenticationError" && code === undefined)) {
+      return `check the user and password in ${setting} (a password left out comes from PGPASSWORD or ~/.pgpass)`
+    }
+    if (code === "28000") {
+      return "the server's pg_hba.conf admits no connection of this user to this database from here: ask its administrator " +
+        `to add one, or connect (${setting}) as a user it admits`
+    }
+    if (code === "3D000") return `check the database name in ${setting}`
+    if (code === "57P03") return "the server is starting or in recovery: run it again once PostgreSQL accepts connections"
+    if (code === "53300") return "the server has no connection slot left: run it again later, or raise the server's max_connections"
+    if (/certificate|self.signed|CERT_|TLS/i.test(text)) {
+      return `give the CA that signs the server's certificate with --pg-ca FILE (or sslrootcert= in ${setting}); docs/access.md`
+    }
+    if (tag === "ConnectionError" || code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EHOSTUNREACH" || code === "ETIMEDOUT") {
+      return `check the host and port in ${setting}: PostgreSQL must run there and accept TCP connections ` +
+        "(listen_addresses, firewall); docs/connections.md lists the forms"
+    }
+    return undefined
+  })()
+  const problem = tag === "AuthenticationError" || code === "28P01" || code === "28000"
+    ? `authentication failed at ${where}: ${text}`
+    : `cannot connect to ${where}: ${text}`
+  return new DatabaseUnavailable({ problem, setting, fix })
+}
+
 /**
  * The first contact with PostgreSQL: turns connection and authentication failures into a
- * `DatabaseUnavailable` that says what went wrong and where, never the password.
+ * `DatabaseUnavailable` that says what went wrong and where (never the password) and what to check in
+ * `setting`.
  */
-export const checkConnection = (where: string): Effect.Effect<void, DatabaseUnavailable, SqlClient.SqlClient> =>
+export const checkConnection = (where: string, setting = "--pg-url"): Effect.Effect<void, DatabaseUnavailable, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    yield* sql`SELECT 1`.pipe(
-      Effect.mapError((error) => {
-        const tag = error.reason._tag
-        const problem = tag === "AuthenticationError"
-          ? `authentication failed at ${where}: ${describeCause(error)}`
-          : tag === "ConnectionError"
-          ? `cannot connect to ${where}: ${describeCause(error)}`
-          : `${where}: ${describeCause(error)}`
-        return new DatabaseUnavailable({ problem })
-      })
-    )
+    yield* sql`SELECT 1`.pipe(Effect.mapError((error) => unreachable(where, setting, error)))
   })

@@ -62,17 +62,29 @@ export const checkHeader = (path: string): Effect.Effect<void, ManifestError> =>
         await handle.close()
       }
     },
-    catch: (cause) => new ManifestError({ path, problem: `cannot be read (${(cause as { code?: string }).code ?? String(cause)})` })
+    catch: unreadable(path)
   }).pipe(
     Effect.flatMap((first) =>
       first === header
         ? Effect.void
         : Effect.fail(new ManifestError({
           path,
-          problem: first === "" ? "is empty (no header)" : `line 1 is not the lo-migrate manifest header (${columns.join(", ")})`
+          problem: first === "" ? "is empty (no header)" : `line 1 is not the lo-migrate manifest header (${columns.join(", ")})`,
+          fix: notOurs
         }))
     )
   )
+
+const notOurs = "give the manifest a deferred run wrote (migrate --deferred-blobs FILE, zodb-convert --deferred-blobs FILE)"
+
+const unreadable = (path: string) => (cause: unknown) => {
+  const code = (cause as { code?: string }).code
+  return new ManifestError({
+    path,
+    problem: `cannot be read (${code ?? String(cause)})`,
+    fix: code === "ENOENT" ? notOurs : undefined
+  })
+}
 
 /** One complete line of the manifest, with its 1-based line number (the header is line 1). */
 export interface Line {
@@ -89,16 +101,14 @@ export const forEachLine = <E, R>(
   f: (line: Line) => Effect.Effect<void, E, R>
 ): Effect.Effect<void, E | ManifestError, R> =>
   Effect.gen(function*() {
-    const unreadable = (cause: unknown) =>
-      new ManifestError({ path, problem: `cannot be read (${(cause as { code?: string }).code ?? String(cause)})` })
     // opened first, so a missing or unreadable file is an error here, not an event on a stream
     const handle = yield* Effect.acquireRelease(
-      Effect.tryPromise({ try: () => NodeFsP.open(path, "r"), catch: unreadable }),
+      Effect.tryPromise({ try: () => NodeFsP.open(path, "r"), catch: unreadable(path) }),
       (h) => Effect.promise(() => h.close().catch(() => undefined))
     )
     // A line counts when its newline lies within the size seen now: a torn last line (no newline)
     // and lines appended meanwhile (a staging run still going) are left for the next run.
-    const size = (yield* Effect.tryPromise({ try: () => handle.stat(), catch: unreadable })).size
+    const size = (yield* Effect.tryPromise({ try: () => handle.stat(), catch: unreadable(path) })).size
     const lines = yield* Effect.acquireRelease(
       Effect.sync(() => {
         const stream = handle.createReadStream({ encoding: "utf8", autoClose: false, start: 0 })
@@ -113,7 +123,7 @@ export const forEachLine = <E, R>(
     const next = () =>
       Effect.tryPromise({
         try: () => lines.iterator.next(),
-        catch: unreadable
+        catch: unreadable(path)
       })
     let number = 0
     let bytes = 0
@@ -125,13 +135,13 @@ export const forEachLine = <E, R>(
       if (bytes > size) break
       if (number === 1) {
         if (`${r.value}\n` !== header) {
-          return yield* new ManifestError({ path, problem: `line 1 is not the lo-migrate manifest header (${columns.join(", ")})` })
+          return yield* new ManifestError({ path, problem: `line 1 is not the lo-migrate manifest header (${columns.join(", ")})`, fix: notOurs })
         }
         continue
       }
       yield* f({ number, entry: decode(r.value) })
     }
-    if (number === 0) return yield* new ManifestError({ path, problem: "is empty (no header)" })
+    if (number === 0) return yield* new ManifestError({ path, problem: "is empty (no header)", fix: notOurs })
   }).pipe(Effect.scoped)
 
 /**

@@ -67,6 +67,8 @@ export interface S3StoreOptions {
    * CreateMultipartUpload, the probe's too, so a server that refuses a value fails the pre-flight.
    */
   readonly write?: S3WriteOptions | undefined
+  /** how the messages name the settings of bucket, endpoint and keys; default lo-migrate's flags */
+  readonly settingNames?: StoreSettingNames | undefined
 }
 
 /** The request fields of `write`: only those given (an absent one leaves the bucket's default). */
@@ -310,32 +312,64 @@ export const makeClient = (options: S3StoreOptions, logger?: SdkLogger): S3Clien
   }))
 }
 
-/** Why the probe failed, in words an operator can act on. */
-const probeProblem = (error: unknown, endpoint: string): string => {
+/** How the settings that point at the store are named in messages: lo-migrate's flags by default. */
+export interface StoreSettingNames {
+  readonly bucket: string
+  readonly endpoint: string
+  readonly keys: string
+}
+
+export const flagNames: StoreSettingNames = {
+  bucket: "--bucket",
+  endpoint: "--s3-url",
+  keys: "--access-key and --secret-key (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
+}
+
+interface Diagnosis {
+  readonly problem: string
+  readonly fix: string | undefined
+}
+
+const grantsNeeded = "s3:PutObject, s3:GetObject, s3:DeleteObject and s3:AbortMultipartUpload on the bucket (docs/access.md)"
+
+/** Why the probe failed, and what to change, in words an operator can act on. */
+const probeProblem = (error: unknown, endpoint: string, bucket: string, names: StoreSettingNames, custom: boolean): Diagnosis => {
   const e = (error ?? {}) as AwsLikeError
+  const missing = {
+    problem: "does not exist (this tool never creates buckets)",
+    fix: `create it first (e.g. aws s3 mb s3://${bucket}${custom ? ` --endpoint-url ${endpoint}` : ""}), or correct ${names.bucket}`
+  }
   switch (e.name) {
     case "NoSuchBucket":
-      return "does not exist (lo-migrate never creates buckets: create it first)"
+      return missing
     case "InvalidAccessKeyId":
     case "SignatureDoesNotMatch":
     case "InvalidToken":
     case "ExpiredToken":
-      return `credentials rejected by ${endpoint} (${e.name}): check --access-key and --secret-key`
+      return { problem: `credentials rejected by ${endpoint} (${e.name})`, fix: `check ${names.keys}` }
     case "AccessDenied":
     case "AllAccessDisabled":
-      return `refuses writes (${e.name}): the credentials need s3:PutObject and s3:DeleteObject on the bucket`
+      return { problem: `refuses writes (${e.name})`, fix: `grant the credentials ${grantsNeeded}` }
   }
-  if (e.$metadata?.httpStatusCode === 404) return "does not exist (lo-migrate never creates buckets: create it first)"
-  if (e.$metadata?.httpStatusCode === 403) return `access denied by ${endpoint}: check the credentials and bucket policy`
-  return `cannot use ${endpoint}: ${describeCause(error)}`
+  if (e.$metadata?.httpStatusCode === 404) return missing
+  if (e.$metadata?.httpStatusCode === 403) {
+    return { problem: `access denied by ${endpoint}`, fix: `check ${names.keys} and the bucket policy: they need ${grantsNeeded}` }
+  }
+  const text = describeCause(error)
+  const fix = /certificate|self.signed|CERT_/i.test(text)
+    ? `for a server whose certificate a private CA signs, start with NODE_EXTRA_CA_CERTS=/path/to/ca.pem (docs/access.md); or check ${names.endpoint}`
+    : /ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|EAI_AGAIN|TimeoutError|socket hang up/i.test(text)
+    ? `check ${names.endpoint} (scheme, host, port): an S3 server must answer there`
+    : undefined
+  return { problem: `cannot use ${endpoint}: ${text}`, fix }
 }
 
 /** Why the read-only check failed: as for the probe, but about reading. */
-const readProblem = (error: unknown, endpoint: string): string => {
+const readProblem = (error: unknown, endpoint: string, bucket: string, names: StoreSettingNames, custom: boolean): Diagnosis => {
   const e = (error ?? {}) as AwsLikeError
   return e.name === "AccessDenied" || e.name === "AllAccessDisabled"
-    ? `refuses reads (${e.name}): the credentials need s3:ListBucket and s3:GetObject on the bucket`
-    : probeProblem(error, endpoint)
+    ? { problem: `refuses reads (${e.name})`, fix: "grant the credentials s3:ListBucket and s3:GetObject on the bucket" }
+    : probeProblem(error, endpoint, bucket, names, custom)
 }
 
 export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, Stats> =>
@@ -350,12 +384,16 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
       const written = writeFields(options.write)
       const writeFlags = options.write === undefined ? undefined : describeS3Write(options.write)
       /** A 400 to the probe's PUT while object options are set: the server refuses one of them (InvalidStorageClass, InvalidArgument, …). */
-      const refusedOptions = (error: unknown): string | undefined => {
+      const refusedOptions = (error: unknown): Diagnosis | undefined => {
         const e = (error ?? {}) as AwsLikeError
         return writeFlags !== undefined && e.$metadata?.httpStatusCode === 400
-          ? `${endpoint} refuses an object written with ${writeFlags}: ${describeCause(error)}`
+          ? {
+            problem: `${endpoint} refuses an object written with ${writeFlags}: ${describeCause(error)}`,
+            fix: `leave out or change ${writeFlags} to what this server accepts (docs/s3-servers.md)`
+          }
           : undefined
       }
+      const names = options.settingNames ?? flagNames
 
       // one permit per request on the wire; SlowDown halves the permits, successes win them back
       const limit = yield* AdaptiveLimit.make({
@@ -618,9 +656,10 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
         }).pipe(Effect.mapError((error) =>
           new StoreUnavailable({
             bucket: Bucket,
-            problem: (error.cause as AwsLikeError | undefined)?.name === "CannotReadBack"
-              ? (error.cause as AwsLikeError).message!
-              : (error.operation === "PutObject" ? refusedOptions(error.cause) : undefined) ?? probeProblem(error.cause, endpoint)
+            ...((error.cause as AwsLikeError | undefined)?.name === "CannotReadBack"
+              ? { problem: (error.cause as AwsLikeError).message!, fix: "grant the credentials s3:GetObject on the bucket" }
+              : (error.operation === "PutObject" ? refusedOptions(error.cause) : undefined) ??
+                probeProblem(error.cause, endpoint, Bucket, names, options.endpoint !== undefined))
           })
         )),
         checkRead: send("ListObjectsV2", "(one key)", (abortSignal) =>
@@ -629,7 +668,9 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
           attempts: Math.min(options.retry.attempts, 3)
         }).pipe(
           Effect.asVoid,
-          Effect.mapError((error) => new StoreUnavailable({ bucket: Bucket, problem: readProblem(error.cause, endpoint) }))
+          Effect.mapError((error) =>
+            new StoreUnavailable({ bucket: Bucket, ...readProblem(error.cause, endpoint, Bucket, names, options.endpoint !== undefined) })
+          )
         ),
         put: Effect.fn("S3Store.put")(function*(request: PutRequest) {
           yield* request.payload.size > options.partSize ? putMultipart(request) : putSingle(request)

@@ -36,6 +36,8 @@ export interface RelStorageSource {
   readonly kind: "relstorage"
   /** libpq key=value or URI, as `<postgresql>` gives it ("" = libpq's defaults from the environment) */
   readonly dsn: Redacted.Redacted<string>
+  /** where the dsn is set, for messages: `dsn of <postgresql> at convert.cfg:7` */
+  readonly dsnSetting?: string | undefined
   /** RelStorage's keep-history (default true): history-preserving schema */
   readonly keepHistory: boolean
   /** blobs in a shared directory instead of the database (RelStorage's shared-blob-dir, deprecated) */
@@ -61,6 +63,8 @@ export interface S3Settings {
 export interface PgJsonbDestination {
   readonly kind: "pgjsonb"
   readonly dsn: Redacted.Redacted<string>
+  /** where the dsn is set, for messages: `dsn of <pgjsonb> at convert.cfg:5` */
+  readonly dsnSetting?: string | undefined
   readonly historyPreserving: boolean
   /** bytes; blobs of at least this size go to S3 when S3 is configured (zodb-pgjsonb default 100KB) */
   readonly blobThreshold: number
@@ -443,9 +447,13 @@ const relStorage = (s: Section, ctx: Ctx): RelStorageSource => {
       reason: "without shared-blob-dir it is RelStorage's local cache; the blobs are read from the database"
     })
   }
+  const dsnKey = dbKeys.get("dsn")
   return {
     kind: "relstorage",
-    dsn: Redacted.make(dbKeys.get("dsn")?.value ?? ""),
+    dsn: Redacted.make(dsnKey?.value ?? ""),
+    dsnSetting: dsnKey === undefined
+      ? `<postgresql> at ${db.at.file}:${db.at.line} (no dsn: the PG* variables)`
+      : `dsn of <postgresql> at ${dsnKey.at.file}:${dsnKey.at.line}`,
     keepHistory: boolean(keys.get("keep-history")?.value ?? "true")!,
     sharedBlobDir: shared,
     blobDir: shared ? existing(blobDir!, ctx, "directory", "relstorage") : undefined
@@ -494,6 +502,7 @@ const pgjsonb = (s: Section, ctx: Ctx): PgJsonbDestination => {
   return {
     kind: "pgjsonb",
     dsn: Redacted.make(dsnKey.value),
+    dsnSetting: `dsn of <pgjsonb> at ${dsnKey.at.file}:${dsnKey.at.line}`,
     historyPreserving: boolean(value("history-preserving") ?? "false")!,
     blobThreshold,
     s3: bucket === undefined || bucket === ""

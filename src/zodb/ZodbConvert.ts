@@ -20,7 +20,7 @@ import { Clock, Data, Duration, Effect, Fiber, Option, Queue, Runtime, Stream } 
 import type { Scope } from "effect"
 import { retrying, type RetryPolicy } from "../core/Retry.ts"
 import type { Stats } from "../core/Stats.ts"
-import type { DatabaseError, RunLockLost, StoreError } from "../domain/Errors.ts"
+import { type DatabaseError, type RunLockLost, type StoreError, withFix } from "../domain/Errors.ts"
 import * as Stage from "../pipeline/Stage.ts"
 import { makeTracker } from "../pipeline/Watermark.ts"
 import { ObjectStore } from "../s3/ObjectStore.ts"
@@ -160,10 +160,15 @@ export class DestinationNotEmpty extends Data.TaggedError("DestinationNotEmpty")
   readonly inProgress: boolean
 }> {
   readonly [Runtime.errorExitCode] = 2
+  get fix(): string {
+    return `add --incremental to ${this.inProgress ? "resume it" : "copy what is new since"}, or convert into an empty database`
+  }
   override get message() {
-    return `${this.where} already holds ${this.inProgress ? "an unfinished copy" : "a copy"}` +
-      `${this.lastTid === undefined ? "" : ` (last transaction ${hex(this.lastTid)})`}: ` +
-      `add --incremental to resume or to copy what is new, or convert into an empty database`
+    return withFix(
+      `${this.where} already holds ${this.inProgress ? "an unfinished copy" : "a copy"}` +
+        `${this.lastTid === undefined ? "" : ` (last transaction ${hex(this.lastTid)})`}`,
+      this.fix
+    )
   }
 }
 

@@ -31,7 +31,7 @@ import { SqlClient, SqlError } from "effect/sql"
 import { createHash } from "node:crypto"
 import { retrying, type RetryPolicy } from "../core/Retry.ts"
 import type { Stats } from "../core/Stats.ts"
-import { DatabaseError, type StoreError } from "../domain/Errors.ts"
+import { DatabaseError, type StoreError, withFix } from "../domain/Errors.ts"
 import { isRetryableSql } from "../postgres/Statement.ts"
 import { ObjectStore } from "../s3/ObjectStore.ts"
 import { classInfo } from "./codec/ClassInfo.ts"
@@ -131,8 +131,11 @@ export class NothingToVerify extends Data.TaggedError("NothingToVerify")<{
   readonly where: string
 }> {
   readonly [Runtime.errorExitCode] = 2
+  get fix(): string {
+    return "check the dsn of <pgjsonb destination>: it must name the database zodb-convert copied into (run zodb-convert first)"
+  }
   override get message() {
-    return `destination ${this.where} holds no zodb-pgjsonb schema (no transaction_log): nothing to verify`
+    return withFix(`destination ${this.where} holds no zodb-pgjsonb schema (no transaction_log): nothing to verify`, this.fix)
   }
 }
 
@@ -354,6 +357,7 @@ export const run = (
       return yield* new DestinationSchemaMismatch({
         where: inspection.where,
         historyPreserving: hp,
+        otherMode: true,
         differences: [
           inspection.historyPreserving
             ? "the destination is history-preserving (it has object_history), the config says history-free"

@@ -9,7 +9,7 @@ import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
 import { TestDatabase } from "../support/Postgres.ts"
 import { scopedTempDir } from "../support/TempDir.ts"
-import { ExpectedRow, filestorageSection, fixtures, jsonl, writeConfig, zodbConvert } from "../support/Zodb.ts"
+import { ExpectedRow, filestorageSection, fixtures, jsonl, keywordDsn, writeConfig, zodbConvert } from "../support/Zodb.ts"
 import { buildDataFs } from "./support/DataFsBuilder.ts"
 
 const records = jsonl<ExpectedRow & { readonly pickle_b64: string | null }>(`${fixtures}/expected/filestorage.jsonl`)
@@ -95,13 +95,38 @@ describe("zodb-convert: bad input is named, never a crash, never written as done
         assert.strictEqual(missing.code, 2, missing.stderr)
         assert.match(missing.stderr, /nope\.conf/)
 
+        // a Data.fs that is not there: the key to correct
+        const noFile = NodePath.join(dir, "nofile.conf")
+        NodeFs.writeFileSync(noFile, `<filestorage source>\n  path ${dir}/missing/Data.fs\n</filestorage>\n<pgjsonb destination>\n  dsn ${keywordDsn(db)}\n</pgjsonb>\n`)
+        const n = yield* zodbConvert([noFile])
+        assert.strictEqual(n.code, 2, n.stderr)
+        assert.include(n.stderr, `nofile.conf:2: path in <filestorage>: ${dir}/missing/Data.fs: no such file`)
+
         const unreachable = NodePath.join(dir, "unreachable.conf")
         NodeFs.writeFileSync(unreachable, `<filestorage source>\n  path ${fixtures}/filestorage/Data.fs\n</filestorage>\n<pgjsonb destination>\n  dsn host=127.0.0.1 port=1 dbname=x user=u password=sekrit99\n</pgjsonb>\n`)
         const u = yield* zodbConvert([unreachable])
         assert.strictEqual(u.code, 2, u.stderr)
-        assert.match(u.stderr, /cannot connect to u@127\.0\.0\.1:1\/x/)
+        // the setting by its key, file and line; the fix on a line of its own
+        assert.match(u.stderr, /PostgreSQL \(dsn of <pgjsonb> at .*unreachable\.conf:5\): cannot connect to u@127\.0\.0\.1:1\/x/)
+        assert.match(u.stderr, /\n  help: check the host and port in dsn of <pgjsonb> at .*unreachable\.conf:5:/)
         assert.notMatch(u.stderr + u.stdout, /sekrit99/)
-        void db
+      })))
+
+    it.effect("a destination that is not zodb-pgjsonb's (RelStorage's object_state) exits 2 naming the table and the fix, writing nothing", () =>
+      fresh(Effect.gen(function*() {
+        const db = yield* TestDatabase
+        const sql = yield* SqlClient.SqlClient
+        const dir = yield* scopedTempDir("zodb-notpgjsonb-")
+        yield* sql`CREATE TABLE object_state (zoid bigint NOT NULL, tid bigint NOT NULL, prev_tid bigint NOT NULL, md5 char(32),
+          state_size bigint NOT NULL, state bytea, PRIMARY KEY (zoid))`
+        const config = writeConfig(dir, { source: filestorageSection(`${fixtures}/filestorage/Data.fs`, `${fixtures}/filestorage/blobs`), db })
+        const result = yield* zodbConvert([config])
+        assert.strictEqual(result.code, 2, result.stderr)
+        assert.match(result.stderr, /object_state is not zodb-pgjsonb's \(columns .*prev_tid.*\): this is RelStorage's object_state/)
+        assert.include(result.stderr, "\n  help: zodb-convert writes only into an empty database or one that zodb-pgjsonb created: point the dsn of " +
+          "<pgjsonb destination> at such a database")
+        const tables = yield* sql<{ readonly name: string }>`SELECT table_name::text AS name FROM information_schema.tables WHERE table_schema = 'public'`
+        assert.deepStrictEqual(tables.map((t) => t.name), ["object_state"])
       })))
 
     it.effect("--dry-run counts what the copy would read and where blobs would go, and writes nothing", () =>

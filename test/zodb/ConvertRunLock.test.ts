@@ -112,7 +112,7 @@ describe("zodb-convert: one run at a time per destination", () => {
       const done = yield* Fiber.join(first)
       cancel()
       assert.strictEqual(refused.code, 2, refused.stderr)
-      assert.match(refused.stderr, /another zodb-convert run is working on destination database \S+ schema public \(advisory lock held by pid \d+ \(zodb-convert/)
+      assert.match(refused.stderr, /another zodb-convert run is working on destination database \S+ schema public \(advisory lock held\): held by pid \d+ \(zodb-convert/)
       assert.strictEqual(done.code, 0, done.stderr)
       assert.deepStrictEqual(yield* digest(db), expected)
       // and the lock went with the first run

@@ -19,6 +19,7 @@ import * as Recorded from "../../domain/Recorded.ts"
 import type { RetryPolicy } from "../../core/Retry.ts"
 import type { Stats } from "../../core/Stats.ts"
 import * as Ddl from "../../postgres/Ddl.ts"
+import * as Grants from "../../postgres/Grants.ts"
 import { oidArray } from "../../postgres/LargeObjects.ts"
 import * as Nice2Lifecycle from "./Nice2Lifecycle.ts"
 import * as RunKey from "../../postgres/RunKey.ts"
@@ -80,13 +81,15 @@ export const layer = (policy: RetryPolicy, shard?: Shard | undefined): Layer.Lay
 
       const prepare = Effect.gen(function*() {
         const columns = yield* columnsOf(table)
-        if (columns.size === 0) {
-          return yield* new SchemaMismatch({ table, problem: "does not exist (or is not visible to this role)" })
-        }
+        if (columns.size === 0) return yield* new SchemaMismatch({ table, ...Nice2Lifecycle.Nice2Fixes.missingTable })
         const missing = requiredColumns.filter((c) => !columns.has(c))
-        if (missing.length > 0) {
-          return yield* new SchemaMismatch({ table, problem: `lacks column(s) ${missing.join(", ")}` })
-        }
+        if (missing.length > 0) return yield* new SchemaMismatch({ table, ...Nice2Lifecycle.Nice2Fixes.missingColumns(missing) })
+        yield* Grants.require(
+          sql,
+          run,
+          [{ table, privileges: ["SELECT", "UPDATE"] }, { table: batchJobTable, privileges: ["SELECT"] }],
+          `the copy reads and marks the rows of ${table} and checks the batch job in ${batchJobTable}`
+        )
         if (!columns.has("sha2")) {
           // a bounded wait for the table's lock: the application's queries queue behind a waiting ALTER
           yield* Ddl.alter(sql, {
@@ -99,7 +102,7 @@ export const layer = (policy: RetryPolicy, shard?: Shard | undefined): Layer.Lay
               Effect.fail(
                 new DatabaseUnavailable({
                   problem: `cannot add column sha2 to ${table}: ${describeCause(error)}`,
-                  hint: `run ALTER TABLE ${table} ADD COLUMN sha2 character(64) as the table's owner`
+                  fix: `run, as the table's owner: ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS sha2 character(64); then run lo-migrate again`
                 })
               ))
           )
@@ -108,7 +111,8 @@ export const layer = (policy: RetryPolicy, shard?: Shard | undefined): Layer.Lay
         if ((yield* columnsOf(batchJobTable)).size === 0) {
           return yield* new SchemaMismatch({
             table: batchJobTable,
-            problem: `does not exist: the ${deleteJob} state cannot be checked`
+            problem: `does not exist (or is not visible to this role): the ${deleteJob} state cannot be checked`,
+            fix: "connect to the Nice2 database (--pg-url) as a role that sees Nice2's tables"
           })
         }
         const jobs = yield* run(
@@ -201,7 +205,8 @@ export const layer = (policy: RetryPolicy, shard?: Shard | undefined): Layer.Lay
         if (Number(open?.n ?? 0) > 0) {
           return yield* new SchemaMismatch({
             table,
-            problem: `${open?.n} row(s) still have no sha2: cannot add NOT NULL (rerun the migration first)`
+            problem: `${open?.n} row(s) still have no sha2: cannot add NOT NULL`,
+            fix: "run lo-migrate migrate (without --finalize) until it exits 0, then --finalize again"
           })
         }
         const duplicates = yield* run(
@@ -213,7 +218,8 @@ export const layer = (policy: RetryPolicy, shard?: Shard | undefined): Layer.Lay
           return yield* new SchemaMismatch({
             table,
             problem: `sha2 is not unique (e.g. ${duplicates.map((d) => `${d.sha2} x${d.n}`).join(", ")}): ` +
-              "resolve the duplicate rows before finalizing"
+              "the unique index cannot be created",
+            fix: "resolve the duplicate rows (SELECT hash, sha2 FROM _nice_binary WHERE sha2 IN (…)), then --finalize again"
           })
         }
         yield* Ddl.alter(sql, {

@@ -6,12 +6,13 @@
 import { Effect } from "effect"
 import { SqlClient, type SqlError } from "effect/sql"
 import * as ContentType from "../../domain/ContentType.ts"
-import { type DatabaseError, SchemaMismatch } from "../../domain/Errors.ts"
+import { type DatabaseError, MissingGrant, SchemaMismatch } from "../../domain/Errors.ts"
 import type { Candidate } from "../../domain/LargeObject.ts"
 import type { MigratedRow, Released } from "../../domain/MigratedObject.ts"
 import type { Shard } from "../../domain/Profile.ts"
 import type { Inventory } from "../../phases/PlanSource.ts"
 import type { ProfileParts } from "../../phases/ProfileServices.ts"
+import * as Grants from "../../postgres/Grants.ts"
 import { oidArray } from "../../postgres/LargeObjects.ts"
 import { transaction } from "../../postgres/Transaction.ts"
 
@@ -20,6 +21,18 @@ const batchJobTable = "nice_batch_job"
 const deleteJob = "nice2.dms.DeleteUnreferencedBinariesBatchJob"
 /** examples shown per problem */
 const exampleCount = 10
+
+/** What the pre-flights (Nice2.ts's too) say when _nice_binary is missing or not of Nice2's shape. */
+export const Nice2Fixes = {
+  missingTable: {
+    problem: "does not exist (or is not visible to this role)",
+    fix: `give --pg-url the Nice2 database (the role must see ${table} on its search_path); for another table, --profile table`
+  },
+  missingColumns: (missing: ReadonlyArray<string>) => ({
+    problem: `lacks column(s) ${missing.join(", ")}`,
+    fix: "this is not Nice2's table: for a table of another shape use --profile table (docs/table-profile.md)"
+  })
+}
 
 type Run = <A>(operation: string, effect: Effect.Effect<A, SqlError.SqlError>) => Effect.Effect<A, DatabaseError>
 
@@ -43,12 +56,15 @@ export const make = (sql: SqlClient.SqlClient, run: Run, shard?: Shard | undefin
         WHERE a.attrelid = to_regclass(${name}) AND a.attnum > 0 AND NOT a.attisdropped`
     ).pipe(Effect.map((rows) => new Set(rows.map((r) => r.column_name))))
 
-  /** Whether `sha2` exists; fails when the table itself is missing. Never adds anything. */
+  const readable = Grants.once(Grants.require(sql, run, [{ table, privileges: ["SELECT"] }], `reading the rows of ${table}`))
+
+  /** Whether `sha2` exists; fails when the table itself is missing or not readable. Never adds anything. */
   const resultColumn = Effect.gen(function*() {
     const cols = yield* columns(table)
-    if (cols.size === 0) return yield* new SchemaMismatch({ table, problem: "does not exist (or is not visible to this role)" })
+    if (cols.size === 0) return yield* new SchemaMismatch({ table, ...Nice2Fixes.missingTable })
     const missing = ["hash", "size", "mime_type", "data"].filter((c) => !cols.has(c))
-    if (missing.length > 0) return yield* new SchemaMismatch({ table, problem: `lacks column(s) ${missing.join(", ")}` })
+    if (missing.length > 0) return yield* new SchemaMismatch({ table, ...Nice2Fixes.missingColumns(missing) })
+    yield* readable
     return cols.has("sha2")
   })
 
@@ -62,8 +78,14 @@ export const make = (sql: SqlClient.SqlClient, run: Run, shard?: Shard | undefin
       if (!hasSha2) {
         out.push(`column sha2 does not exist yet: every row counts as not migrated; migrate adds it (needs the table's owner)`)
       }
+      const jobReadable = yield* Grants.require(sql, run, [{ table: batchJobTable, privileges: ["SELECT"] }], "").pipe(
+        Effect.as(undefined),
+        Effect.catchTag("MissingGrant", (e: MissingGrant) => Effect.succeed(e))
+      )
       if ((yield* columns(batchJobTable)).size === 0) {
         out.push(`table ${batchJobTable} does not exist: migrate would refuse to start`)
+      } else if (jobReadable !== undefined) {
+        out.push(`role ${jobReadable.role} may not read ${batchJobTable}: migrate would refuse to start (${jobReadable.grants.join(" ")})`)
       } else {
         const jobs = yield* run(
           "check the batch job",
@@ -312,8 +334,14 @@ export const make = (sql: SqlClient.SqlClient, run: Run, shard?: Shard | undefin
       unmigratedWithData,
       references,
       release,
-      // nulling a column of a row needs nothing beyond its primary key
-      preparePrune: () => Effect.succeed([]),
+      // nulling a column of a row needs nothing beyond its primary key, and the grant
+      preparePrune: (options: { readonly apply: boolean }) =>
+        options.apply
+          ? Effect.as(
+            Grants.require(sql, run, [{ table, privileges: ["SELECT", "UPDATE"] }], `prune sets data = NULL on the rows of ${table} it releases`),
+            []
+          )
+          : Effect.succeed([]),
       unmigratedReason: "no sha2",
       releaseMeaning: "data = NULL"
     }

@@ -73,15 +73,15 @@ export const whyNeeded = (state: State): string =>
     : "prune looks up the chunks still referencing each batch's large objects, a scan of the whole table per batch without it") +
   "; RelStorage 3.0 and later do not create it"
 
-const remedy = (state: State) =>
-  `${state.invalidOwn ? `${dropStatement}; then ` : ""}run, as the owner of blob_chunk (it does not block RelStorage's writes): ` +
-  `${createStatement}; or rerun prune with --create-chunk-index`
+const fix = (state: State) =>
+  `run, as the owner of blob_chunk (it does not block RelStorage's writes): ${state.invalidOwn ? `${dropStatement}; ` : ""}` +
+  `${createStatement}; or rerun prune with --create-chunk-index, which does it`
 
 export const refusal = (state: State): PruneRefused =>
   new PruneRefused({
     table: "blob_chunk",
     problem: `${state.invalidOwn ? `index ${indexName} exists but is not valid (an interrupted CREATE INDEX CONCURRENTLY)` : "has no index on (chunk)"}: ${whyNeeded(state)}`,
-    remedy: remedy(state)
+    fix: fix(state)
   })
 
 const sqlState = (error: SqlError.SqlError) => (error.reason.cause as { readonly code?: unknown } | undefined)?.code
@@ -111,7 +111,7 @@ export const create = (sql: SqlClient.SqlClient, state: State): Effect.Effect<nu
           ? new PruneRefused({
             table: "blob_chunk",
             problem: `has no index on (chunk), and --create-chunk-index cannot create it: ${describeCause(error)}`,
-            remedy: `run, as the owner of blob_chunk: ${createStatement}`
+            fix: `run, as the owner of blob_chunk: ${createStatement};`
           })
           : new DatabaseError({ operation: `create index ${indexName}`, cause: error })
       ))

@@ -16,7 +16,7 @@
  */
 import { Effect } from "effect"
 import type { SqlClient, SqlError } from "effect/sql"
-import { DatabaseError, SchemaMismatch, type TableBusy } from "../../domain/Errors.ts"
+import { DatabaseError, type MissingGrant, SchemaMismatch, type TableBusy } from "../../domain/Errors.ts"
 import type { Candidate } from "../../domain/LargeObject.ts"
 import { bytesOfOid, type MigratedRow, oidsOf, type Released } from "../../domain/MigratedObject.ts"
 import type { RelStorageProfile, Shard } from "../../domain/Profile.ts"
@@ -29,6 +29,7 @@ import { alter } from "../../postgres/Ddl.ts"
 import { transaction } from "../../postgres/Transaction.ts"
 import { afterKey, bucketKeyOf, bucketKeySql, keyArrays, keyOf, recordedPattern, sqlPrefix } from "./BlobKey.ts"
 import * as ChunkIndex from "./ChunkIndex.ts"
+import * as Grants from "../../postgres/Grants.ts"
 
 /** examples shown per problem */
 const exampleCount = 10
@@ -65,7 +66,7 @@ export interface Context {
   /** which of `keys` have a blob_state row */
   readonly recorded: (keys: ReadonlyArray<string>) => Effect.Effect<ReadonlySet<string>, DatabaseError>
   /** blob_chunk's primary key columns; fails when the table is missing */
-  readonly blobChunk: Effect.Effect<ReadonlyArray<string>, SchemaMismatch | DatabaseError>
+  readonly blobChunk: Effect.Effect<ReadonlyArray<string>, SchemaMismatch | MissingGrant | DatabaseError>
   /** the `--shard` condition on `c.zoid, c.tid`, numbered from `$next` */
   readonly shardFilter: (next: number) => { readonly text: string; readonly params: ReadonlyArray<unknown> }
 }
@@ -238,7 +239,7 @@ export const make = (ctx: Context): Lifecycle => {
       return { count, examples }
     })
 
-  const unmigratedWithData = (limit: number): Effect.Effect<Examples<{ readonly key: string; readonly oid: number }>, SchemaMismatch | DatabaseError> =>
+  const unmigratedWithData = (limit: number): Effect.Effect<Examples<{ readonly key: string; readonly oid: number }>, SchemaMismatch | MissingGrant | DatabaseError> =>
     Effect.andThen(ctx.blobChunk, unmigrated(limit, true))
 
   const references = (oids: ReadonlyArray<number>) =>
@@ -345,13 +346,16 @@ export const make = (ctx: Context): Lifecycle => {
   const preparePrune = (options: { readonly apply: boolean; readonly createIndex: boolean }) =>
     Effect.gen(function*() {
       yield* ctx.blobChunk
+      if (options.apply) {
+        yield* Grants.require(sql, run, [{ table: "blob_chunk", privileges: ["SELECT", "DELETE"] }], "prune deletes the blob_chunk rows of the blobs it releases")
+      }
       const state = yield* ChunkIndex.inspect(query)
       if (state.indexed) return [`blob_chunk: index ${state.name} on (chunk) found`]
       if (!options.apply) {
         const refusal = ChunkIndex.refusal(state)
         return options.createIndex
           ? [`blob_chunk has no index on (chunk): prune --yes --create-chunk-index would run ${ChunkIndex.createStatement} first`]
-          : [`prune --yes will refuse: blob_chunk ${refusal.problem}. ${refusal.remedy}`]
+          : [`prune --yes will refuse: blob_chunk ${refusal.problem}. To go on: ${refusal.fix}`]
       }
       if (!options.createIndex) return yield* ChunkIndex.refusal(state)
       const seconds = yield* ChunkIndex.create(sql, state)
@@ -372,18 +376,23 @@ export const make = (ctx: Context): Lifecycle => {
   // s3_key values an older lo-migrate wrote with the prefix are rewritten to zodb-pgjsonb's key (the
   // object stays where it is: prefix + "/" + key), and that version's CHECK constraint is dropped.
   // No constraint is added: zodb-pgjsonb writes this table too.
-  const finalize: Effect.Effect<void, DatabaseError | SchemaMismatch | TableBusy> = Effect.gen(function*() {
+  const finalize: Effect.Effect<void, DatabaseError | SchemaMismatch | MissingGrant | TableBusy> = Effect.gen(function*() {
     yield* ctx.blobChunk
     if (!(yield* stateExists(destQuery))) {
-      return yield* new SchemaMismatch({ table: "blob_state", problem: "does not exist: run the migration first" })
+      return yield* new SchemaMismatch({
+        table: "blob_state",
+        problem: "does not exist",
+        fix: "run lo-migrate migrate --profile relstorage first (with the --dest-pg-url it used, if any)"
+      })
     }
     const open = yield* unmigrated(exampleCount, false)
     if (open.count > 0) {
       return yield* new SchemaMismatch({
         table: "blob_state",
         problem: `${open.count} blob(s) of blob_chunk have no blob_state row (e.g. ${open.examples.map((e) => `${e.key} (oid ${e.oid})`).join("; ")}` +
-          `${open.count > open.examples.length ? "; ..." : ""}): cannot finalize (rerun the migration; a blob whose chunk is dangling ` +
-          "is never migrated: repair or delete it)"
+          `${open.count > open.examples.length ? "; ..." : ""}): cannot finalize`,
+        fix: "run lo-migrate migrate (without --finalize) until it exits 0, then --finalize again; a blob whose chunk is " +
+          "dangling is never migrated: repair or delete it"
       })
     }
     const [broken] = yield* destQuery("count blob_state rows without data or s3_key", "SELECT count(*) AS n FROM blob_state WHERE data IS NULL AND s3_key IS NULL", [])
@@ -397,7 +406,8 @@ export const make = (ctx: Context): Lifecycle => {
       return yield* new SchemaMismatch({
         table: "blob_state",
         problem: `${broken?.n} row(s) have neither data nor s3_key (e.g. ${examples.map(keyOf).join(", ")}): zodb-pgjsonb cannot ` +
-          "read those blobs; delete those rows and rerun the migration"
+          "read those blobs",
+        fix: "DELETE FROM blob_state WHERE data IS NULL AND s3_key IS NULL; then run lo-migrate migrate again, then --finalize"
       })
     }
     // an older lo-migrate's keys: only those written with this --s3-prefix can be rewritten
@@ -419,8 +429,8 @@ export const make = (ctx: Context): Lifecycle => {
         table: "blob_state",
         problem: `${other?.n} row(s) hold an s3_key that is not zodb-pgjsonb's (blobs/{zoid:016x}/{tid:016x}.blob) ` +
           `${profile.s3Prefix === undefined ? "" : `nor that key under --s3-prefix ${profile.s3Prefix} `}(e.g. ` +
-          `${examples.map((r) => `${keyOf(r)}: ${String(r.s3_key)}`).join(", ")}): zodb-pgjsonb would not find those objects; ` +
-          "rerun --finalize with the --s3-prefix they were written with (lo-migrate before it stored zodb-pgjsonb's key kept the prefix in s3_key)"
+          `${examples.map((r) => `${keyOf(r)}: ${String(r.s3_key)}`).join(", ")}): zodb-pgjsonb would not find those objects`,
+        fix: "rerun --finalize with the --s3-prefix they were written with (lo-migrate before it stored zodb-pgjsonb's key kept the prefix in s3_key)"
       })
     }
     const [has] = yield* destQuery(

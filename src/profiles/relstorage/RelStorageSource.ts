@@ -33,7 +33,8 @@ import { lockNamespace } from "../../postgres/RunLock.ts"
 import { transaction } from "../../postgres/Transaction.ts"
 import type { ListedRow } from "../../phases/CopySource.ts"
 import * as ProfileServices from "../../phases/ProfileServices.ts"
-import { describeUrl, runner } from "../../postgres/Statement.ts"
+import * as Grants from "../../postgres/Grants.ts"
+import { describeUrl, runner, unreachable } from "../../postgres/Statement.ts"
 import * as RelStorageLifecycle from "./RelStorageLifecycle.ts"
 import * as RunKey from "../../postgres/RunKey.ts"
 import { afterKey, bucketKeyOf, keyArrays, keyOf, recordedKeyOf, s3KeyOf, splitKey } from "./BlobKey.ts"
@@ -82,11 +83,7 @@ export const layer = (
         ).pipe(
           Effect.map((context) => Context.get(context, SqlClient.SqlClient)),
           Effect.tap((dest) => dest`SELECT 1`),
-          Effect.mapError((error) =>
-            new DatabaseUnavailable({
-              problem: `cannot connect to the blob_state database at ${describeUrl(destUrl)}: ${describeCause(error)}`
-            })
-          )
+          Effect.mapError((error) => unreachable(`the blob_state database at ${describeUrl(destUrl)}`, "--dest-pg-url", error))
         )
       )
       const destQuery = (operation: string, text: string, params: ReadonlyArray<unknown>) =>
@@ -111,7 +108,8 @@ export const layer = (
       // same database: the page query leaves migrated blobs out itself; otherwise they are filtered after
       const notMigrated = sameDatabase ? "NOT EXISTS (SELECT 1 FROM blob_state s WHERE s.zoid = c.zoid AND s.tid = c.tid)" : "true"
 
-      /** blob_chunk's primary key columns; fails when the table is missing */
+      const blobChunkReadable = Grants.once(Grants.require(sql, run, [{ table: "blob_chunk", privileges: ["SELECT"] }], "reading RelStorage's blobs"))
+      /** blob_chunk's primary key columns; fails when the table is missing or not readable */
       const blobChunk = Effect.gen(function*() {
         const [found] = yield* query(
           "look for blob_chunk",
@@ -122,8 +120,13 @@ export const layer = (
           []
         )
         if (found?.present !== true) {
-          return yield* new SchemaMismatch({ table: "blob_chunk", problem: "does not exist (or is not visible to this role)" })
+          return yield* new SchemaMismatch({
+            table: "blob_chunk",
+            problem: "does not exist (or is not visible to this role)",
+            fix: "give --pg-url the RelStorage database (the role must see blob_chunk on its search_path)"
+          })
         }
+        yield* blobChunkReadable
         return (found.pk ?? []) as ReadonlyArray<string>
       })
 
@@ -158,7 +161,8 @@ export const layer = (
             return yield* new SchemaMismatch({
               table: "object_state",
               problem: `${where} holds RelStorage's object_state, so zodb-pgjsonb cannot use it and --for zodb-pgjsonb refuses to ` +
-                "create blob_state there: give --dest-pg-url the zodb-pgjsonb database, or use zodb-convert for the whole migration"
+                "create blob_state there",
+              fix: "give --dest-pg-url the zodb-pgjsonb database, or use zodb-convert for the whole migration"
             })
           }
           yield* Effect.logWarning(sameDatabaseNote)
@@ -168,24 +172,40 @@ export const layer = (
           )
         }
         // Shards start together: CREATE TABLE IF NOT EXISTS is not safe against a concurrent twin (it
-        // races on the catalog's unique index), so creators take turns under a transaction lock.
-        yield* transaction(dest, Effect.andThen(
-          dest.unsafe("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))", [lockNamespace, "blob_state"]),
-          dest.unsafe(`CREATE TABLE IF NOT EXISTS blob_state (
+        // races on the catalog's unique index), so creators take turns under a transaction lock. A
+        // blob_state that exists is used as is: CREATE TABLE IF NOT EXISTS needs CREATE on the schema even
+        // then, and an administrator creates it for a role without (the README says so).
+        yield* transaction(dest, Effect.gen(function*() {
+          yield* dest.unsafe("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))", [lockNamespace, "blob_state"])
+          const [found] = yield* dest.unsafe<{ readonly present: boolean }>("SELECT to_regclass('blob_state') IS NOT NULL AS present")
+          if (found?.present === true) return
+          yield* dest.unsafe(`CREATE TABLE IF NOT EXISTS blob_state (
             zoid bigint NOT NULL,
             tid bigint NOT NULL,
             blob_size bigint NOT NULL,
             data bytea,
             s3_key text,
             PRIMARY KEY (zoid, tid))`)
-        )).pipe(
-          Effect.mapError((error) =>
-            new DatabaseUnavailable({
-              problem: `cannot create blob_state: ${describeCause(error)}`,
-              hint: "create it as in the README (\"--profile relstorage\") and grant SELECT, INSERT on it"
-            })
+        })).pipe(
+          Effect.catch((error) =>
+            Effect.flatMap(
+              dest<{ readonly role: string }>`SELECT quote_ident(current_user) AS role`.pipe(
+                Effect.map(([r]) => r?.role ?? "<this role>"),
+                Effect.orElseSucceed(() => "<this role>")
+              ),
+              (role) =>
+                Effect.fail(
+                  new DatabaseUnavailable({
+                    problem: `cannot create blob_state in ${where}: ${describeCause(error)}`,
+                    fix: "create it as the database's owner: CREATE TABLE blob_state (zoid bigint NOT NULL, tid bigint NOT NULL, " +
+                      "blob_size bigint NOT NULL, data bytea, s3_key text, PRIMARY KEY (zoid, tid)); " +
+                      `GRANT SELECT, INSERT ON blob_state TO ${role};`
+                  })
+                )
+            )
           )
         )
+        yield* Grants.require(dest, run, [{ table: "blob_state", privileges: ["SELECT", "INSERT"] }], `the copy records each blob in blob_state (${where})`)
       })
 
       const count = Effect.gen(function*() {

@@ -21,6 +21,7 @@ import * as Recorded from "../../domain/Recorded.ts"
 import type { RetryPolicy } from "../../core/Retry.ts"
 import type { Stats } from "../../core/Stats.ts"
 import * as Ddl from "../../postgres/Ddl.ts"
+import * as Grants from "../../postgres/Grants.ts"
 import { quote, quoteQualified } from "../../domain/Identifier.ts"
 import * as Aliases from "../../phases/Aliases.ts"
 import { recordedByKey } from "../../postgres/KeyLookup.ts"
@@ -77,17 +78,29 @@ export const layer = (
         [table]
       ).pipe(Effect.map((rows) => new Map(rows.map((r) => [String(r.name), String(r.type)]))))
 
+      const readable = Grants.once(Grants.require(sql, run, [{ table, privileges: ["SELECT"] }], `reading the rows of ${shown}`))
       const checked = Effect.gen(function*() {
         const cols = yield* columns
         if (cols.size === 0) {
-          return yield* new SchemaMismatch({ table: shown, problem: "does not exist (or is not visible to this role)" })
+          return yield* new SchemaMismatch({
+            table: shown,
+            problem: "does not exist (or is not visible to this role)",
+            fix: "check --table (schema-qualified, e.g. app.attachments, when the schema is not on the role's search_path) and the database of --pg-url"
+          })
         }
+        const flagOf = (c: string) =>
+          c === profile.oidColumn ? "--oid-column" : c === profile.mimeColumn ? "--mime-column" : c === profile.sizeColumn ? "--size-column" : "--key-column"
         const wanted = [profile.oidColumn, ...profile.keyColumns, profile.mimeColumn, profile.sizeColumn]
           .filter((c): c is string => c !== undefined)
         const missing = wanted.filter((c) => !cols.has(c))
         if (missing.length > 0) {
-          return yield* new SchemaMismatch({ table: shown, problem: `lacks column(s) ${missing.map(quote).join(", ")}` })
+          return yield* new SchemaMismatch({
+            table: shown,
+            problem: `lacks column(s) ${missing.map((c) => `${quote(c)} (${flagOf(c)})`).join(", ")}`,
+            fix: `name columns it has: ${[...cols.keys()].map(quote).join(", ")}`
+          })
         }
+        yield* readable
         return cols
       })
       /**
@@ -120,8 +133,9 @@ export const layer = (
         new SchemaMismatch({
           table: shown,
           problem: `no primary key or unique index makes (${keyColumnList}) unique: rows with equal keys would be ` +
-            `skipped or counted as migrated when they are not. If the key is unique, add an index (CREATE UNIQUE INDEX ON ` +
-            `${table} (${keyColumnList})); otherwise choose --key-column(s) that are unique (e.g. the primary key)`
+            "skipped or counted as migrated when they are not",
+          fix: `if the key is unique, create the index, as the table's owner: CREATE UNIQUE INDEX CONCURRENTLY ON ${table} ` +
+            `(${keyColumnList}); otherwise give --key-column(s) that are unique (e.g. the primary key's)`
         })
       /** `checked`, and the key unique: what everything that pages or marks by key needs */
       const keyed = Effect.gen(function*() {
@@ -143,6 +157,7 @@ export const layer = (
 
       const prepare = Effect.gen(function*() {
         const cols = yield* keyed
+        yield* Grants.require(sql, run, [{ table, privileges: ["SELECT", "UPDATE"] }], `the copy reads the rows of ${shown} and records ${quote(profile.sha256Column)}`)
         if (!cols.has(profile.sha256Column)) {
           // a bounded wait for the table's lock: the application's queries queue behind a waiting ALTER
           yield* Ddl.alter(sql, {
@@ -155,7 +170,8 @@ export const layer = (
               Effect.fail(
                 new DatabaseUnavailable({
                   problem: `cannot add column ${quote(profile.sha256Column)} to ${shown}: ${describeCause(error)}`,
-                  hint: `run ALTER TABLE ${table} ADD COLUMN ${quote(profile.sha256Column)} character(64) as the table's owner`
+                  fix: `run, as the table's owner: ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS ${quote(profile.sha256Column)} ` +
+                    "character(64); then run lo-migrate again"
                 })
               ))
           )
@@ -504,7 +520,7 @@ export const layer = (
           if (profile.sizeColumn === undefined) {
             notes.push("sizes read from the large objects themselves (lo_lseek64); dangling and NULL oids have no size")
           }
-          if ((yield* uniqueIndex) === undefined) notes.push(`migrate would refuse: ${notUnique().problem}`)
+          if ((yield* uniqueIndex) === undefined) notes.push(`migrate would refuse: ${notUnique().problem}; to go on: ${notUnique().fix}`)
           const result: Inventory = {
             total: all.n,
             migrated: done.n,
@@ -556,7 +572,11 @@ export const layer = (
       const finalize = Effect.gen(function*() {
         const cols = yield* checked
         if (!cols.has(profile.sha256Column)) {
-          return yield* new SchemaMismatch({ table: shown, problem: `has no column ${quote(profile.sha256Column)}: run the migration first` })
+          return yield* new SchemaMismatch({
+            table: shown,
+            problem: `has no column ${quote(profile.sha256Column)} (--sha256-column)`,
+            fix: "run lo-migrate migrate first (it adds the column), or give the --sha256-column it used"
+          })
         }
         const [open] = yield* query("count unmigrated rows", `SELECT count(*) AS n FROM ${table} AS t WHERE ${sha} IS NULL`, [])
         const n = Number(open?.n ?? 0)
@@ -572,7 +592,9 @@ export const layer = (
           return yield* new SchemaMismatch({
             table: shown,
             problem: `${n} row(s) still have no ${quote(profile.sha256Column)} (e.g. ${named.join("; ")}${n > named.length ? "; ..." : ""}): ` +
-              "cannot add NOT NULL (rerun the migration; rows with a NULL key column are never migrated: fill or delete them)"
+              "cannot add NOT NULL",
+            fix: "run lo-migrate migrate (without --finalize) until it exits 0, then --finalize again; rows with a NULL key " +
+              "column are never migrated: fill or delete them"
           })
         }
         yield* Ddl.alter(sql, {
@@ -610,8 +632,14 @@ export const layer = (
           unmigratedWithData,
           references,
           release,
-          // nulling a column of a row needs nothing beyond its key
-          preparePrune: () => Effect.succeed([]),
+          // nulling a column of a row needs nothing beyond its key, and the grant
+          preparePrune: (options: { readonly apply: boolean }) =>
+            options.apply
+              ? Effect.as(
+                Grants.require(sql, run, [{ table, privileges: ["SELECT", "UPDATE"] }], `prune sets ${quote(profile.oidColumn)} = NULL on the rows it releases`),
+                []
+              )
+              : Effect.succeed([]),
           unmigratedReason: `no ${quote(profile.sha256Column)}`,
           releaseMeaning: `${quote(profile.oidColumn)} = NULL`
         }

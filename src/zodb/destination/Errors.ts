@@ -4,6 +4,7 @@
  * failed). SQL failures during the run are the project's `DatabaseError`.
  */
 import { Data, Runtime } from "effect"
+import { withFix } from "../../domain/Errors.ts"
 
 /**
  * The destination holds tables that are not zodb-pgjsonb's (e.g. RelStorage's `object_state`, whose
@@ -18,9 +19,12 @@ export class DestinationNotPgJsonb extends Data.TaggedError("DestinationNotPgJso
   readonly problem: string
 }> {
   readonly [Runtime.errorExitCode] = 2
+  get fix(): string {
+    return "zodb-convert writes only into an empty database or one that zodb-pgjsonb created: point the dsn of " +
+      "<pgjsonb destination> at such a database (e.g. a new one: CREATE DATABASE zodb_pgjsonb;)"
+  }
   override get message() {
-    return `destination ${this.where}: ${this.table} is not zodb-pgjsonb's (${this.found}): ${this.problem}; ` +
-      `zodb-convert writes into an empty database or one that zodb-pgjsonb created`
+    return withFix(`destination ${this.where}: ${this.table} is not zodb-pgjsonb's (${this.found}): ${this.problem}`, this.fix)
   }
 }
 
@@ -34,11 +38,20 @@ export class DestinationSchemaMismatch extends Data.TaggedError("DestinationSche
   readonly historyPreserving: boolean
   /** one line per difference */
   readonly differences: ReadonlyArray<string>
+  /** the destination is of the other history mode: the config's `history-preserving` does not fit it */
+  readonly otherMode?: boolean | undefined
 }> {
   readonly [Runtime.errorExitCode] = 2
+  get fix(): string {
+    return this.otherMode === true
+      ? `set history-preserving ${this.historyPreserving ? "false" : "true"} in <pgjsonb destination> to match it, ` +
+        "or convert into an empty database"
+      : "convert into an empty database (point the dsn of <pgjsonb destination> at a new one), or bring this one's " +
+        "schema back to what zodb-pgjsonb 1.14 creates"
+  }
   override get message() {
     const mode = this.historyPreserving ? "history-preserving" : "history-free"
-    return `destination ${this.where} does not match zodb-pgjsonb 1.14's ${mode} schema: ${this.differences.join("; ")}`
+    return withFix(`destination ${this.where} does not match zodb-pgjsonb 1.14's ${mode} schema: ${this.differences.join("; ")}`, this.fix)
   }
 }
 

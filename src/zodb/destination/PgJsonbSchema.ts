@@ -384,6 +384,7 @@ export const ensure = (
       return yield* new DestinationSchemaMismatch({
         where: found.where,
         historyPreserving: hp,
+        otherMode: true,
         differences: [
           found.historyPreserving
             ? "the destination is history-preserving (it has object_history), this copy is history-free"

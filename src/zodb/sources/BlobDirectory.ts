@@ -52,14 +52,15 @@ export const oidPath = (layout: Layout, oid: bigint): string => {
 export const blobPath = (dir: BlobDirectory, oid: bigint, tid: bigint): string =>
   NodePath.join(dir.path, oidPath(dir.layout, oid), `${idRepr(tid)}${BLOB_SUFFIX}`)
 
-const unusable = (path: string, problem: string) => new BlobDirectoryUnusable({ path, problem })
+const unusable = (path: string, problem: string, fix?: string) => new BlobDirectoryUnusable({ path, problem, fix })
+const blobDirFix = "check blob-dir in the source section of the config: it names the directory the storage keeps its blobs in"
 
 /** Opens a blob directory: it must exist; its layout comes from `.layout`, or from ZODB's detection rule. */
 export const open = (path: string): Effect.Effect<BlobDirectory, BlobDirectoryUnusable> =>
   Effect.tryPromise({
     try: async (): Promise<BlobDirectory> => {
       const stat = await NodeFs.stat(path)
-      if (!stat.isDirectory()) throw unusable(path, "not a directory")
+      if (!stat.isDirectory()) throw unusable(path, "not a directory", blobDirFix)
       const marker = await NodeFs.readFile(NodePath.join(path, LAYOUT_MARKER), "utf8").catch((e: unknown) => {
         if ((e as { readonly code?: unknown }).code === "ENOENT") return undefined
         throw e
@@ -68,7 +69,11 @@ export const open = (path: string): Effect.Effect<BlobDirectory, BlobDirectoryUn
         // Python's str.strip(): the marker is written without a newline, but may have gained one by hand
         const layout = marker.trim()
         if (layout !== "bushy" && layout !== "lawn") {
-          throw unusable(path, `${LAYOUT_MARKER} names the layout ${JSON.stringify(layout)}; ZODB knows "bushy" and "lawn"`)
+          throw unusable(
+            path,
+            `${LAYOUT_MARKER} names the layout ${JSON.stringify(layout)}; ZODB knows "bushy" and "lawn"`,
+            `write bushy or lawn (the layout the directory is in) into ${NodePath.join(path, LAYOUT_MARKER)}`
+          )
         }
         return { path, layout, layoutFrom: "marker" }
       }
@@ -78,8 +83,8 @@ export const open = (path: string): Effect.Effect<BlobDirectory, BlobDirectoryUn
     catch: (e) => {
       if (e instanceof BlobDirectoryUnusable) return e
       const code = (e as { readonly code?: unknown }).code
-      if (code === "ENOENT") return unusable(path, "does not exist")
-      if (code === "EACCES") return unusable(path, "permission denied")
+      if (code === "ENOENT") return unusable(path, "does not exist", blobDirFix)
+      if (code === "EACCES") return unusable(path, "permission denied", "run zodb-convert as a user that may read the directory (e.g. its owner)")
       return unusable(path, e instanceof Error ? e.message : String(e))
     }
   })

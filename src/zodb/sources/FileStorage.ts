@@ -246,7 +246,8 @@ export class Cursor {
       if (!isMagic(magic)) {
         throw new FileStorageUnreadable({
           path,
-          problem: `not a FileStorage: it starts with ${JSON.stringify(magic)}, expected "FS30" (or Python 2's "FS21")`
+          problem: `not a FileStorage: it starts with ${JSON.stringify(magic)}, expected "FS30" (or Python 2's "FS21")`,
+          fix: pathFix
         })
       }
       return new Cursor(path, fh, size, magic, mode, options.afterTid, windowBytes)
@@ -446,13 +447,17 @@ export class Cursor {
 
 const EMPTY = new Uint8Array(0)
 
+const pathFix = "check path in the <filestorage> section of the config: it names the Data.fs file"
+
 const toError = (path: string) => (e: unknown): FileStorageError => {
   if (e instanceof FileStorageCorrupt || e instanceof BackpointerMissing || e instanceof FileStorageUnreadable) return e
   if (e instanceof FileShrank) return new FileStorageUnreadable({ path, problem: e.message })
   const code = (e as { readonly code?: unknown }).code
-  if (code === "ENOENT") return new FileStorageUnreadable({ path, problem: "no such file" })
-  if (code === "EACCES") return new FileStorageUnreadable({ path, problem: "permission denied" })
-  if (code === "EISDIR") return new FileStorageUnreadable({ path, problem: "is a directory, not a Data.fs file" })
+  if (code === "ENOENT") return new FileStorageUnreadable({ path, problem: "no such file", fix: pathFix })
+  if (code === "EACCES") {
+    return new FileStorageUnreadable({ path, problem: "permission denied", fix: "run zodb-convert as a user that may read the file (e.g. its owner)" })
+  }
+  if (code === "EISDIR") return new FileStorageUnreadable({ path, problem: "is a directory, not a Data.fs file", fix: pathFix })
   return new FileStorageUnreadable({ path, problem: e instanceof Error ? e.message : String(e) })
 }
 

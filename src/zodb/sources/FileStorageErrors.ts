@@ -5,6 +5,7 @@
  * work), 1 when the run met damaged data on the way.
  */
 import { Data, Runtime } from "effect"
+import { withFix } from "../../domain/Errors.ts"
 
 /** 16 lowercase hex digits of an 8-byte id, as the fixtures and zodb-pgjsonb's logs write oids and tids. */
 export const hex16 = (id: bigint): string => id.toString(16).padStart(16, "0")
@@ -13,10 +14,11 @@ export const hex16 = (id: bigint): string => id.toString(16).padStart(16, "0")
 export class FileStorageUnreadable extends Data.TaggedError("FileStorageUnreadable")<{
   readonly path: string
   readonly problem: string
+  readonly fix?: string | undefined
 }> {
   readonly [Runtime.errorExitCode] = 2
   override get message() {
-    return `FileStorage ${this.path}: ${this.problem}`
+    return withFix(`FileStorage ${this.path}: ${this.problem}`, this.fix)
   }
 }
 
@@ -62,10 +64,11 @@ export class BackpointerMissing extends Data.TaggedError("BackpointerMissing")<{
 export class BlobDirectoryUnusable extends Data.TaggedError("BlobDirectoryUnusable")<{
   readonly path: string
   readonly problem: string
+  readonly fix?: string | undefined
 }> {
   readonly [Runtime.errorExitCode] = 2
   override get message() {
-    return `blob directory ${this.path}: ${this.problem}`
+    return withFix(`blob directory ${this.path}: ${this.problem}`, this.fix)
   }
 }
 
