@@ -71,7 +71,7 @@ describe("zodb-convert: one run at a time per destination", () => {
       assert.strictEqual(refused.code, 2, refused.stderr)
       assert.include(refused.stderr, `another zodb-convert run is working on destination database ${db.name} schema public`)
       assert.include(refused.stderr, `pid ${held.pid} (locktest`)
-      assert.include(refused.stderr, "wait for it to finish")
+      assert.include(refused.stderr, "wait for that run to finish")
       assert.deepStrictEqual(yield* use(Effect.flatMap(SqlClient.SqlClient, tables)), [], "nothing created")
       // --upload-blobs is refused the same way
       const manifest = `${yield* scopedTempDir("zodb-lock-manifest-")}/m.jsonl`
