@@ -29,6 +29,17 @@ describe("AdaptiveLimit", () => {
       assert.deepStrictEqual(changes.slice(0, 4), [[8, "slow-down"], [4, "slow-down"], [5, "recover"], [6, "recover"]])
     }))
 
+  it.effect("halves what is on the wire, not a ceiling far above it", () =>
+    Effect.gen(function*() {
+      const limit = yield* AdaptiveLimit.make({ max: 256, cooldownMillis: 0 })
+      // 20 requests at once, far below the ceiling of 256
+      const fiber = yield* Effect.forkChild(Effect.all(Array.from({ length: 20 }, () => limit.withPermit(Effect.sleep("10 millis"))), { concurrency: "unbounded" }))
+      yield* TestClock.adjust("20 millis")
+      yield* Fiber.join(fiber)
+      yield* limit.slowDown
+      assert.strictEqual(yield* limit.current, 10, "half of the 20 in flight, at once")
+    }))
+
   it.effect("never below the minimum; a failed request does not count as a success", () =>
     Effect.gen(function*() {
       const limit = yield* AdaptiveLimit.make({ max: 4, cooldownMillis: 0 })

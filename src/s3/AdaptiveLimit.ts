@@ -3,8 +3,9 @@
  *
  * - every request holds a permit of one shared semaphore while it is on the wire (not while it sleeps
  *   between retries);
- * - when S3 answers SlowDown (503), 429 or a throttling error, the limit halves, at most once per
- *   `cooldown` so that one burst of refusals counts once, and never below `min`;
+ * - when S3 answers SlowDown (503), 429 or a throttling error, the limit becomes half the requests in
+ *   flight (or of the limit, if lower), at most once per `cooldown` so that one burst of refusals
+ *   counts once, and never below `min`;
  * - after `limit` requests in a row succeed at the current limit, it grows by one, up to `max`.
  *
  * The request that was refused is retried with backoff and jitter (Retry.ts) like any transient error.
@@ -34,6 +35,9 @@ export const make = (options: AdaptiveLimitOptions): Effect.Effect<AdaptiveLimit
     const cooldown = options.cooldownMillis ?? 1000
     const semaphore = yield* Semaphore.make(max)
     let limit = max
+    let inFlight = 0
+    /** the most requests on the wire at once since the last decrease */
+    let peak = 0
     let successes = 0
     let lastDecrease = Number.NEGATIVE_INFINITY
     const changed = (reason: "slow-down" | "recover") =>
@@ -52,12 +56,21 @@ export const make = (options: AdaptiveLimitOptions): Effect.Effect<AdaptiveLimit
       successes = 0
       if (now - lastDecrease < cooldown || limit <= min) return
       lastDecrease = now
-      limit = Math.max(min, Math.floor(limit / 2))
+      // halve what is really on the wire: a limit far above it (adaptive storers start below their
+      // ceiling) would take several halvings before the server felt any
+      const base = peak === 0 ? limit : Math.min(limit, peak)
+      peak = inFlight
+      limit = Math.max(min, Math.floor(base / 2))
       yield* changed("slow-down")
     })
 
     return {
-      withPermit: (effect) => semaphore.withPermit(Effect.tap(effect, () => succeeded)),
+      withPermit: (effect) =>
+        semaphore.withPermit(Effect.suspend(() => {
+          inFlight += 1
+          if (inFlight > peak) peak = inFlight
+          return Effect.tap(effect, () => succeeded).pipe(Effect.ensuring(Effect.sync(() => void (inFlight -= 1))))
+        })),
       slowDown,
       current: Effect.sync(() => limit)
     }

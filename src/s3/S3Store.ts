@@ -40,6 +40,7 @@ import { describeS3Write, type S3WriteOptions } from "../domain/Settings.ts"
 import { retrying, type RetryPolicy } from "../core/Retry.ts"
 import { Stats } from "../core/Stats.ts"
 import * as AdaptiveLimit from "./AdaptiveLimit.ts"
+import type { Payload } from "../core/Payload.ts"
 import { ObjectStore, type PutRequest } from "./ObjectStore.ts"
 
 export interface S3StoreOptions {
@@ -107,6 +108,11 @@ class NotConfirmed extends Error {
   override readonly name = "NotConfirmed"
 }
 
+/** The temp file no longer holds what was read: sending it again cannot help, the row must be read again (a rerun). */
+class TempFileChanged extends Error {
+  override readonly name = "TempFileChanged"
+}
+
 const transientNames = new Set([
   "SlowDown",
   "RequestTimeout",
@@ -161,6 +167,23 @@ export const probeKey = ".lo-migrate-probe"
 const md5Base64 = (bytes: Uint8Array) => createHash("md5").update(bytes).digest("base64")
 const hexToBase64 = (hex: string) => Buffer.from(hex, "hex").toString("base64")
 const unquote = (etag: string | undefined) => etag?.replace(/^"|"$/g, "")
+
+/** MD5 (base64) and SHA-256 (hex) of a payload's bytes, streamed from its temp file or read from memory. */
+const payloadDigests = async (payload: Payload): Promise<{ readonly md5: string; readonly sha256: string }> => {
+  const md5 = createHash("md5")
+  const sha256 = createHash("sha256")
+  if (payload.stream !== undefined) {
+    for await (const chunk of payload.stream(0, payload.size)) {
+      md5.update(chunk as Buffer)
+      sha256.update(chunk as Buffer)
+    }
+  } else {
+    const bytes: Uint8Array = await Effect.runPromise(payload.read(0, payload.size))
+    md5.update(bytes)
+    sha256.update(bytes)
+  }
+  return { md5: md5.digest("base64"), sha256: sha256.digest("hex") }
+}
 
 /** The ETag S3 gives a multipart object: MD5 of the parts' binary MD5s, a dash, the part count. */
 export const multipartEtag = (partMd5s: ReadonlyArray<string>): string => {
@@ -436,7 +459,9 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
         key: string,
         size: number,
         expected: Parameters<typeof etagVerdict>[1] & { readonly sha256: string },
-        abortSignal: AbortSignal
+        abortSignal: AbortSignal,
+        /** the object's bytes as sent (a multipart upload read in parts has no whole MD5 to compare) */
+        payload?: Payload | undefined
       ): Promise<void> => {
         const head = await client.send(new HeadObjectCommand({ Bucket, Key: key }), { abortSignal }).catch((error: unknown) => {
           if ((error as AwsLikeError).$metadata?.httpStatusCode === 404) {
@@ -447,7 +472,18 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
         if (head.ContentLength !== size) {
           throw new NotConfirmed(`the server answered success, but ${key} has ${head.ContentLength} bytes, not ${size}`)
         }
-        const verdict = etagVerdict(head, expected)
+        // A server that gives a multipart object the plain MD5 of the whole (s3rver) and checks no
+        // Content-MD5: hash what was sent once, so that both its SHA-256 (the bytes read) and the
+        // server's MD5 (the bytes stored) prove it
+        let whole = expected
+        if (expected.md5 === undefined && payload !== undefined && /^"?[0-9a-f]{32}"?$/i.test(head.ETag ?? "")) {
+          const sent = await payloadDigests(payload)
+          if (sent.sha256 !== expected.sha256) {
+            throw new TempFileChanged(`the temp file of ${key} no longer holds the bytes that were read (SHA-256 ${sent.sha256}): the row stays unmarked, a rerun reads it again`)
+          }
+          whole = { ...expected, md5: sent.md5 }
+        }
+        const verdict = etagVerdict(head, whole)
         if (verdict === "mismatch") {
           throw new NotConfirmed(`the server answered success, but ${key} has ETag ${head.ETag}, not that of the bytes sent`)
         }
@@ -596,7 +632,7 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
               // answer without an ETag proves nothing
               const expected = { md5: request.md5, partMd5s: parts.map((p) => p.md5), sha256: request.sha256 }
               rejectMismatch(Key, answer, expected)
-              return confirmStored(Key, size, expected, abortSignal)
+              return confirmStored(Key, size, expected, abortSignal, request.payload)
             }), options.retry, size).pipe(
               // A Complete that failed for the client may have succeeded on the server (its answer lost
               // after the object was assembled): a retried Complete then finds the upload gone, and some
@@ -604,16 +640,16 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
               // it is the one we assembled (same size, ETag confirming the bytes); otherwise the upload
               // is aborted and the original error stands. (With SSE-KMS the ETag proves nothing: the sha256 metadata then must.)
               Effect.catch((error) =>
-                send("HeadObject", Key, (abortSignal) => client.send(new HeadObjectCommand({ Bucket, Key }), { abortSignal })).pipe(
-                  Effect.flatMap((head) => {
-                    const verdict = etagVerdict(head, { md5: request.md5, partMd5s: parts.map((p) => p.md5) })
-                    // where the ETag proves nothing (SSE-KMS), the sha256 metadata must, as in confirmStored
-                    return head.ContentLength === size &&
-                        (verdict === "match" || (verdict === "unknown" && head.Metadata?.sha256 === request.sha256))
-                      ? Effect.void
-                      : Effect.fail(error)
-                  }),
-                  Effect.catch(() => Effect.fail(error)),
+                // the same proof as after a Complete that answered (size, ETag, or the sha256 metadata)
+                send("HeadObject", Key, (abortSignal) =>
+                  confirmStored(Key, size, { md5: request.md5, partMd5s: parts.map((p) => p.md5), sha256: request.sha256 }, abortSignal, request.payload), {
+                  ...options.retry,
+                  attempts: Math.min(options.retry.attempts, 2)
+                }).pipe(
+                  // the proof's own verdict on a changed temp file says more than the Complete's error
+                  Effect.catch((proof) =>
+                    Effect.fail((proof.cause as { readonly name?: string } | undefined)?.name === "TempFileChanged" ? proof : error)
+                  ),
                   Effect.tapError(() => abort)
                 )
               ),

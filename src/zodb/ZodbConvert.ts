@@ -566,9 +566,15 @@ export const run = (
     yield* flush
     yield* report
 
+    // another run may have taken the lock after the reader was done: it must not be finalized under it
+    if (Option.isSome(lock) && (yield* lock.value.lost)) {
+      progress.stopped = true
+      progress.takenOverAt = lock.value.where
+    }
     // a copy with failures keeps its watermark (and tombstones): the rerun fills what is missing
     if (progress.failed.length === 0 && !progress.stopped) {
-      yield* again("finalize the destination", writer.finalize(start === undefined ? undefined : { sinceTid: start }))
+      const finalize = again("finalize the destination", writer.finalize(start === undefined ? undefined : { sinceTid: start }))
+      yield* Option.isNone(lock) ? finalize : Effect.raceFirst(finalize, lock.value.failure)
       progress.finalized = true
     }
     return progress

@@ -148,7 +148,7 @@ export const run = (options: {
             payload: Payload.fromFile({ path: entry.stagedPath, handle, size: entry.size, release: Effect.void }),
             contentType: entry.contentType,
             metadata: { sha256: entry.sha256 },
-            md5: entry.md5,
+            md5: entry.md5 === "" ? undefined : entry.md5,
             sha256: entry.sha256
           })
         }))

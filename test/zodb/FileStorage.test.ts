@@ -288,7 +288,9 @@ describe("FileStorage reader: the end of the file", () => {
       const dir = yield* scopedTempDir("fs-empty-")
       assert.deepStrictEqual((yield* readAll(writeFile(dir, "empty.fs", new Uint8Array(0)))).txns, [])
       const missing = yield* failureOf(NodePath.join(dir, "nope.fs"))
-      assert.strictEqual(missing?.message, `FileStorage ${NodePath.join(dir, "nope.fs")}: no such file`)
+      assert.strictEqual(missing?.message.split("\n")[0], `FileStorage ${NodePath.join(dir, "nope.fs")}: no such file`)
+      // and what to do about it
+      assert.include(missing?.message, "help: check path in the <filestorage> section")
       const other = yield* failureOf(writeFile(dir, "other.fs", new TextEncoder().encode("SQLite format 3\0")))
       assert.strictEqual(other?._tag, "FileStorageUnreadable")
       assert.match(other!.message, /not a FileStorage: it starts with "SQLi"/)
