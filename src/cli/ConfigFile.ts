@@ -18,6 +18,7 @@ import { Effect } from "effect"
 import type { Command } from "effect/cli"
 import * as NodeFs from "node:fs/promises"
 import { ConfigFileError, DatabaseUnavailable, SettingsError } from "../domain/Errors.ts"
+import { closest } from "../domain/Closest.ts"
 
 /** The global flag's name; declared on the root command so every command accepts it and --help lists it. */
 export const flagName = "config"
@@ -261,35 +262,9 @@ export const lineOfKey = (text: string, key: string): number | undefined => {
   return at === null ? undefined : lineAndColumn(text, at.index).line
 }
 
-/** Edit distance, for "did you mean": a typo of one or two characters is close. */
-const distance = (a: string, b: string): number => {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j)
-  for (let i = 1; i <= a.length; i++) {
-    let diagonal = row[0]!
-    row[0] = i
-    for (let j = 1; j <= b.length; j++) {
-      const above = row[j]!
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1))
-      diagonal = above
-    }
-  }
-  return row[b.length]!
-}
-
 /** The known key closest to `key` (underscores read as hyphens), if it is close enough to be a typo. */
-export const closestKey = (key: string, known: ReadonlyArray<string>): string | undefined => {
-  const norm = (k: string) => k.toLowerCase().replaceAll("_", "-").replace(/^-+/, "")
-  let best: string | undefined
-  let bestDistance = Infinity
-  for (const k of known) {
-    const d = distance(norm(key), k)
-    if (d < bestDistance) {
-      best = k
-      bestDistance = d
-    }
-  }
-  return best !== undefined && bestDistance <= Math.max(1, Math.floor(key.length / 4)) ? best : undefined
-}
+export const closestKey = (key: string, known: ReadonlyArray<string>): string | undefined =>
+  closest(key, known, { normalize: (k) => k.toLowerCase().replaceAll("_", "-").replace(/^-+/, ""), least: 1 })
 
 /** Reads and parses the file: a JSON object, or a ConfigFileError that names the file. */
 export const read = (file: string): Effect.Effect<Readonly<Record<string, unknown>>, ConfigFileError> =>

@@ -22,6 +22,7 @@ import { Effect, Redacted } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
+import { closest } from "../domain/Closest.ts"
 import * as ZConfig from "./ZConfig.ts"
 import { type Key, type Position, type Section, ZConfigError } from "./ZConfig.ts"
 
@@ -298,33 +299,10 @@ const adapters = ["postgresql", "mysql", "oracle", "sqlite3"]
 
 const fail = (at: Position, problem: string) => new ZConfigError({ file: at.file, line: at.line, problem })
 
-const distance = (a: string, b: string): number => {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j)
-  for (let i = 1; i <= a.length; i++) {
-    let diagonal = row[0]!
-    row[0] = i
-    for (let j = 1; j <= b.length; j++) {
-      const above = row[j]!
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1))
-      diagonal = above
-    }
-  }
-  return row[b.length]!
-}
-
 /** " (did you mean x?)" for the closest candidate, if close enough. */
 export const didYouMean = (name: string, candidates: ReadonlyArray<string>): string => {
-  const norm = (s: string) => s.toLowerCase().replaceAll("_", "-")
-  let best: string | undefined
-  let bestDistance = Infinity
-  for (const c of candidates) {
-    const d = distance(norm(name), norm(c))
-    if (d < bestDistance) {
-      best = c
-      bestDistance = d
-    }
-  }
-  return best !== undefined && bestDistance <= Math.max(2, Math.floor(name.length / 4)) ? ` (did you mean ${best}?)` : ""
+  const best = closest(name, candidates, { normalize: (s) => s.toLowerCase().replaceAll("_", "-"), least: 2 })
+  return best === undefined ? "" : ` (did you mean ${best}?)`
 }
 
 const label = (s: Section) => `<${s.type}${s.name === undefined ? "" : ` ${s.name}`}>`
