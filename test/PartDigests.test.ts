@@ -10,16 +10,13 @@ import { runCli } from "./support/Cli.ts"
 import { FaultProxy } from "./support/FaultProxy.ts"
 import { createNice2Schema, insertObject, type InsertedObject, randomBytes } from "./support/Nice2Fixture.ts"
 import { TestDatabase } from "./support/Postgres.ts"
+import { partMd5s, sentPartMd5s } from "./support/Parts.ts"
 import { TestS3 } from "./support/S3.ts"
 import { targetVia } from "./support/Target.ts"
 import { assertAllMigrated, assertNoStrayKeys } from "./support/Verify.ts"
 
 const MiB = 1024 * 1024
 const env = FaultProxy.layer.pipe(Layer.provideMerge(Layer.mergeAll(TestDatabase.layerClient, TestS3.layer)))
-
-const partMd5s = (bytes: Uint8Array, partSize: number) =>
-  Array.from({ length: Math.ceil(bytes.length / partSize) }, (_, i) =>
-    createHash("md5").update(bytes.subarray(i * partSize, Math.min(bytes.length, (i + 1) * partSize))).digest("base64"))
 
 describe("objects in parts: the parts' MD5s come from the read", () => {
   it.live("11 MiB + 3 and exactly 10 MiB, read in 3 MiB chunks, sent in 5 MiB parts: every part's Content-MD5 is the read bytes'; verify --deep passes", () =>
@@ -38,10 +35,7 @@ describe("objects in parts: the parts' MD5s come from the read", () => {
       yield* assertNoStrayKeys
       const log = yield* proxy.log
       for (const o of objects.slice(0, 2)) {
-        const sent = log.filter((r) => r.method === "PUT" && r.path.includes(o.sha256!) && /partNumber=/.test(r.path))
-          .map((r) => [Number(/partNumber=(\d+)/.exec(r.path)![1]), r.headers["content-md5"]] as const)
-          .sort((a, b) => a[0] - b[0])
-          .map(([, md5]) => md5)
+        const sent = sentPartMd5s(log, (path) => path.includes(o.sha256!)).map(([, md5]) => md5)
         assert.deepStrictEqual(sent, partMd5s(o.bytes!, 5 * MiB), `${o.bytes!.length} bytes`)
       }
       const single = log.find((r) => r.method === "PUT" && r.path.includes(objects[2]!.sha256!) && !/partNumber=/.test(r.path))

@@ -2,15 +2,15 @@
 // stored differently from what was read (s3rver checks no Content-MD5: S3Compat.test.ts), the
 // multipart ETag, and which errors count as transient.
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Effect, Layer, Option, Redacted, Scope } from "effect"
+import { Effect, Layer, Option, Redacted } from "effect"
 import { createHash } from "node:crypto"
-import * as Payload from "../src/core/Payload.ts"
 import { defaultPolicy } from "../src/core/Retry.ts"
 import { Stats } from "../src/core/Stats.ts"
 import { ObjectStore } from "../src/s3/ObjectStore.ts"
 import * as S3Store from "../src/s3/S3Store.ts"
 import { randomBytes } from "./support/Nice2Fixture.ts"
 import { FaultProxy } from "./support/FaultProxy.ts"
+import { damaged, partMd5s, payloadOf, sentPartMd5s } from "./support/Parts.ts"
 import { TestS3 } from "./support/S3.ts"
 
 const MiB = 1024 * 1024
@@ -36,12 +36,7 @@ const digests = (data: Uint8Array) => ({
   sha256: createHash("sha256").update(data).digest("hex")
 })
 
-const memoryPayload = (data: Uint8Array) =>
-  Effect.gen(function*() {
-    const writer = yield* Payload.open({ expectedSize: data.length, inMemMax: data.length, tempDir: "/tmp", parent: yield* Scope.make() })
-    yield* writer.write(data)
-    return yield* writer.seal
-  })
+const memoryPayload = (data: Uint8Array) => payloadOf(data)
 
 layer(storeLayer, { excludeTestServices: true })("S3Store", (it) => {
   it.effect("single PUT: bytes, content type and metadata round-trip; the probe leaves nothing behind", () =>
@@ -72,9 +67,7 @@ layer(storeLayer, { excludeTestServices: true })("S3Store", (it) => {
       const got = Option.getOrThrow(yield* s3.getObject(d.sha256))
       assert.strictEqual(createHash("sha256").update(got.bytes).digest("hex"), d.sha256)
       // s3rver answers the whole object's MD5 as a multipart ETag, AWS the MD5 of the parts' MD5s: both confirm
-      const partMd5s = [0, 1, 2].map((i) =>
-        createHash("md5").update(data.subarray(i * 5 * MiB, Math.min(data.length, (i + 1) * 5 * MiB))).digest("base64"))
-      assert.strictEqual(S3Store.etagVerdict({ ETag: got.etag }, { md5: d.md5, partMd5s }), "match")
+      assert.strictEqual(S3Store.etagVerdict({ ETag: got.etag }, { md5: d.md5, partMd5s: partMd5s(data, 5 * MiB) }), "match")
       assert.strictEqual(got.contentType, "video/mp4")
     }))
 
@@ -84,14 +77,8 @@ layer(storeLayer, { excludeTestServices: true })("S3Store", (it) => {
       const s3 = yield* TestS3
       const data = randomBytes(11 * MiB + 3, 4)
       const d = digests(data)
-      const fileOf = Effect.gen(function*() {
-        const writer = yield* Payload.open({ expectedSize: data.length, inMemMax: 0, tempDir: "/tmp", parent: yield* Scope.make() })
-        yield* writer.write(data)
-        return yield* writer.seal
-      })
-      const md5s = [0, 1, 2].map((i) =>
-        createHash("md5").update(data.subarray(i * 5 * MiB, Math.min(data.length, (i + 1) * 5 * MiB))).digest("base64"))
-      const payload = yield* fileOf
+      const md5s = partMd5s(data, 5 * MiB)
+      const payload = yield* payloadOf(data, { inFile: true })
       assert.strictEqual(payload.location, "file")
       // no whole-object MD5: the read gave the parts' instead
       yield* store.put({ key: d.sha256, payload, contentType: "x/y", metadata: { sha256: d.sha256 }, sha256: d.sha256, partMd5s: { partSize: 5 * MiB, md5s } })
@@ -106,15 +93,10 @@ layer(storeLayer, { excludeTestServices: true })("S3Store", (it) => {
       const s3 = yield* TestS3
       const data = randomBytes(11 * MiB + 3, 6)
       const d = digests(data)
-      const md5s = [0, 1, 2].map((i) =>
-        createHash("md5").update(data.subarray(i * 5 * MiB, Math.min(data.length, (i + 1) * 5 * MiB))).digest("base64"))
-      const damaged = Uint8Array.from(data)
-      damaged[6 * MiB] = damaged[6 * MiB]! ^ 0xff
-      const writer = yield* Payload.open({ expectedSize: data.length, inMemMax: 0, tempDir: "/tmp", parent: yield* Scope.make() })
-      yield* writer.write(damaged)
+      const md5s = partMd5s(data, 5 * MiB)
       const error = yield* Effect.flip(store.put({
         key: "damaged-parts",
-        payload: yield* writer.seal,
+        payload: yield* payloadOf(damaged(data, 6 * MiB), { inFile: true }),
         contentType: "x/y",
         metadata: { sha256: d.sha256 },
         sha256: d.sha256,
@@ -207,26 +189,19 @@ layer(proxied, { excludeTestServices: true })("S3Store with the parts' MD5s of t
       const proxy = yield* FaultProxy
       const data = randomBytes(11 * MiB + 3, 5)
       const d = digests(data)
-      const md5s = [0, 1, 2].map((i) =>
-        createHash("md5").update(data.subarray(i * 5 * MiB, Math.min(data.length, (i + 1) * 5 * MiB))).digest("base64"))
-      const damaged = Uint8Array.from(data)
-      damaged[6 * MiB] = damaged[6 * MiB]! ^ 0xff
-      const writer = yield* Payload.open({ expectedSize: data.length, inMemMax: 0, tempDir: "/tmp", parent: yield* Scope.make() })
-      yield* writer.write(damaged)
+      const md5s = partMd5s(data, 5 * MiB)
+      const changed = damaged(data, 6 * MiB)
       yield* Effect.exit(store.put({
         key: d.sha256,
-        payload: yield* writer.seal,
+        payload: yield* payloadOf(changed, { inFile: true }),
         contentType: "x/y",
         metadata: { sha256: d.sha256 },
         sha256: d.sha256,
         partMd5s: { partSize: 5 * MiB, md5s }
       }))
-      const sent = (yield* proxy.log).filter((r) => r.method === "PUT" && /partNumber=/.test(r.path))
-        .map((r) => [Number(/partNumber=(\d+)/.exec(r.path)![1]), r.headers["content-md5"]] as const)
-        .sort((a, b) => a[0] - b[0])
+      const sent = sentPartMd5s(yield* proxy.log)
       assert.deepStrictEqual(sent, [[1, md5s[0]], [2, md5s[1]], [3, md5s[2]]])
       // the damaged part's header is not the MD5 of the bytes the file gave: a checking server refuses it
-      const fromFile = createHash("md5").update(damaged.subarray(5 * MiB, 10 * MiB)).digest("base64")
-      assert.notStrictEqual(sent[1]![1], fromFile)
+      assert.notStrictEqual(sent[1]![1], partMd5s(changed, 5 * MiB)[1])
     }))
 })

@@ -51,6 +51,42 @@ const cleanCopy = Effect.gen(function*() {
   return yield* digest(clean)
 })
 
+/**
+ * A copy of the bench-scale Data.fs (-w 2) through a TCP proxy that, once `commits` transactions are
+ * committed, holds every object write: the copy cannot end until `release`, whatever a test does
+ * meanwhile. `config` reaches the same destination directly (for the resume or a second run).
+ */
+const heldCopy = (db: TestDatabaseShape, name: string, commits: number) =>
+  Effect.gen(function*() {
+    const proxy = yield* TcpProxy.make({ host: db.host, port: db.port })
+    const config = writeConfig(yield* scopedTempDir(`${name}-`), { source: filestorageSection(dataFs), db })
+    const slowed = writeConfig(yield* scopedTempDir(`${name}-held-`), { source: filestorageSection(dataFs), db, viaPort: proxy.port })
+    let armed = false
+    yield* proxy.onStatement({ pattern: /INSERT INTO object_state/i, action: "freeze", armed: () => armed, count: 1_000_000 })
+    let cancel = () => {}
+    let stderr = () => ""
+    const run = yield* Effect.forkChild(zodbConvert([slowed, "-w", "2"], {
+      onStart: (_, output) => {
+        stderr = output.stderr
+        cancel = whenCommitted(db, commits, () => {
+          armed = true
+        })
+      }
+    }))
+    yield* until(`${commits} commits`, Effect.sync(() => armed))
+    return {
+      config,
+      run,
+      stderr: () => stderr(),
+      /** lets the held writes through, and stops holding new ones */
+      release: Effect.suspend(() => {
+        armed = false
+        cancel()
+        return proxy.thaw
+      })
+    }
+  })
+
 const scoped = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) => Effect.scoped(effect)
 
 describe("zodb-convert: one run at a time per destination", () => {
@@ -91,26 +127,11 @@ describe("zodb-convert: one run at a time per destination", () => {
     scoped(Effect.gen(function*() {
       const expected = yield* cleanCopy
       const db = yield* freshDb
-      const proxy = yield* TcpProxy.make({ host: db.host, port: db.port })
-      const config = writeConfig(yield* scopedTempDir("zodb-lock-two-"), { source: filestorageSection(dataFs), db })
-      const slowed = writeConfig(yield* scopedTempDir("zodb-lock-two-slow-"), { source: filestorageSection(dataFs), db, viaPort: proxy.port })
       // the first run's writers wait at the proxy while the second starts: the first cannot end before
-      let armed = false
-      yield* proxy.onStatement({ pattern: /INSERT INTO object_state/i, action: "freeze", armed: () => armed, count: 1_000_000 })
-      let cancel = () => {}
-      const first = yield* Effect.forkChild(zodbConvert([slowed, "-w", "2"], {
-        onStart: () => {
-          cancel = whenCommitted(db, 5, () => {
-            armed = true
-          })
-        }
-      }))
-      yield* until("five commits", Effect.sync(() => armed))
-      const refused = yield* zodbConvert([config, "--incremental"])
-      armed = false
-      yield* proxy.thaw
-      const done = yield* Fiber.join(first)
-      cancel()
+      const first = yield* heldCopy(db, "zodb-lock-two", 5)
+      const refused = yield* zodbConvert([first.config, "--incremental"])
+      yield* first.release
+      const done = yield* Fiber.join(first.run)
       assert.strictEqual(refused.code, 2, refused.stderr)
       assert.match(refused.stderr, /another zodb-convert run is working on destination database \S+ schema public \(advisory lock held\): held by pid \d+ \(zodb-convert/)
       assert.strictEqual(done.code, 0, done.stderr)
@@ -143,21 +164,9 @@ describe("zodb-convert: one run at a time per destination", () => {
       const expected = yield* cleanCopy
       const db = yield* freshDb
       const use = yield* client(db)
-      const proxy = yield* TcpProxy.make({ host: db.host, port: db.port })
-      const config = writeConfig(yield* scopedTempDir("zodb-lock-relock-"), { source: filestorageSection(dataFs), db, viaPort: proxy.port })
       // the writers wait (their statements held at the proxy) until the lock is back: the copy cannot end first
-      let armed = false
-      yield* proxy.onStatement({ pattern: /INSERT INTO object_state/i, action: "freeze", armed: () => armed, count: 1_000_000 })
-      let cancel = () => {}
+      const held = yield* heldCopy(db, "zodb-lock-relock", 10)
       const pids: Array<number> = []
-      const run = yield* Effect.forkChild(zodbConvert([config, "-w", "2"], {
-        onStart: () => {
-          cancel = whenCommitted(db, 10, () => {
-            armed = true
-          })
-        }
-      }))
-      yield* until("ten commits", Effect.sync(() => armed))
       yield* use(Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         const before = yield* holderPid(sql)
@@ -167,10 +176,8 @@ describe("zodb-convert: one run at a time per destination", () => {
         yield* until("the lock taken again", Effect.map(holderPid(sql), (pid) => pid !== undefined && pid !== before))
         pids.push((yield* holderPid(sql))!)
       }))
-      armed = false
-      yield* proxy.thaw
-      const result = yield* Fiber.join(run)
-      cancel()
+      yield* held.release
+      const result = yield* Fiber.join(held.run)
       assert.strictEqual(result.code, 0, result.stderr)
       assert.include(result.stderr, "lock taken again")
       assert.notStrictEqual(pids[0], pids[1])
@@ -182,21 +189,7 @@ describe("zodb-convert: one run at a time per destination", () => {
       const expected = yield* cleanCopy
       const db = yield* freshDb
       const use = yield* client(db)
-      const proxy = yield* TcpProxy.make({ host: db.host, port: db.port })
-      const config = writeConfig(yield* scopedTempDir("zodb-lock-lost-"), { source: filestorageSection(dataFs), db, viaPort: proxy.port })
-      let armed = false
-      yield* proxy.onStatement({ pattern: /INSERT INTO object_state/i, action: "freeze", armed: () => armed, count: 1_000_000 })
-      let cancel = () => {}
-      let stderr = () => ""
-      const run = yield* Effect.forkChild(zodbConvert([config, "-w", "2"], {
-        onStart: (_, output) => {
-          stderr = output.stderr
-          cancel = whenCommitted(db, 10, () => {
-            armed = true
-          })
-        }
-      }))
-      yield* until("ten commits", Effect.sync(() => armed))
+      const held = yield* heldCopy(db, "zodb-lock-lost", 10)
       yield* use(Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
         const before = yield* holderPid(sql)
@@ -205,18 +198,16 @@ describe("zodb-convert: one run at a time per destination", () => {
         yield* sql.withTransaction(Effect.gen(function*() {
           yield* sql`SELECT pg_terminate_backend(${before!})`
           yield* sql.unsafe(`SELECT pg_advisory_xact_lock(${lockKey})`)
-          yield* until("the run to notice", Effect.sync(() => stderr().includes("another run holds it now")))
-          armed = false
-          yield* proxy.thaw
-          const result = yield* Fiber.join(run)
+          yield* until("the run to notice", Effect.sync(() => held.stderr().includes("another run holds it now")))
+          yield* held.release
+          const result = yield* Fiber.join(held.run)
           assert.strictEqual(result.code, 1, result.stderr)
           assert.include(result.stderr, "another zodb-convert run took the run lock of destination database")
         }))
       }))
-      cancel()
       const partial = yield* digest(db)
       assert.notDeepEqual(partial, expected)
-      const resumed = yield* zodbConvert([config, "--incremental"])
+      const resumed = yield* zodbConvert([held.config, "--incremental"])
       assert.strictEqual(resumed.code, 0, resumed.stderr)
       assert.deepStrictEqual(yield* digest(db), expected)
     })), { timeout: 180_000 })
