@@ -15,10 +15,10 @@ import { TestS3 } from "./support/S3.ts"
 
 const MiB = 1024 * 1024
 
-const storeLayer = Layer.unwrap(Effect.gen(function*() {
-  const s3 = yield* TestS3
-  return S3Store.layer({
-    endpoint: s3.endpoint,
+/** The test's s3rver through `endpoint`, 5 MiB parts, `attempts` per request. */
+const storeOf = (s3: TestS3["Service"], endpoint: string, attempts: number) =>
+  S3Store.layer({
+    endpoint,
     region: s3.region,
     bucket: s3.bucket,
     pathStyle: true,
@@ -27,9 +27,10 @@ const storeLayer = Layer.unwrap(Effect.gen(function*() {
     partSize: 5 * MiB,
     partConcurrency: 2,
     connections: 4,
-    retry: { ...defaultPolicy(2), base: "10 millis" }
+    retry: { ...defaultPolicy(attempts), base: "10 millis" }
   })
-})).pipe(Layer.provideMerge(Layer.mergeAll(TestS3.layer, Stats.layer)))
+
+const storeLayer = Layer.unwrap(Effect.map(TestS3, (s3) => storeOf(s3, s3.endpoint, 2))).pipe(Layer.provideMerge(Layer.mergeAll(TestS3.layer, Stats.layer)))
 
 const digests = (data: Uint8Array) => ({
   md5: createHash("md5").update(data).digest("base64"),
@@ -168,18 +169,7 @@ describe("S3Store.isTransient", () => {
 const proxied = Layer.unwrap(Effect.gen(function*() {
   const s3 = yield* TestS3
   const proxy = yield* FaultProxy
-  return S3Store.layer({
-    endpoint: proxy.endpoint,
-    region: s3.region,
-    bucket: s3.bucket,
-    pathStyle: true,
-    accessKey: Redacted.make(s3.accessKey),
-    secretKey: Redacted.make(s3.secretKey),
-    partSize: 5 * MiB,
-    partConcurrency: 2,
-    connections: 4,
-    retry: { ...defaultPolicy(1), base: "10 millis" }
-  })
+  return storeOf(s3, proxy.endpoint, 1)
 })).pipe(Layer.provideMerge(Layer.mergeAll(FaultProxy.layer, Stats.layer)), Layer.provideMerge(TestS3.layer))
 
 layer(proxied, { excludeTestServices: true })("S3Store with the parts' MD5s of the read", (it) => {
