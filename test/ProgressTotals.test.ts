@@ -15,6 +15,7 @@ import { addSha2Column, createNice2Schema, insertObject, type InsertedObject, ra
 import { TestDatabase } from "./support/Postgres.ts"
 import { createBlobChunk, insertBlob } from "./support/RelStorageFixture.ts"
 import { TestS3 } from "./support/S3.ts"
+import * as TcpProxy from "./support/TcpProxy.ts"
 import { scopedTempDir } from "./support/TempDir.ts"
 import { pgFlags, target, targetVia } from "./support/Target.ts"
 import { deleteObject, migratedObjects } from "./support/Verify.ts"
@@ -74,6 +75,21 @@ const slowVerify = (delayMs: number) =>
 const bytesOf = (objects: ReadonlyArray<InsertedObject>) => objects.reduce((s, o) => s + o.size, 0)
 
 describe("verify shows done of the total", () => {
+  it.live("the count's connection reset by the network: the count is retried, the total is the real one", () =>
+    Effect.gen(function*() {
+      const objects = yield* migratedObjects(6, 700)
+      const db = yield* TestDatabase
+      const proxy = yield* TcpProxy.make({ host: db.host, port: db.port })
+      yield* proxy.onStatement({ pattern: /count\(\*\) AS n/, action: "reset", count: 2 })
+      const s3 = (yield* target).slice(2)
+      const result = yield* runCli(["verify", "--pg-url", proxy.via(db.url), ...s3, "--progress", "json"])
+      assert.strictEqual(result.code, 0, result.stderr)
+      assert.strictEqual(yield* proxy.acted, 2, "both resets landed on the count")
+      const { started, summary } = checkEvents(events(result), "verify")
+      assert.deepInclude(started, { total: 6, totalBytes: bytesOf(objects) })
+      assert.deepInclude(summary, { outcome: "success", done: 6, total: 6, good: 6, bad: 0 })
+    }).pipe(Effect.scoped, Effect.provide(env)), 120_000)
+
   it.live("json: the total first, done rising to it, BAD lines as events, a summary with done == total", () =>
     Effect.gen(function*() {
       const objects = yield* migratedObjects(8, 100)
