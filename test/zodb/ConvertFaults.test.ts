@@ -99,16 +99,23 @@ describe("zodb-convert: faults in front of the real servers", () => {
         historyPreserving: true
       })
       const resets = { done: 0 }
+      // the resets start once the copy commits, as the test's name says (a reset during the first
+      // contact with the source is a setup failure, exit 2)
+      let cancel = () => {}
       const result = yield* zodbConvert([config, "-w", "2"], {
         onStart: () => {
-          const timer = setInterval(() => {
-            if (resets.done >= 6) return clearInterval(timer)
-            resets.done++
-            Effect.runFork(proxy.reset)
-          }, 120)
+          cancel = whenCommitted(db, 1, () => {
+            const timer = setInterval(() => {
+              if (resets.done >= 6) return clearInterval(timer)
+              resets.done++
+              Effect.runFork(proxy.reset)
+            }, 120)
+          })
         }
       })
+      cancel()
       assert.strictEqual(result.code, 0, result.stderr)
+      assert.isAtLeast(resets.done, 1, "a reset landed during the copy")
       assert.isAtLeast(yield* proxy.accepted, 2, "the source was reconnected after a reset")
       assert.deepStrictEqual(yield* digest(db), yield* digest(clean))
     })), { timeout: 180_000 })
