@@ -16,7 +16,9 @@ const records = jsonl<ExpectedRow & { readonly pickle_b64: string | null }>(`${f
 const pickle = (zoid: string) => Buffer.from(records.find((r) => r.zoid === zoid && r.pickle_b64 !== null)!.pickle_b64!, "base64")
 const classPickle = Buffer.from("\x80\x03cpersistent.mapping\nPersistentMapping\nq\x00.", "latin1")
 
-const tids = [0x03e0000000000001n, 0x03e0000000000002n, 0x03e0000000000003n, 0x03e0000000000004n]
+const tids = [0x03e0000000000001n, 0x03e0000000000002n, 0x03e0000000000003n, 0x03e0000000000004n, 0x03e0000000000005n]
+/** 85 bytes whose state doubles 36 times (DUP, TUPLE2): written out in full it would take terabytes */
+const unfoldingBomb = Buffer.concat([classPickle, Buffer.from([0x80, 0x03, 0x5d, ...Array(36).fill([0x32, 0x86]).flat(), 0x2e])])
 const hex = (n: bigint) => n.toString(16).padStart(16, "0")
 
 /** each test on a database of its own */
@@ -25,7 +27,7 @@ const fresh = <A, E>(effect: Effect.Effect<A, E, TestDatabase | SqlClient.SqlCli
 
 describe("zodb-convert: bad input is named, never a crash, never written as done", () => {
   {
-    it.effect("an unknown opcode and a non-class class pickle fail their transactions by tid, zoid and offset; the others are copied; a half-written tail is a warning", () =>
+    it.effect("an unknown opcode, a non-class class pickle and a state that unfolds without end fail their transactions by tid, zoid and offset; the others are copied; a half-written tail is a warning", () =>
       fresh(Effect.gen(function*() {
         const db = yield* TestDatabase
         const sql = yield* SqlClient.SqlClient
@@ -34,7 +36,8 @@ describe("zodb-convert: bad input is named, never a crash, never written as done
           { tid: tids[0]!, records: [{ oid: 0n, data: pickle("0000000000000000") }] },
           { tid: tids[1]!, records: [{ oid: 1n, data: Buffer.concat([classPickle, Buffer.from([0x80, 0x03, 0xff, 0x2e])]) }] },
           { tid: tids[2]!, records: [{ oid: 2n, data: pickle("0000000000000002") }] },
-          { tid: tids[3]!, records: [{ oid: 3n, data: Buffer.from("\x80\x03K\x05.\x80\x03N.", "latin1") }] }
+          { tid: tids[3]!, records: [{ oid: 3n, data: Buffer.from("\x80\x03K\x05.\x80\x03N.", "latin1") }] },
+          { tid: tids[4]!, records: [{ oid: 5n, data: unfoldingBomb }] }
         ])
         // and a last transaction cut off in the middle (a crash during its commit)
         const tail = buildDataFs([{ tid: 0x03e0000000000009n, records: [{ oid: 4n, data: pickle("0000000000000002") }] }])
@@ -46,6 +49,7 @@ describe("zodb-convert: bad input is named, never a crash, never written as done
         assert.strictEqual(result.code, 1, result.stderr)
         assert.match(result.stderr, new RegExp(`transaction ${hex(tids[1]!)} oid ${hex(1n)} at byte \\d+: the record cannot be decoded: .*opcode`, "i"))
         assert.match(result.stderr, new RegExp(`transaction ${hex(tids[3]!)} oid ${hex(3n)}`))
+        assert.match(result.stderr, new RegExp(`transaction ${hex(tids[4]!)} oid ${hex(5n)} at byte \\d+: the record cannot be decoded: .*unfolds`))
         assert.match(result.stderr, /not a committed transaction and are ignored/)
         assert.notMatch(result.stderr, /at .*\.js:\d+/) // no stack trace
 
@@ -59,7 +63,7 @@ describe("zodb-convert: bad input is named, never a crash, never written as done
 
         const rerun = yield* zodbConvert([config, "--incremental"])
         assert.strictEqual(rerun.code, 1, rerun.stderr)
-        assert.match(rerun.stderr, /2 transaction\(s\) not copied/)
+        assert.match(rerun.stderr, /3 transaction\(s\) not copied/)
         const again = yield* sql<{ n: string }>`SELECT count(*)::text AS n FROM transaction_log`
         assert.strictEqual(again[0]!.n, "2")
       })))

@@ -4,6 +4,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import fc from "fast-check"
 import { ClassPickleError, PickleError, StateError } from "../../src/zodb/codec/CodecErrors.ts"
+import { extensionBytes } from "../../src/zodb/codec/Extension.ts"
 import { decodePickle, PickleReader } from "../../src/zodb/codec/Pickle.ts"
 import type { PickleValue } from "../../src/zodb/codec/PickleValue.ts"
 import { decodeRecord } from "../../src/zodb/codec/RecordCodec.ts"
@@ -267,6 +268,26 @@ describe("pickle robustness", () => {
       0x8f, 0x90, 0x91, 0x92, 0x93, 0x94, 0x96, 0x98), fc.integer({ min: 0, max: 255 })), { maxLength: 80 })
       .map((a) => Uint8Array.from(a))
     fc.assert(fc.property(opcodeBytes, onlyRecordErrors), { numRuns: 5000 })
+  })
+
+  it("a state shared through the memo that unfolds past the record's limits is refused with a StateError, not written out", () => {
+    const classPickle = Buffer.from("\x80\x03cpersistent.mapping\nPersistentMapping\nq\x00.", "latin1")
+    const doubling = (n: number) => Buffer.from([0x80, 0x03, 0x5d, ...Array(n).fill([0x32, 0x86]).flat(), 0x2e])
+    // 2^14 leaves: shared, repeated in JSON as the codec does, and well inside the limits
+    const small = decodeRecord(Buffer.concat([classPickle, doubling(14)]), { mode: "codec" })
+    assert.strictEqual(small.stateJson.split("[]").length - 1, 2 ** 14)
+    for (const n of [24, 40, 60]) {
+      for (const mode of ["codec", "faithful"] as const) {
+        const e = thrown(() => decodeRecord(Buffer.concat([classPickle, doubling(n)]), { mode }))
+        assert.instanceOf(e, StateError)
+        assert.match((e as StateError).message, /unfolds/)
+      }
+    }
+    // a transaction extension that unfolds is kept as pickled, as one json.dumps cannot encode
+    const ext = Buffer.from([0x80, 0x03, 0x7d, 0x58, 1, 0, 0, 0, 0x61, 0x5d, ...Array(40).fill([0x32, 0x86]).flat(), 0x73, 0x2e])
+    assert.deepStrictEqual(Buffer.from(extensionBytes(ext)), ext)
+    const smallExt = Buffer.from([0x80, 0x03, 0x7d, 0x58, 1, 0, 0, 0, 0x61, 0x5d, 0x32, 0x86, 0x73, 0x2e])
+    assert.strictEqual(Buffer.from(extensionBytes(smallExt)).toString(), '{"a": [[], []]}')
   })
 
   it("every cut of a valid pickle fails with a PickleError; mutated pickles never throw anything else", () => {

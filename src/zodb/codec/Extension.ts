@@ -8,7 +8,8 @@
  * the raw pickle bytes, as zodb-pgjsonb does for its bytes input.
  *
  * One deliberate difference: a pickle that does not decode at all also keeps its raw bytes, where
- * zodb-pgjsonb would stop (pickle.UnpicklingError is not among the exceptions it catches).
+ * zodb-pgjsonb would stop (pickle.UnpicklingError is not among the exceptions it catches), and so
+ * does one whose shared values unfold past a million values (json.dumps would write every copy).
  */
 import { PickleError } from "./CodecErrors.ts"
 import { pythonFloatRepr } from "./FloatFormat.ts"
@@ -34,7 +35,8 @@ export const extensionBytes = (ext: Uint8Array): Uint8Array => {
   try {
     const dict = pyDict(value.items)
     if (dict.size === 0) return new Uint8Array(0)
-    return new TextEncoder().encode(dumpDict(dict))
+    // a DAG shared through the memo unfolds as a tree, so the values written are counted (as in StateJson)
+    return new TextEncoder().encode(dumpDict(dict, { left: 1_000_000 + 16 * ext.length }))
   } catch (e) {
     if (e instanceof NotJson) return ext
     throw e
@@ -75,10 +77,15 @@ const keyId = (k: PickleValue): string => {
   }
 }
 
-const dumpDict = (m: ReadonlyMap<string, { key: PickleValue; value: PickleValue }>): string => {
+/** Values still to write before the extension counts as unfolding without end (then it is kept as pickled). */
+interface Budget {
+  left: number
+}
+
+const dumpDict = (m: ReadonlyMap<string, { key: PickleValue; value: PickleValue }>, budget: Budget): string => {
   if (m.size === 0) return "{}"
   const parts: Array<string> = []
-  for (const { key, value } of m.values()) parts.push(dumpKey(key) + ": " + dump(value))
+  for (const { key, value } of m.values()) parts.push(dumpKey(key) + ": " + dump(value, budget))
   return "{" + parts.join(", ") + "}"
 }
 
@@ -103,8 +110,9 @@ const dumpKey = (k: PickleValue): string => {
   }
 }
 
-const dump = (v: PickleValue): string => {
+const dump = (v: PickleValue, budget: Budget): string => {
   if ((v as { memoCopy?: true }).memoCopy === true) throw new NotJson() // a container inside itself
+  if (--budget.left < 0) throw new NotJson()
   switch (v.kind) {
     case "none":
       return "null"
@@ -122,9 +130,9 @@ const dump = (v: PickleValue): string => {
       throw new NotJson()
     case "list":
     case "tuple":
-      return v.items.length === 0 ? "[]" : "[" + v.items.map(dump).join(", ") + "]"
+      return v.items.length === 0 ? "[]" : "[" + v.items.map((item) => dump(item, budget)).join(", ") + "]"
     case "dict":
-      return dumpDict(pyDict(v.items))
+      return dumpDict(pyDict(v.items), budget)
     default:
       throw new NotJson()
   }

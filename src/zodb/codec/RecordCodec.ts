@@ -49,9 +49,10 @@ export const decodeRecord = (bytes: Uint8Array, options?: DecodeOptions): Decode
   const json = stateJson(state, cls.module, cls.name, {
     mode,
     offset: stateOffset,
-    trackShared: reader.mutableGets > 0
+    trackShared: reader.mutableGets > 0,
+    recordBytes: bytes.length
   }, tally)
-  const { bareOids, codecRefs, refs } = collectRefs(state, stateOffset)
+  const { bareOids, codecRefs, refs } = collectRefs(state, stateOffset, bytes.length)
 
   const losses: Array<Loss> = []
   if (cls.loss !== undefined) losses.push(cls.loss)

@@ -10,6 +10,7 @@
 import { StateError } from "./CodecErrors.ts"
 import { instanceState, reduceArgs, type CodecNode } from "./CodecView.ts"
 import type { PickleValue } from "./PickleValue.ts"
+import { unfoldLimits } from "./StateJson.ts"
 
 export interface StateRefs {
   readonly codecRefs: Array<bigint>
@@ -21,14 +22,25 @@ export interface StateRefs {
 /** The walk goes as deep as the JSON writer allows, and no deeper. */
 const MAX_DEPTH = 1100
 
-export const collectRefs = (state: PickleValue, offset: number): StateRefs => {
+/** `recordBytes` sets the same unfold limit as the JSON writer's: a shared DAG is walked as a tree. */
+export const collectRefs = (state: PickleValue, offset: number, recordBytes: number): StateRefs => {
   const out: StateRefs = { codecRefs: [], refs: [], bareOids: [] }
-  walk(state, out, 0, offset)
+  const budget = { left: unfoldLimits(recordBytes).values, offset }
+  walk(state, out, 0, budget)
   return out
 }
 
-const walk = (v: CodecNode, out: StateRefs, depth: number, offset: number): void => {
+interface Budget {
+  left: number
+  readonly offset: number
+}
+
+const walk = (v: CodecNode, out: StateRefs, depth: number, budget: Budget): void => {
+  const offset = budget.offset
   if (depth > MAX_DEPTH) throw new StateError({ offset, path: "", problem: "maximum nesting depth exceeded" })
+  if (--budget.left < 0) {
+    throw new StateError({ offset, path: "", problem: "the state unfolds to too many values (sub-objects shared through the pickle memo)" })
+  }
   const d = depth + 1
   switch (v.kind) {
     case "pref": {
@@ -52,16 +64,16 @@ const walk = (v: CodecNode, out: StateRefs, depth: number, offset: number): void
     case "set":
     case "frozenset":
     case "dict":
-      for (const item of v.items) walk(item, out, d, offset)
+      for (const item of v.items) walk(item, out, d, budget)
       return
     case "synth":
-      for (const [, item] of v.pairs) walk(item, out, d, offset)
+      for (const [, item] of v.pairs) walk(item, out, d, budget)
       return
     case "object":
       // the codec's order: Instance state (with its args) or Reduce args, then dict items, then list items
-      walk(v.state === undefined ? reduceArgs(v) : instanceState(v), out, d, offset)
-      if (v.dictItems !== undefined) for (const item of v.dictItems) walk(item, out, d, offset)
-      if (v.listItems !== undefined) for (const item of v.listItems) walk(item, out, d, offset)
+      walk(v.state === undefined ? reduceArgs(v) : instanceState(v), out, d, budget)
+      if (v.dictItems !== undefined) for (const item of v.dictItems) walk(item, out, d, budget)
+      if (v.listItems !== undefined) for (const item of v.listItems) walk(item, out, d, budget)
       return
     default:
       return

@@ -16,8 +16,16 @@ export type CodecMode = "codec" | "faithful"
 
 /** The codec refuses deeper nesting ("maximum nesting depth exceeded"). */
 const MAX_DEPTH = 1000
-/** A memo-shared DAG can unfold into a huge tree; past this the state is refused rather than written. */
-const MAX_JSON_LENGTH = 256 * 1024 * 1024
+/**
+ * A memo-shared DAG (DUP, memo GETs of tuples) unfolds into a tree that can double per pickle byte: a
+ * 100-byte record would need terabytes. The codec writes every copy out; past these limits the state is
+ * refused (a StateError naming the record) instead of exhausting memory. Each scales with the record, so
+ * real records (sharing repeats a sub-object a few times) are far inside them.
+ */
+export const unfoldLimits = (recordBytes: number) => ({
+  values: 1_000_000 + 16 * recordBytes,
+  jsonLength: Math.min(256 * 1024 * 1024, 16 * 1024 * 1024 + 32 * recordBytes)
+})
 
 /** Keys the loader reads as markers in a dict of at most 4 keys ("@ns" only alone: _unsanitize_from_pg). */
 const LOADER_MARKERS = new Set([
@@ -151,6 +159,8 @@ export interface StateJsonOptions {
   readonly offset: number
   /** look for objects reached twice (only needed when the pickle's memo handed out a mutable object) */
   readonly trackShared: boolean
+  /** the whole record's byte length, which sets the unfold limits */
+  readonly recordBytes: number
 }
 
 /** Writes the JSON text of `state` for a record of class (module, name). */
@@ -174,14 +184,18 @@ class Writer {
   private readonly path: Array<string | number> = []
   private readonly seen: Set<PickleValue> | undefined
   private readonly faithful: boolean
+  private values = 0
+  private readonly limits: ReturnType<typeof unfoldLimits>
 
   constructor(private readonly options: StateJsonOptions, private readonly tally: LossTally) {
     this.faithful = options.mode === "faithful"
+    this.limits = unfoldLimits(options.recordBytes)
     this.seen = options.trackShared ? new Set() : undefined
   }
 
   value(v: PickleValue): void {
     if (++this.depth > MAX_DEPTH + 1) throw this.error("maximum nesting depth exceeded")
+    if (++this.values > this.limits.values) throw this.unfolded(`more than ${this.limits.values} values`)
     switch (v.kind) {
       case "none":
         this.out += "null"
@@ -235,7 +249,7 @@ class Writer {
         this.object(v)
         break
     }
-    if (this.out.length > MAX_JSON_LENGTH) throw this.error("JSON longer than 256 MiB (memo sharing unfolds)")
+    if (this.out.length > this.limits.jsonLength) throw this.unfolded(`JSON longer than ${this.limits.jsonLength} characters`)
     this.depth--
   }
 
@@ -754,6 +768,13 @@ class Writer {
 
   private pathText(): string {
     return this.path.length === 0 ? "/" : "/" + this.path.join("/")
+  }
+
+  private unfolded(what: string): StateError {
+    return this.error(
+      `the state unfolds to ${what} from a ${this.options.recordBytes}-byte record (sub-objects shared through ` +
+        "the pickle memo, repeated in JSON): refused rather than written out"
+    )
   }
 
   private error(problem: string): StateError {
