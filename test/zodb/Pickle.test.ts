@@ -290,6 +290,17 @@ describe("pickle robustness", () => {
     assert.strictEqual(Buffer.from(extensionBytes(smallExt)).toString(), '{"a": [[], []]}')
   })
 
+  it("a pickle that repeats DUP over a large list fails with a PickleError instead of copying it quadratically", () => {
+    const n = 50_000
+    const list = [0x80, 0x03, 0x5d, 0x28, ...Array(n).fill([0x4b, 0x01]).flat(), 0x65]
+    const dups = Buffer.from([...list, ...Array(200_000).fill(0x32), 0x2e])
+    const e = thrown(() => decodePickle(dups))
+    assert.instanceOf(e, PickleError)
+    assert.match((e as PickleError).message, /copies or scans more than/)
+    // a few DUPs of the same list are fine
+    assert.strictEqual(decodePickle(Buffer.from([...list, 0x32, 0x32, 0x87, 0x2e])).kind, "tuple")
+  })
+
   it("every cut of a valid pickle fails with a PickleError; mutated pickles never throw anything else", () => {
     fc.assert(
       fc.property(pyArb, fc.integer({ min: 0, max: 5 }), fc.integer(), fc.nat(), fc.nat(255), (v, protocol, seed, at, x) => {

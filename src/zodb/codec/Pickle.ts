@@ -57,8 +57,14 @@ export class PickleReader {
   private shared: Set<PickleValue> | undefined
   private opPos = 0
   private op = -1
+  /**
+   * Items copied and scanned so far may not pass this: DUP, copy-on-write and the open-object scans are
+   * linear each, so a pickle repeating them over a big container would take quadratic time.
+   */
+  private workLeft: number
 
   constructor(bytes: Uint8Array, start = 0) {
+    this.workLeft = 4_000_000 + 64 * bytes.length
     this.bytes = bytes
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
     this.pos = start
@@ -213,7 +219,7 @@ export class PickleReader {
           break
         case 0x32: { // DUP '2': the codec copies; a shallow copy is a full one (children are finished)
           const top = this.top()
-          this.stack.push(shallowCopy(top))
+          this.stack.push(this.copy(top))
           break
         }
 
@@ -452,6 +458,7 @@ export class PickleReader {
     const obj: PObject = { kind: "object", op: "build", callable: target, args: { kind: "tuple", items: [] }, state }
     this.stack[this.stack.length - 1] = obj
     const memo = this.memo
+    this.charge(memo.length)
     for (let i = 0; i < memo.length; i++) if (memo[i] === target) memo[i] = obj
   }
 
@@ -473,7 +480,7 @@ export class PickleReader {
     this.mutableGets++
     if (this.isOpen(v)) {
       // still being built: the codec's snapshot of it now
-      const copy = shallowCopy(v)
+      const copy = this.copy(v)
       ;(copy as { memoCopy?: true }).memoCopy = true
       this.stack.push(copy)
     } else {
@@ -483,9 +490,26 @@ export class PickleReader {
   }
 
   private isOpen(v: PickleValue): boolean {
+    this.charge(this.stack.length + this.metastack.length)
     if (this.stack.includes(v)) return true
-    for (const frame of this.metastack) if (frame.includes(v)) return true
+    for (const frame of this.metastack) {
+      this.charge(frame.length)
+      if (frame.includes(v)) return true
+    }
     return false
+  }
+
+  private copy(v: PickleValue): PickleValue {
+    const c = shallowCopy(v)
+    if (c !== v) this.charge(sizeOf(v))
+    return c
+  }
+
+  private charge(n: number): void {
+    this.workLeft -= n
+    if (this.workLeft < 0) {
+      throw this.fail(`the pickle copies or scans more than ${4_000_000 + 64 * this.bytes.length} values (DUP and memo copies repeated over large containers)`)
+    }
   }
 
   // -- stack --
@@ -506,7 +530,7 @@ export class PickleReader {
   private ownTop(): PickleValue {
     const v = this.top()
     if (this.shared === undefined || !this.shared.has(v)) return v
-    const copy = shallowCopy(v)
+    const copy = this.copy(v)
     ;(copy as { memoCopy?: true }).memoCopy = true
     this.stack[this.stack.length - 1] = copy
     return copy
@@ -707,6 +731,9 @@ const shallowCopy = (v: PickleValue): PickleValue => {
       return v
   }
 }
+
+const sizeOf = (v: PickleValue): number =>
+  v.kind === "object" ? 1 + (v.dictItems?.length ?? 0) + (v.listItems?.length ?? 0) : "items" in v ? 1 + v.items.length : 1
 
 const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => {
   if (a.length !== b.length) return false
