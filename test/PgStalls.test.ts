@@ -42,6 +42,20 @@ const flagsVia = (pg: TcpProxy.TcpProxy, tmp: string) =>
   })
 
 describe("a PostgreSQL server that stops answering", () => {
+  it.live("the first contact's connection reset twice by the network: tried again (not exit 2), and the run finishes", () =>
+    Effect.gen(function*() {
+      const db = yield* TestDatabase
+      const tmp = yield* freshTempDir
+      yield* createNice2Schema({ withSha2Column: true })
+      const inserted = yield* insertMany(20, 400)
+      const pg = yield* TcpProxy.make({ host: db.host, port: db.port })
+      yield* pg.onStatement({ pattern: /^SELECT 1$/, action: "reset", count: 2 })
+      const result = yield* endsWithin("60 seconds", runCli(yield* flagsVia(pg, tmp)))
+      assert.strictEqual(result.code, 0, result.stderr)
+      assert.strictEqual(yield* pg.acted, 2)
+      yield* assertAllMigrated(inserted)
+    }).pipe(Effect.scoped, Effect.provide(env)))
+
   it.live("sessions frozen mid-run (new ones pass): each is dropped after --pg-timeout, its statement retried on a fresh one; the run finishes", () =>
     Effect.gen(function*() {
       const db = yield* TestDatabase

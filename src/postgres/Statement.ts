@@ -6,7 +6,7 @@
 import { Effect, Redacted } from "effect"
 import { SqlClient, SqlError } from "effect/sql"
 import { DatabaseError, DatabaseUnavailable, describeCause } from "../domain/Errors.ts"
-import { retrying, type RetryPolicy } from "../core/Retry.ts"
+import { backoff, retrying, type RetryPolicy } from "../core/Retry.ts"
 import { Stats } from "../core/Stats.ts"
 import * as ConnectionString from "./ConnectionString.ts"
 
@@ -96,5 +96,22 @@ export const unreachable = (where: string, setting: string, error: unknown): Dat
 export const checkConnection = (where: string, setting = "--pg-url"): Effect.Effect<void, DatabaseUnavailable, SqlClient.SqlClient> =>
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
-    yield* sql`SELECT 1`.pipe(Effect.mapError((error) => unreachable(where, setting, error)))
+    yield* sql`SELECT 1`.pipe(
+      Effect.retry({ schedule: firstContactRetries, while: closedMidway }),
+      Effect.mapError((error) => unreachable(where, setting, error))
+    )
   })
+
+/**
+ * A connection the network or the server closed after it was opened (a reset, a terminated backend, a
+ * server starting up) is tried again, a few times over about 3 s, before the run counts the server as
+ * unreachable; a refused connection, an unknown host or a wrong password is an answer, told at once.
+ */
+const closedMidway = (error: SqlError.SqlError): boolean => {
+  const code = sqlStateOf(error)
+  if (code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EHOSTUNREACH" || code === "EAI_AGAIN") return false
+  if (code === "ECONNRESET" || code === "EPIPE" || code === "57P01" || code === "57P02" || code === "57P03") return true
+  return /connection terminated|ECONNRESET|socket hang up|EPIPE|Connection ended/i.test(describeCause(error))
+}
+
+const firstContactRetries = backoff({ attempts: 5, base: "200 millis", cap: "2 seconds" })
