@@ -2,6 +2,7 @@
  * The measurements: the raw limits of the servers with the same driver and SDK settings, the naive
  * one-at-a-time baseline, and lo-migrate end to end as a child process.
  */
+import * as Sdk from "@aws-sdk/client-s3"
 import { CreateBucketCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3"
 import { Effect, Layer, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
@@ -70,7 +71,7 @@ const storeOptions = (endpoint: string, bucket: string, connections: number): S3
 
 /** Keys and bytes under `prefix` in `bucket` (ListObjectsV2, every page): what a client really stored. */
 export const listBucket = async (endpoint: string, bucket: string, prefix = "") => {
-  const client = S3Store.makeClient(storeOptions(endpoint, bucket, 1))
+  const client = S3Store.makeClient(Sdk, storeOptions(endpoint, bucket, 1))
   try {
     let objects = 0
     let bytes = 0
@@ -94,7 +95,7 @@ export const listBucket = async (endpoint: string, bucket: string, prefix = "") 
 }
 
 export const createBucket = async (endpoint: string, bucket: string) => {
-  const client = S3Store.makeClient(storeOptions(endpoint, bucket, 1))
+  const client = S3Store.makeClient(Sdk, storeOptions(endpoint, bucket, 1))
   try {
     await client.send(new CreateBucketCommand({ Bucket: bucket }))
   } finally {
@@ -223,7 +224,7 @@ export const rawPut = async (pgUrl: string, endpoint: string, bucket: string, si
  */
 export const naive = async (url: string, endpoint: string, bucket: string, rows: ReadonlyArray<Listed>) => {
   await createBucket(endpoint, bucket)
-  const client = S3Store.makeClient(storeOptions(endpoint, bucket, 1))
+  const client = S3Store.makeClient(Sdk, storeOptions(endpoint, bucket, 1))
   try {
     return await withPg(url, Effect.gen(function*() {
       const sql = yield* SqlClient.SqlClient

@@ -3,6 +3,7 @@
 // off: an aborted request closes its socket at once, a concurrent one on the same client is not
 // touched, and later sends of the same command still abort. Against a real HTTP server that never
 // answers, and s3rver for the answers.
+import * as Sdk from "@aws-sdk/client-s3"
 import { HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3"
 import { assert, describe, it, layer } from "@effect/vitest"
 import { Effect, Redacted } from "effect"
@@ -43,7 +44,7 @@ describe("S3 client: cached middleware and abort signals", () => {
   it.live("an aborted send rejects at once and closes its socket; the one beside it goes on; the next send aborts too", () =>
     Effect.scoped(Effect.gen(function*() {
       const silent = yield* silentServer
-      const client = S3Store.makeClient(options(silent.endpoint, "b"))
+      const client = S3Store.makeClient(Sdk, options(silent.endpoint, "b"))
       yield* Effect.addFinalizer(() => Effect.sync(() => client.destroy()))
       for (const round of [1, 2]) {
         const aborted = new AbortController()
@@ -69,7 +70,7 @@ describe("S3 client: cached middleware and abort signals", () => {
     it.effect("sends with and without a signal answer as the SDK does (the handler cache serves both)", () =>
       Effect.gen(function*() {
         const s3 = yield* TestS3
-        const client = S3Store.makeClient(options(s3.endpoint, s3.bucket))
+        const client = S3Store.makeClient(Sdk, options(s3.endpoint, s3.bucket))
         const body = new TextEncoder().encode("cached")
         yield* Effect.promise(() => client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: "cached-a", Body: body, ContentLength: body.length })))
         yield* Effect.promise(() =>

@@ -3,7 +3,7 @@
  * 0 done, 1 rows failed or the run failed, 2 bad usage or a setup problem found before any work,
  * 130 interrupted. Both executables (lo-migrate, zodb-convert) run through it.
  */
-import { NodeServices } from "@effect/platform-node"
+import * as NodeServices from "@effect/platform-node/NodeServices"
 import { Cause, Config, Effect, Layer, Logger, LogLevel, References, Runtime } from "effect"
 import { CliError } from "effect/cli"
 import { version } from "./Cli.ts"

@@ -4,7 +4,6 @@
  * with the live progress display, re-reads every S3 object to prove its SHA-256 matches its row, prints
  * a summary and what to try next, and removes everything again (also on Ctrl-C).
  */
-import { GetObjectCommand } from "@aws-sdk/client-s3"
 import { PgClient } from "@effect/sql-pg"
 import { Console, Effect, Option, Redacted } from "effect"
 import { Command, Flag } from "effect/cli"
@@ -19,7 +18,7 @@ import * as Migration from "../migrate/Migration.ts"
 import { formatBytes } from "../pipeline/Monitor.ts"
 import { writeStderr } from "../core/Output.ts"
 import { defaultPolicy } from "../core/Retry.ts"
-import { makeClient } from "../s3/S3Store.ts"
+import { loadSdk, makeClient } from "../s3/S3Store.ts"
 import { progressFlags, progressRunOptions } from "./migrate.ts"
 
 const KiB = 1024
@@ -70,9 +69,10 @@ const verify = (s3: S3Server.EmbeddedS3, concurrency: number) =>
       SELECT hash, size, sha2 FROM _nice_binary`.pipe(
         Effect.mapError((cause) => new DatabaseError({ operation: "read the demo table", cause }))
       )
+    const sdk = yield* loadSdk
     const client = yield* Effect.acquireRelease(
       Effect.sync(() =>
-        makeClient({
+        makeClient(sdk, {
           endpoint: s3.endpoint,
           region: "us-east-1",
           bucket: s3.bucket,
@@ -92,7 +92,7 @@ const verify = (s3: S3Server.EmbeddedS3, concurrency: number) =>
       Effect.gen(function*() {
         if (row.sha2 === null) return mismatches.push(`${row.hash}: not migrated`)
         const got = yield* Effect.tryPromise(async (signal) => {
-          const answer = await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: row.sha2! }), { abortSignal: signal })
+          const answer = await client.send(new sdk.GetObjectCommand({ Bucket: s3.bucket, Key: row.sha2! }), { abortSignal: signal })
           const bytes = await answer.Body!.transformToByteArray()
           return { length: bytes.length, sha256: createHash("sha256").update(bytes).digest("hex") }
         }).pipe(Effect.catch((e) => Effect.succeed({ length: -1, sha256: `unreadable (${String(e.cause)})` })))

@@ -3,14 +3,13 @@
  * removed when the scope closes, and a bucket. s3rver is a stand-in: the migrator talks to it exactly as
  * to AWS S3, Ceph RGW or MinIO (path-style URLs, s3rver's fixed key pair).
  */
-import { CreateBucketCommand } from "@aws-sdk/client-s3"
 import { Effect, Redacted, type Scope } from "effect"
 import * as NodeFs from "node:fs"
 import * as NodeOs from "node:os"
 import * as NodePath from "node:path"
 import { EmbeddedUnavailable } from "../domain/DemoErrors.ts"
 import { defaultPolicy } from "../core/Retry.ts"
-import { makeClient } from "../s3/S3Store.ts"
+import { loadSdk, makeClient } from "../s3/S3Store.ts"
 
 export interface EmbeddedS3 {
   readonly endpoint: string
@@ -41,7 +40,8 @@ export const start = (bucket: string): Effect.Effect<EmbeddedS3, EmbeddedUnavail
       () => Effect.promise(() => server.close().catch(() => undefined))
     )
     const endpoint = `http://127.0.0.1:${address.port}`
-    const client = makeClient({
+    const sdk = yield* loadSdk
+    const client = makeClient(sdk, {
       endpoint,
       region: "us-east-1",
       bucket,
@@ -53,7 +53,7 @@ export const start = (bucket: string): Effect.Effect<EmbeddedS3, EmbeddedUnavail
       connections: 1,
       retry: defaultPolicy(1)
     })
-    yield* Effect.tryPromise({ try: () => client.send(new CreateBucketCommand({ Bucket: bucket })), catch: fail }).pipe(
+    yield* Effect.tryPromise({ try: () => client.send(new sdk.CreateBucketCommand({ Bucket: bucket })), catch: fail }).pipe(
       Effect.ensuring(Effect.sync(() => client.destroy()))
     )
     return { endpoint, bucket, accessKey: key, secretKey: key, directory }

@@ -16,19 +16,8 @@
  * The SDK's retries are off; retries are ours (Retry.ts), so they are counted and capped in one place.
  * The SDK's own log lines go through the tool's logger (`sdkLogger`), never straight to the console.
  */
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  DeleteObjectCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-  UploadPartCommand
-} from "@aws-sdk/client-s3"
-import type { ObjectCannedACL, S3ClientConfig, ServerSideEncryption, StorageClass } from "@aws-sdk/client-s3"
+import type * as Sdk from "@aws-sdk/client-s3"
+import type { ObjectCannedACL, S3Client, S3ClientConfig, ServerSideEncryption, StorageClass } from "@aws-sdk/client-s3"
 import { Context, Effect, Layer, LogLevel, Option, Redacted, References, Stream } from "effect"
 import { AsyncLocalStorage } from "node:async_hooks"
 import { createHash } from "node:crypto"
@@ -303,10 +292,19 @@ const cachedSends = (client: S3Client): S3Client => {
   return client
 }
 
-export const makeClient = (options: S3StoreOptions, logger?: SdkLogger): S3Client => {
+/** The AWS SDK's S3 module. */
+export type S3Sdk = typeof Sdk
+
+/**
+ * The SDK is loaded when a store is made, not when the executable starts: it costs about 130 ms and
+ * 30 MiB, which a zodb-convert run with inline blobs, `--help` and `plan` never need.
+ */
+export const loadSdk: Effect.Effect<S3Sdk> = Effect.promise(() => import("@aws-sdk/client-s3"))
+
+export const makeClient = (sdk: S3Sdk, options: S3StoreOptions, logger?: SdkLogger): S3Client => {
   const agentOptions = { keepAlive: true, maxSockets: Math.max(8, options.connections) }
   const timeoutMs = options.timeoutMs ?? defaultTimeoutSeconds * 1000
-  return cachedSends(new S3Client({
+  return cachedSends(new sdk.S3Client({
     cacheMiddleware: true,
     region: options.region,
     ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
@@ -401,7 +399,8 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
     Effect.gen(function*() {
       const stats = yield* Stats
       const logger = sdkLogger(yield* Effect.context<never>())
-      const client = yield* Effect.acquireRelease(Effect.sync(() => makeClient(options, logger)), (c) => Effect.sync(() => c.destroy()))
+      const sdk = yield* loadSdk
+      const client = yield* Effect.acquireRelease(Effect.sync(() => makeClient(sdk, options, logger)), (c) => Effect.sync(() => c.destroy()))
       const Bucket = options.bucket
       const endpoint = options.endpoint ?? `AWS S3 (${options.region})`
       const written = writeFields(options.write)
@@ -463,7 +462,7 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
         /** the object's bytes as sent (a multipart upload read in parts has no whole MD5 to compare) */
         payload?: Payload | undefined
       ): Promise<void> => {
-        const head = await client.send(new HeadObjectCommand({ Bucket, Key: key }), { abortSignal }).catch((error: unknown) => {
+        const head = await client.send(new sdk.HeadObjectCommand({ Bucket, Key: key }), { abortSignal }).catch((error: unknown) => {
           if ((error as AwsLikeError).$metadata?.httpStatusCode === 404) {
             throw new NotConfirmed(`the server answered success, but has no object ${key}`)
           }
@@ -517,7 +516,7 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
           }))
           yield* send("PutObject", request.key, (abortSignal) =>
             client.send(
-              new PutObjectCommand({
+              new sdk.PutObjectCommand({
                 Bucket,
                 Key: request.key,
                 Body: body(),
@@ -543,7 +542,7 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
           const Key = request.key
           const created = yield* send("CreateMultipartUpload", Key, (abortSignal) =>
             client.send(
-              new CreateMultipartUploadCommand({
+              new sdk.CreateMultipartUploadCommand({
                 Bucket,
                 Key,
                 ContentType: request.contentType,
@@ -559,7 +558,7 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
           // best effort, and never a reason to keep a failing run alive: two attempts (a lifecycle rule
           // removes what is left)
           const abort = send("AbortMultipartUpload", Key, (abortSignal) =>
-            client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId }), { abortSignal }), {
+            client.send(new sdk.AbortMultipartUploadCommand({ Bucket, Key, UploadId }), { abortSignal }), {
             ...options.retry,
             attempts: Math.min(options.retry.attempts, 2)
           }).pipe(
@@ -602,7 +601,7 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
                 const { body, ContentMD5 } = yield* prepared
                 const answer = yield* send("UploadPart", `${Key} part ${i + 1}/${count}`, (abortSignal) =>
                   client.send(
-                    new UploadPartCommand({
+                    new sdk.UploadPartCommand({
                       Bucket,
                       Key,
                       UploadId,
@@ -620,7 +619,7 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
 
           yield* send("CompleteMultipartUpload", Key, (abortSignal) =>
             client.send(
-              new CompleteMultipartUploadCommand({
+              new sdk.CompleteMultipartUploadCommand({
                 Bucket,
                 Key,
                 UploadId,
@@ -667,12 +666,12 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
           const quick = { ...options.retry, attempts: Math.min(options.retry.attempts, 3) }
           yield* send("PutObject", Key, (abortSignal) =>
             client.send(
-              new PutObjectCommand({ Bucket, Key, Body, ContentLength: Body.length, ContentMD5: md5Base64(Body), ...written }),
+              new sdk.PutObjectCommand({ Bucket, Key, Body, ContentLength: Body.length, ContentMD5: md5Base64(Body), ...written }),
               { abortSignal }
             ), quick)
           // every multipart completion (and any answer without a proving ETag) is confirmed by a HEAD:
           // credentials that may write but not read would fail the first such object, so find out now
-          yield* send("HeadObject", Key, (abortSignal) => client.send(new HeadObjectCommand({ Bucket, Key }), { abortSignal }), quick).pipe(
+          yield* send("HeadObject", Key, (abortSignal) => client.send(new sdk.HeadObjectCommand({ Bucket, Key }), { abortSignal }), quick).pipe(
             // 404: another run's probe (shards start together, the key is shared) deleted it first; being
             // told so is being allowed to look. Only a refusal (403) is a problem
             Effect.catchIf(
@@ -688,7 +687,7 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
             )
           )
           yield* send("DeleteObject", Key, (abortSignal) =>
-            client.send(new DeleteObjectCommand({ Bucket, Key }), { abortSignal }), quick)
+            client.send(new sdk.DeleteObjectCommand({ Bucket, Key }), { abortSignal }), quick)
         }).pipe(Effect.mapError((error) =>
           new StoreUnavailable({
             bucket: Bucket,
@@ -699,7 +698,7 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
           })
         )),
         checkRead: send("ListObjectsV2", "(one key)", (abortSignal) =>
-          client.send(new ListObjectsV2Command({ Bucket, MaxKeys: 1 }), { abortSignal }), {
+          client.send(new sdk.ListObjectsV2Command({ Bucket, MaxKeys: 1 }), { abortSignal }), {
           ...options.retry,
           attempts: Math.min(options.retry.attempts, 3)
         }).pipe(
@@ -712,7 +711,7 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
           yield* request.payload.size > options.partSize ? putMultipart(request) : putSingle(request)
         }),
         head: (key) =>
-          send("HeadObject", key, (abortSignal) => client.send(new HeadObjectCommand({ Bucket, Key: key }), { abortSignal })).pipe(
+          send("HeadObject", key, (abortSignal) => client.send(new sdk.HeadObjectCommand({ Bucket, Key: key }), { abortSignal })).pipe(
             Effect.map((head) =>
               Option.some({
                 size: head.ContentLength ?? 0,
@@ -727,7 +726,7 @@ export const layer = (options: S3StoreOptions): Layer.Layer<ObjectStore, never, 
             )
           ),
         get: <E, R>(key: string, onChunk: (chunk: Uint8Array) => Effect.Effect<void, E, R>) =>
-          send("GetObject", key, (abortSignal) => client.send(new GetObjectCommand({ Bucket, Key: key }), { abortSignal })).pipe(
+          send("GetObject", key, (abortSignal) => client.send(new sdk.GetObjectCommand({ Bucket, Key: key }), { abortSignal })).pipe(
             Effect.map(Option.some),
             Effect.catch((error) => {
               const cause = error.cause as AwsLikeError | undefined

@@ -1,7 +1,7 @@
 // Scratch directories for tests, inside the per-run directory that `globalSetup.ts` creates. A scoped dir is
 // removed when its scope closes; if a worker is killed first, the run's teardown (or its watchdog, if the
 // whole runner died) still removes it with the run directory.
-import { NodeFileSystem } from "@effect/platform-node"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { Effect, FileSystem, type Scope } from "effect"
 import { inject } from "vitest"
 
