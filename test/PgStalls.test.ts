@@ -42,6 +42,39 @@ const flagsVia = (pg: TcpProxy.TcpProxy, tmp: string) =>
   })
 
 describe("a PostgreSQL server that stops answering", () => {
+  it.live("the run lock's session frozen on the network while its backend lives on, holding the lock: the run ends that backend of its own, takes the lock again and finishes", () =>
+    Effect.gen(function*() {
+      const db = yield* TestDatabase
+      const sql = yield* SqlClient.SqlClient
+      const tmp = yield* freshTempDir
+      yield* createNice2Schema({ withSha2Column: true })
+      const inserted = yield* insertMany(400, 500)
+      const pg = yield* TcpProxy.make({ host: db.host, port: db.port })
+      const lockSession = sql<{ pid: number; port: number }>`
+        SELECT l.pid, a.client_port AS port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'advisory' AND l.granted AND a.datname = current_database()`
+      const frozen = { pid: 0 }
+      const control = whenMarked(10, yield* runnerOf, () =>
+        Effect.gen(function*() {
+          const [held] = yield* lockSession
+          frozen.pid = held!.pid
+          assert.isTrue(yield* pg.freezeSession(held!.port))
+        }).pipe(Effect.orDie))
+      const flags = yield* flagsVia(pg, tmp)
+      // 100 ms per PUT (2 storers: about 20 s for 400 objects): the run outlasts noticing the lost session (~9 s)
+      yield* (yield* FaultProxy).setRules([{ name: "slow", method: "PUT", path: objects, fault: { kind: "slow", delayMs: 100 } }])
+      const result = yield* endsWithin("90 seconds", runCli(flags, { onStart: control.onStart }))
+      assert.isTrue(control.state.fired, "the lock's session froze mid-run")
+      assert.isUndefined(control.state.error)
+      assert.strictEqual(result.code, 0, result.stderr)
+      assert.match(result.stderr, /still held by this run's lost session \(pid \d+/)
+      assert.include(result.stderr, "lock taken again")
+      assert.include(result.stdout, "migrated 400 object(s)")
+      const gone = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = ${frozen.pid}`
+      assert.strictEqual(gone[0]!.n, 0, "the frozen session's backend was ended")
+      yield* assertAllMigrated(inserted)
+    }).pipe(Effect.scoped, Effect.provide(env)))
+
   it.live("the first contact's connection reset twice by the network: tried again (not exit 2), and the run finishes", () =>
     Effect.gen(function*() {
       const db = yield* TestDatabase

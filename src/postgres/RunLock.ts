@@ -22,7 +22,7 @@
  * takes the lock again on a fresh connection; if another run got it in between, this one stops
  * gracefully (what it stored is committed) rather than work alongside it.
  */
-import { Clock, Duration, Effect, Exit, Ref, Scope } from "effect"
+import { Clock, Data, Duration, Effect, Exit, Ref, Scope } from "effect"
 import { SqlClient } from "effect/sql"
 import { DatabaseUnavailable, describeCause, MigrationLocked, RunLockLost, ShardCountConflict } from "../domain/Errors.ts"
 import { type Shard, shardSuffix } from "../domain/Profile.ts"
@@ -82,7 +82,7 @@ const keysOf = (table: string, shard: Shard | undefined): ReadonlyArray<LockKey>
 
 /** What one attempt found: the locks are held, another run holds one, or shards of another count run. */
 type Outcome =
-  | { readonly _tag: "Locked" }
+  | { readonly _tag: "Locked"; readonly pid: number }
   | { readonly _tag: "Busy"; readonly holders: ReadonlyArray<{ readonly pid: number; readonly description: string }> }
   | { readonly _tag: "OtherCount"; readonly counts: ReadonlyArray<number> }
 
@@ -124,8 +124,16 @@ const tryAcquire = (namespace: string, table: string, shard: Shard | undefined, 
         return { connection, outcome: { _tag: "OtherCount", counts } as Outcome }
       }
     }
-    return { connection, outcome: { _tag: "Locked" } as Outcome }
+    const [me] = yield* connection.execute("SELECT pg_backend_pid() AS pid", [], undefined)
+    return { connection, outcome: { _tag: "Locked", pid: Number((me as { readonly pid: unknown }).pid) } as Outcome }
   })
+
+/** The lock is still held by this run's own lost session, just told to end: try again. */
+class OwnSessionLingers extends Data.TaggedError("OwnSessionLingers") {
+  override get message() {
+    return "the run's own lost session still holds the lock"
+  }
+}
 
 /**
  * Takes the run lock of `table` for the rest of the current scope, or fails with `MigrationLocked`.
@@ -185,6 +193,8 @@ export const acquire = (
       yield* Scope.close(holder, Exit.void)
       return yield* new ShardCountConflict({ table: name, count: options.shard!.count, running: first.outcome.counts })
     }
+    // every backend that held the lock for this run: one cut off from us may hold it on for a while
+    const ownPids = new Set([first.outcome.pid])
     const current = yield* Ref.make({ connection: first.connection, scope: holder })
     const every = options.checkEvery ?? "2 seconds"
 
@@ -200,12 +210,28 @@ export const acquire = (
       yield* Scope.close(held.scope, Exit.void)
       // each attempt on a scope of its own, closed when it fails: a failed attempt must not keep the
       // connection it reserved (a flapping server would drain the pool otherwise)
+      // A session lost on our side (a frozen path, a dropped connection) can live on at the server, holding
+      // the lock, until the server notices: that holder is this run's own old backend, not another run.
+      // It is ended (a role may end its own sessions) and the lock taken again on the next attempt.
       const attempt = Effect.gen(function*() {
         const scope = yield* Scope.fork(outer)
-        return yield* tryAcquire(namespace, table, options.shard, scope).pipe(
+        const taken = yield* tryAcquire(namespace, table, options.shard, scope).pipe(
           Effect.map((taken) => ({ ...taken, scope })),
           Effect.onError(() => Scope.close(scope, Exit.void))
         )
+        const outcome = taken.outcome
+        if (outcome._tag === "Busy" && outcome.holders.length > 0 && outcome.holders.every((h) => ownPids.has(h.pid))) {
+          yield* Effect.logWarning(
+            `the run lock on ${shown} is still held by this run's lost session (${outcome.holders.map((h) => h.description).join(", ")}): ending it`
+          )
+          yield* Effect.forEach(outcome.holders, (h) =>
+            taken.connection.execute("SELECT pg_terminate_backend($1::int4)", [h.pid], undefined), { discard: true }).pipe(
+            Effect.ensuring(Scope.close(scope, Exit.void))
+          )
+          return yield* Effect.fail(new OwnSessionLingers())
+        }
+        if (outcome._tag === "Locked") ownPids.add(outcome.pid)
+        return taken
       })
       const again = yield* attempt.pipe(Effect.retry(backoff(options.retry ?? defaultPolicy(6))))
       yield* Ref.set(current, { connection: again.connection, scope: again.scope })
