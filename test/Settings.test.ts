@@ -27,6 +27,21 @@ describe("Settings.validate", () => {
       assert.strictEqual(s.memoryBudget, 256 * 1024 * 1024)
     }))
 
+  it.effect("--max-storer-threads alone below the default start lowers the start to it; with --storer-threads above it, refused", () =>
+    Effect.gen(function*() {
+      const low = yield* validate({ ...base, maxStorerThreads: 8 })
+      assert.strictEqual(low.storerThreads, 8)
+      assert.strictEqual(low.maxStorerThreads, 8)
+      const workers = yield* validate({ ...base, workers: 8, maxStorerThreads: 2 })
+      assert.strictEqual(workers.storerThreads, 2)
+      assert.strictEqual(workers.maxStorerThreads, 2)
+      const high = yield* validate({ ...base, maxStorerThreads: 64 })
+      assert.strictEqual(high.storerThreads, 16)
+      assert.strictEqual(high.maxStorerThreads, 64)
+      const refused = yield* Effect.flip(validate({ ...base, storerThreads: 8, maxStorerThreads: 4 }))
+      assert.strictEqual(refused.setting, "--max-storer-threads")
+    }))
+
   it.effect("redacts secrets given as plain strings", () =>
     Effect.gen(function*() {
       const s = yield* validate({ ...base, accessKey: "AKIA", secretKey: "very-secret" })

@@ -317,18 +317,20 @@ export const validate = (input: SettingsInput): Effect.Effect<Settings, Settings
     const scaled = input.workers === undefined
       ? undefined
       : scaledThreads(yield* integer("--workers", input.workers, 1, 1))
-    const storerThreads = yield* integer("--storer-threads", input.storerThreads ?? scaled?.storerThreads, defaults.storerThreads, 1)
+    const startAt = yield* integer("--storer-threads", input.storerThreads ?? scaled?.storerThreads, defaults.storerThreads, 1)
     // pinned by --storer-threads or --workers alone; adaptive by default or with --max-storer-threads
     const pinned = (input.storerThreads !== undefined || scaled !== undefined) && input.maxStorerThreads === undefined
     const maxStorerThreads = pinned
-      ? storerThreads
-      : yield* integer("--max-storer-threads", input.maxStorerThreads, Math.max(defaults.maxStorerThreads, storerThreads), 1)
-    if (maxStorerThreads < storerThreads) {
+      ? startAt
+      : yield* integer("--max-storer-threads", input.maxStorerThreads, Math.max(defaults.maxStorerThreads, startAt), 1)
+    if (maxStorerThreads < startAt && input.storerThreads !== undefined) {
       return yield* new SettingsError({
         setting: "--max-storer-threads",
-        problem: `${maxStorerThreads} is below --storer-threads ${storerThreads} (where the adaptive storers start): raise it, or drop it to pin ${storerThreads}`
+        problem: `${maxStorerThreads} is below --storer-threads ${startAt} (where the adaptive storers start): raise it, or drop it to pin ${startAt}`
       })
     }
+    // a ceiling given without a start (the default 16, or --workers' share) lowers the start to it
+    const storerThreads = Math.min(startAt, maxStorerThreads)
     return {
       pgUrl,
       s3Url,
