@@ -296,7 +296,7 @@ describe("pickle robustness", () => {
     const dups = Buffer.from([...list, ...Array(200_000).fill(0x32), 0x2e])
     const e = thrown(() => decodePickle(dups))
     assert.instanceOf(e, PickleError)
-    assert.match((e as PickleError).message, /copies or scans more than/)
+    assert.match((e as PickleError).message, /copies more than/)
     // a few DUPs of the same list are fine
     assert.strictEqual(decodePickle(Buffer.from([...list, 0x32, 0x32, 0x87, 0x2e])).kind, "tuple")
   })

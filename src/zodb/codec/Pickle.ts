@@ -58,10 +58,16 @@ export class PickleReader {
   private opPos = 0
   private op = -1
   /**
-   * Items copied and scanned so far may not pass this: DUP, copy-on-write and the open-object scans are
-   * linear each, so a pickle repeating them over a big container would take quadratic time.
+   * Items copied so far may not pass this: DUP and copy-on-write are linear each, so a pickle repeating
+   * them over a big container would take quadratic time (CPython's pickler never writes DUP).
    */
   private workLeft: number
+  /**
+   * Stack and memo entries looked through (is a memo GET's object still being built?): real pickles
+   * can take a few hundred million here (many shared objects in a big container), so only a bomb that
+   * would run for minutes reaches it.
+   */
+  private scanLeft = 1_000_000_000
 
   constructor(bytes: Uint8Array, start = 0) {
     this.workLeft = 4_000_000 + 64 * bytes.length
@@ -458,7 +464,7 @@ export class PickleReader {
     const obj: PObject = { kind: "object", op: "build", callable: target, args: { kind: "tuple", items: [] }, state }
     this.stack[this.stack.length - 1] = obj
     const memo = this.memo
-    this.charge(memo.length)
+    this.scanned(memo.length)
     for (let i = 0; i < memo.length; i++) if (memo[i] === target) memo[i] = obj
   }
 
@@ -490,13 +496,18 @@ export class PickleReader {
   }
 
   private isOpen(v: PickleValue): boolean {
-    this.charge(this.stack.length + this.metastack.length)
+    this.scanned(this.stack.length + this.metastack.length)
     if (this.stack.includes(v)) return true
     for (const frame of this.metastack) {
-      this.charge(frame.length)
+      this.scanned(frame.length)
       if (frame.includes(v)) return true
     }
     return false
+  }
+
+  private scanned(n: number): void {
+    this.scanLeft -= n
+    if (this.scanLeft < 0) throw this.fail("the pickle looks through more than 10^9 stack and memo entries (memo GETs over a deep stack)")
   }
 
   private copy(v: PickleValue): PickleValue {
@@ -508,7 +519,7 @@ export class PickleReader {
   private charge(n: number): void {
     this.workLeft -= n
     if (this.workLeft < 0) {
-      throw this.fail(`the pickle copies or scans more than ${4_000_000 + 64 * this.bytes.length} values (DUP and memo copies repeated over large containers)`)
+      throw this.fail(`the pickle copies more than ${4_000_000 + 64 * this.bytes.length} values (DUP and memo copies repeated over large containers)`)
     }
   }
 
