@@ -128,10 +128,10 @@ const tryAcquire = (namespace: string, table: string, shard: Shard | undefined, 
     return { connection, outcome: { _tag: "Locked", pid: Number((me as { readonly pid: unknown }).pid) } as Outcome }
   })
 
-/** The lock is still held by this run's own lost session, just told to end: try again. */
-class OwnSessionLingers extends Data.TaggedError("OwnSessionLingers") {
+/** Taking the lock again should succeed on a later attempt: this run's own lost session held it, or a holder just left. */
+class RetakeLater extends Data.TaggedError("RetakeLater")<{ readonly reason: string }> {
   override get message() {
-    return "the run's own lost session still holds the lock"
+    return this.reason
   }
 }
 
@@ -228,7 +228,12 @@ export const acquire = (
             taken.connection.execute("SELECT pg_terminate_backend($1::int4)", [h.pid], undefined), { discard: true }).pipe(
             Effect.ensuring(Scope.close(scope, Exit.void))
           )
-          return yield* Effect.fail(new OwnSessionLingers())
+          return yield* new RetakeLater({ reason: "the run's own lost session still held the lock" })
+        }
+        if (outcome._tag === "Busy" && outcome.holders.length === 0) {
+          // busy, yet nobody seen holding it: released between the two statements (or pg_locks unreadable)
+          yield* Scope.close(scope, Exit.void)
+          return yield* new RetakeLater({ reason: "the lock was busy but no holder was seen" })
         }
         if (outcome._tag === "Locked") ownPids.add(outcome.pid)
         return taken

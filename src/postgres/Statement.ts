@@ -111,7 +111,8 @@ const closedMidway = (error: SqlError.SqlError): boolean => {
   const code = sqlStateOf(error)
   if (code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EHOSTUNREACH" || code === "EAI_AGAIN") return false
   if (code === "ECONNRESET" || code === "EPIPE" || code === "57P01" || code === "57P02" || code === "57P03") return true
-  return /connection terminated|ECONNRESET|socket hang up|EPIPE|Connection ended/i.test(describeCause(error))
+  // @effect/sql-pg: "Connection closed unexpectedly" (during start-up), "Connection closed" (mid-query)
+  return /connection terminated|connection closed|ECONNRESET|socket hang up|EPIPE|Connection ended/i.test(describeCause(error))
 }
 
 const firstContactRetries = backoff({ attempts: 5, base: "200 millis", cap: "2 seconds" })

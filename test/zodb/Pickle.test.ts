@@ -301,6 +301,37 @@ describe("pickle robustness", () => {
     assert.strictEqual(decodePickle(Buffer.from([...list, 0x32, 0x32, 0x87, 0x2e])).kind, "tuple")
   })
 
+  it("a class pickle whose args nest a memo-shared tuple, and set(list) repeated over a big list, end quickly", () => {
+    // (GLOBAL, newargs) where each level is a TUPLE3 of the level below, three times: 3^30 if written out
+    const levels = [0x29, 0x71, 0x00] // EMPTY_TUPLE, BINPUT 0
+    for (let i = 0; i < 30; i++) levels.push(0x68, 0x00, 0x68, 0x00, 0x68, 0x00, 0x87, 0x71, 0x00)
+    const cls = Buffer.from([0x80, 0x02, ...Buffer.from("cmods\nItem\n", "latin1"), ...levels, 0x86, 0x2e])
+    const record = Buffer.concat([cls, Buffer.from([0x80, 0x02, 0x7d, 0x2e])])
+    const started = performance.now()
+    const e = thrown(() => decodeRecord(record))
+    assert.isBelow(performance.now() - started, 2000)
+    if (e !== undefined) assert.instanceOf(e, ClassPickleError)
+    // builtins.set(bigList) 20,000 times: each copies the list
+    const big = [0x80, 0x02, 0x63, ...Buffer.from("builtins\nset\n", "latin1"), 0x71, 0x01,
+      0x5d, 0x28, ...Array(50_000).fill([0x4b, 0x01]).flat(), 0x65, 0x85, 0x71, 0x02]
+    const sets = Buffer.from([...big, ...Array(20_000).fill([0x68, 0x01, 0x68, 0x02, 0x52, 0x30]).flat(), 0x4e, 0x2e])
+    const s = thrown(() => decodePickle(sets))
+    assert.instanceOf(s, PickleError)
+    assert.match((s as PickleError).message, /copies more than/)
+  })
+
+  it("a dict shared 100,000 times is written out and its loss names the first places and counts the rest", () => {
+    const cls = Buffer.from("\x80\x03cpersistent.mapping\nPersistentMapping\nq\x00.", "latin1")
+    // as CPython's pickler writes a list: APPENDS in batches of 1,000
+    const batch = [0x28, ...Array(1000).fill([0x68, 0x01]).flat(), 0x65]
+    const body = Buffer.from([0x80, 0x03, 0x5d, 0x7d, 0x71, 0x01, 0x61, ...Array(100).fill(batch).flat(), 0x2e])
+    const decoded = decodeRecord(Buffer.concat([cls, body]), { mode: "codec" })
+    const shared = decoded.losses.find((l) => l.reason === "shared-object")
+    assert.isDefined(shared)
+    assert.isBelow(shared!.detail.length, 1000)
+    assert.match(shared!.detail, /\.\.\. and \d+ more/)
+  })
+
   it("every cut of a valid pickle fails with a PickleError; mutated pickles never throw anything else", () => {
     fc.assert(
       fc.property(pyArb, fc.integer({ min: 0, max: 5 }), fc.integer(), fc.nat(), fc.nat(255), (v, protocol, seed, at, x) => {

@@ -82,15 +82,17 @@ const asciiText = (v: PickleValue): string | undefined => {
   return s
 }
 
-/** A short description of a value for messages. */
-const describe = (v: PickleValue): string => {
+/** A short description of a value for messages: three levels deep at most (a memo-shared tuple repeats). */
+const describe = (v: PickleValue, depth = 0): string => {
   switch (v.kind) {
     case "none":
       return "None"
     case "global":
       return `${v.module}.${v.name}`
     case "tuple":
-      return v.items.length <= 3 ? `(${v.items.map(describe).join(", ")}${v.items.length === 1 ? "," : ""})` : "tuple"
+      return v.items.length <= 3 && depth < 3
+        ? `(${v.items.map((item) => describe(item, depth + 1)).join(", ")}${v.items.length === 1 ? "," : ""})`
+        : "tuple"
     case "str":
       return JSON.stringify(v.value.length > 40 ? v.value.slice(0, 40) + "..." : v.value)
     case "int":

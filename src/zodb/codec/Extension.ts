@@ -38,7 +38,8 @@ export const extensionBytes = (ext: Uint8Array): Uint8Array => {
     // a DAG shared through the memo unfolds as a tree, so the values written are counted (as in StateJson)
     return new TextEncoder().encode(dumpDict(dict, { left: 1_000_000 + 16 * ext.length }))
   } catch (e) {
-    if (e instanceof NotJson) return ext
+    // RangeError: text past V8's string limit, or nesting past the stack (json.dumps would fail too)
+    if (e instanceof NotJson || e instanceof RangeError) return ext
     throw e
   }
 }

@@ -63,14 +63,16 @@ export class PickleReader {
    */
   private workLeft: number
   /**
-   * Stack and memo entries looked through (is a memo GET's object still being built?): real pickles
-   * can take a few hundred million here (many shared objects in a big container), so only a bomb that
-   * would run for minutes reaches it.
+   * Stack and memo entries looked through (is a memo GET's object still being built?). CPython's
+   * pickler batches APPENDS/SETITEMS by 1,000, so each GET (two bytes at least) looks through about a
+   * thousand entries at most: 10^9 + 2,000 per byte is never reached by a real pickle, only by one that
+   * would run for minutes.
    */
-  private scanLeft = 1_000_000_000
+  private scanLeft: number
 
   constructor(bytes: Uint8Array, start = 0) {
     this.workLeft = 4_000_000 + 64 * bytes.length
+    this.scanLeft = 1_000_000_000 + 2_000 * bytes.length
     this.bytes = bytes
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
     this.pos = start
@@ -447,7 +449,9 @@ export class PickleReader {
       (callable.name === "set" || callable.name === "frozenset") &&
       args.kind === "tuple" && args.items.length === 1 && args.items[0]!.kind === "list"
     ) {
-      const items = (args.items[0] as PList).items.slice()
+      const list = args.items[0] as PList
+      this.charge(list.items.length)
+      const items = list.items.slice()
       return callable.name === "set" ? { kind: "set", items } : { kind: "frozenset", items }
     }
     return this.object("reduce", callable, args)
@@ -507,7 +511,7 @@ export class PickleReader {
 
   private scanned(n: number): void {
     this.scanLeft -= n
-    if (this.scanLeft < 0) throw this.fail("the pickle looks through more than 10^9 stack and memo entries (memo GETs over a deep stack)")
+    if (this.scanLeft < 0) throw this.fail(`the pickle looks through more than ${1_000_000_000 + 2_000 * this.bytes.length} stack and memo entries (memo GETs over a deep stack)`)
   }
 
   private copy(v: PickleValue): PickleValue {

@@ -24,7 +24,8 @@ const MAX_DEPTH = 1000
  */
 export const unfoldLimits = (recordBytes: number) => ({
   values: 1_000_000 + 16 * recordBytes,
-  jsonLength: Math.min(256 * 1024 * 1024, 16 * 1024 * 1024 + 32 * recordBytes)
+  // a memoized string repeated is one value but many characters (a 4 KiB text 5,000 times: 20 MB)
+  jsonLength: 256 * 1024 * 1024
 })
 
 /** Keys the loader reads as markers in a dict of at most 4 keys ("@ns" only alone: _unsanitize_from_pg). */
@@ -55,6 +56,19 @@ export class LossTally {
   misreads = 0
   weakSameDb = 0
   weakOtherDb = 0
+  /** places noted past the first 20 of a list: counted, not kept (a shared DAG can visit millions) */
+  private readonly beyond = new Map<Array<string>, number>()
+
+  /** Notes a place in `list`; `what` is only computed for the first 20. */
+  keep(list: Array<string>, what: () => string): void {
+    if (list.length < 20) list.push(what())
+    else this.beyond.set(list, (this.beyond.get(list) ?? 0) + 1)
+  }
+
+  private listed(separator: string, ...lists: Array<Array<string>>): string {
+    const more = lists.reduce((n, l) => n + (this.beyond.get(l) ?? 0), 0)
+    return lists.flat().join(separator) + (more > 0 ? `${separator}... and ${more} more` : "")
+  }
 
   losses(mode: CodecMode): Array<Loss> {
     const f = mode === "faithful"
@@ -79,7 +93,7 @@ export class LossTally {
     if (this.sharedPaths.length > 0) {
       out.push({
         reason: "shared-object",
-        detail: `shared mutable sub-object(s) (pickle memo) duplicated at ${this.sharedPaths.join(",")}`,
+        detail: `shared mutable sub-object(s) (pickle memo) duplicated at ${this.listed(",", this.sharedPaths)}`,
         repaired: false
       })
     }
@@ -107,14 +121,14 @@ export class LossTally {
     if (this.markerKeyPaths.length > 0) {
       out.push({
         reason: "marker-key",
-        detail: `dict(s) whose keys the loader reads as markers at ${this.markerKeyPaths.join(",")}`,
+        detail: `dict(s) whose keys the loader reads as markers at ${this.listed(",", this.markerKeyPaths)}`,
         repaired: f
       })
     }
     if (this.itemsKept.length + this.itemsDropped.length > 0) {
       out.push({
         reason: "object-items",
-        detail: `items set/appended on ${[...this.itemsKept, ...this.itemsDropped].join(", ")}: the loader ignores "items"/"@items"`,
+        detail: `items set/appended on ${this.listed(", ", this.itemsKept, this.itemsDropped)}: the loader ignores "items"/"@items"`,
         repaired: f && this.itemsDropped.length === 0
       })
     }
@@ -122,7 +136,7 @@ export class LossTally {
       out.push({
         reason: "object-args",
         detail: `constructor arguments of ${
-          [...this.argsKept, ...this.argsDropped].join(", ")
+          this.listed(", ", this.argsKept, this.argsDropped)
         }: the loader rebuilds the object without them`,
         repaired: f && this.argsDropped.length === 0
       })
@@ -376,7 +390,7 @@ class Writer {
       if (n <= 4 && (LOADER_MARKERS.has(text) || (n === 1 && text === "@ns"))) markerKey = true
     }
     if (strKeys && markerKey) {
-      this.tally.markerKeyPaths.push(this.pathText())
+      this.tally.keep(this.tally.markerKeyPaths, () => this.pathText())
       if (this.faithful) asPairs = true
     }
     if (!strKeys || asPairs) {
@@ -446,21 +460,21 @@ class Writer {
       this.visit(o)
       const what = className(o.callable)
       if (this.faithful && this.itemsAsArgs(o, args)) {
-        this.tally.itemsKept.push(what)
+        this.tally.keep(this.tally.itemsKept, () => what)
         return
       }
-      this.tally.itemsDropped.push(what)
+      this.tally.keep(this.tally.itemsDropped, () => what)
     } else if (o.op === "newobj" || o.op === "newobj_ex") {
       // REDUCE calls cls(*args), NEWOBJ cls.__new__(cls, *args): the loader only knows REDUCE
       const what = className(o.callable)
       if (this.faithful && o.op === "newobj" && o.callable.kind === "global" && args.kind === "tuple" &&
         args.items.length === 0) {
         // NEWOBJ + BUILD(None) is the same object, and the loader writes that for {"@cls", "@s": null}
-        this.tally.argsKept.push(what)
+        this.tally.keep(this.tally.argsKept, () => what)
         this.out += '{"@cls":[' + quote(o.callable.module) + "," + quote(o.callable.name) + '],"@s":null}'
         return
       }
-      this.tally.argsDropped.push(what)
+      this.tally.keep(this.tally.argsDropped, () => what)
     }
     this.out += '{"@reduce":{"callable":'
     this.path.push("callable")
@@ -533,11 +547,11 @@ class Writer {
     const state = instanceState(o)
     if (module === "uuid" && name === "UUID" && this.uuid(state)) return
     this.visit(o)
-    if (stateHasArgs(o)) this.tally.argsDropped.push(className(o.callable))
+    if (stateHasArgs(o)) this.tally.keep(this.tally.argsDropped, () => className(o.callable))
     const info = classifyBTree(module, name)
     if (module === "" && name === "") {
       // the codec writes neither items nor appends here
-      if (o.dictItems !== undefined || o.listItems !== undefined) this.tally.itemsDropped.push(className(o.callable))
+      if (o.dictItems !== undefined || o.listItems !== undefined) this.tally.keep(this.tally.itemsDropped, () => className(o.callable))
       this.out += '{"@inst":'
       this.stateOf(info, state)
       this.out += "}"
@@ -546,14 +560,14 @@ class Writer {
     this.out += '{"@cls":[' + quote(module) + "," + quote(name) + '],"@s":'
     this.stateOf(info, state)
     if (o.dictItems !== undefined) {
-      this.tally.itemsDropped.push(module + "." + name)
+      this.tally.keep(this.tally.itemsDropped, () => module + "." + name)
       this.out += ',"@items":'
       this.path.push("@items")
       this.pairs(o.dictItems, false)
       this.path.pop()
     }
     if (o.listItems !== undefined) {
-      if (o.dictItems === undefined) this.tally.itemsDropped.push(module + "." + name)
+      if (o.dictItems === undefined) this.tally.keep(this.tally.itemsDropped, () => module + "." + name)
       this.out += ',"@appends":'
       this.path.push("@appends")
       this.array(o.listItems)
@@ -759,9 +773,9 @@ class Writer {
   /** Notes a mutable object; reached a second time (or a memo copy) it is a shared-object loss. */
   private visit(v: PickleValue): void {
     if ((v as { memoCopy?: true }).memoCopy === true) {
-      this.tally.sharedPaths.push(this.pathText())
+      this.tally.keep(this.tally.sharedPaths, () => this.pathText())
     } else if (this.seen !== undefined) {
-      if (this.seen.has(v)) this.tally.sharedPaths.push(this.pathText())
+      if (this.seen.has(v)) this.tally.keep(this.tally.sharedPaths, () => this.pathText())
       else this.seen.add(v)
     }
   }
