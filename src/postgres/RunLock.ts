@@ -45,7 +45,7 @@ const otherCountsSql = `SELECT DISTINCT l.objid::bigint AS n FROM pg_catalog.pg_
 
 // who holds a two-int4 advisory key (as otherCountsSql reads pg_locks), for the message of a refused run
 const holdersSql = `SELECT l.pid, a.usename::text AS usename, a.application_name, host(a.client_addr) AS client,
-    extract(epoch FROM now() - a.backend_start)::bigint AS seconds
+    extract(epoch FROM now() - a.backend_start)::bigint AS seconds, a.backend_start::text AS started
   FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
   WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.pid <> pg_backend_pid()
     AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
@@ -55,7 +55,14 @@ const holdersSql = `SELECT l.pid, a.usename::text AS usename, a.application_name
 const age = (seconds: number) =>
   seconds < 120 ? `${seconds} s` : seconds < 7200 ? `${Math.round(seconds / 60)} min` : `${Math.round(seconds / 3600)} h`
 
-const describeHolder = (r: Record<string, unknown>): { readonly pid: number; readonly description: string } => {
+interface Holder {
+  readonly pid: number
+  readonly description: string
+  /** the backend's pid and start time: which session it is, even if its pid is reused later */
+  readonly session: string
+}
+
+const describeHolder = (r: Record<string, unknown>): Holder => {
   const pid = Number(r.pid)
   const parts = [
     typeof r.application_name === "string" && r.application_name !== "" ? r.application_name : undefined,
@@ -63,7 +70,7 @@ const describeHolder = (r: Record<string, unknown>): { readonly pid: number; rea
     typeof r.client === "string" ? `from ${r.client}` : undefined,
     r.seconds === null || r.seconds === undefined ? undefined : `session open for ${age(Number(r.seconds))}`
   ].filter((p) => p !== undefined)
-  return { pid, description: `pid ${pid}${parts.length === 0 ? "" : ` (${parts.join(", ")})`}` }
+  return { pid, description: `pid ${pid}${parts.length === 0 ? "" : ` (${parts.join(", ")})`}`, session: `${pid}@${String(r.started)}` }
 }
 
 /** The name of the lock that tells which shard counts are running on `table`. */
@@ -82,8 +89,8 @@ const keysOf = (table: string, shard: Shard | undefined): ReadonlyArray<LockKey>
 
 /** What one attempt found: the locks are held, another run holds one, or shards of another count run. */
 type Outcome =
-  | { readonly _tag: "Locked"; readonly pid: number }
-  | { readonly _tag: "Busy"; readonly holders: ReadonlyArray<{ readonly pid: number; readonly description: string }> }
+  | { readonly _tag: "Locked"; readonly session: string }
+  | { readonly _tag: "Busy"; readonly holders: ReadonlyArray<Holder> }
   | { readonly _tag: "OtherCount"; readonly counts: ReadonlyArray<number> }
 
 /** Tries once on a freshly reserved connection; the connection (and the locks) live until `scope` closes. */
@@ -124,8 +131,13 @@ const tryAcquire = (namespace: string, table: string, shard: Shard | undefined, 
         return { connection, outcome: { _tag: "OtherCount", counts } as Outcome }
       }
     }
-    const [me] = yield* connection.execute("SELECT pg_backend_pid() AS pid", [], undefined)
-    return { connection, outcome: { _tag: "Locked", pid: Number((me as { readonly pid: unknown }).pid) } as Outcome }
+    const [me] = yield* connection.execute(
+      "SELECT pid, backend_start::text AS started FROM pg_catalog.pg_stat_activity WHERE pid = pg_backend_pid()",
+      [],
+      undefined
+    )
+    const row = me as { readonly pid?: unknown; readonly started?: unknown } | undefined
+    return { connection, outcome: { _tag: "Locked", session: `${String(row?.pid)}@${String(row?.started)}` } as Outcome }
   })
 
 /** Taking the lock again should succeed on a later attempt: this run's own lost session held it, or a holder just left. */
@@ -194,7 +206,7 @@ export const acquire = (
       return yield* new ShardCountConflict({ table: name, count: options.shard!.count, running: first.outcome.counts })
     }
     // every backend that held the lock for this run: one cut off from us may hold it on for a while
-    const ownPids = new Set([first.outcome.pid])
+    const ownSessions = new Set([first.outcome.session])
     const current = yield* Ref.make({ connection: first.connection, scope: holder })
     const every = options.checkEvery ?? "2 seconds"
 
@@ -220,12 +232,17 @@ export const acquire = (
           Effect.onError(() => Scope.close(scope, Exit.void))
         )
         const outcome = taken.outcome
-        if (outcome._tag === "Busy" && outcome.holders.length > 0 && outcome.holders.every((h) => ownPids.has(h.pid))) {
+        if (outcome._tag === "Busy" && outcome.holders.length > 0 && outcome.holders.every((h) => ownSessions.has(h.session))) {
           yield* Effect.logWarning(
             `the run lock on ${shown} is still held by this run's lost session (${outcome.holders.map((h) => h.description).join(", ")}): ending it`
           )
           yield* Effect.forEach(outcome.holders, (h) =>
-            taken.connection.execute("SELECT pg_terminate_backend($1::int4)", [h.pid], undefined), { discard: true }).pipe(
+            // only that very session: by pid and start time, in one statement
+            taken.connection.execute(
+              "SELECT pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE pid = $1::int4 AND backend_start::text = $2",
+              [h.pid, h.session.slice(h.session.indexOf("@") + 1)],
+              undefined
+            ), { discard: true }).pipe(
             Effect.ensuring(Scope.close(scope, Exit.void))
           )
           return yield* new RetakeLater({ reason: "the run's own lost session still held the lock" })
@@ -235,7 +252,7 @@ export const acquire = (
           yield* Scope.close(scope, Exit.void)
           return yield* new RetakeLater({ reason: "the lock was busy but no holder was seen" })
         }
-        if (outcome._tag === "Locked") ownPids.add(outcome.pid)
+        if (outcome._tag === "Locked") ownSessions.add(outcome.session)
         return taken
       })
       const again = yield* attempt.pipe(Effect.retry(backoff(options.retry ?? defaultPolicy(6))))
