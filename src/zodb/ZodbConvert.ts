@@ -573,7 +573,9 @@ export const run = (
     }
     // a copy with failures keeps its watermark (and tombstones): the rerun fills what is missing
     if (progress.failed.length === 0 && !progress.stopped) {
-      const finalize = again("finalize the destination", writer.finalize(start === undefined ? undefined : { sinceTid: start }))
+      // only a finished copy's earlier transactions were finalized; an unfinished one's (below its
+      // watermark) still hold their tombstones and uncompacted history: those are finalized in full
+      const finalize = again("finalize the destination", writer.finalize(start === undefined || inProgress ? undefined : { sinceTid: start }))
       yield* Option.isNone(lock) ? finalize : Effect.raceFirst(finalize, lock.value.failure)
       progress.finalized = true
     }

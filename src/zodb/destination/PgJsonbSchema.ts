@@ -477,8 +477,9 @@ export interface Finalized {
  *    object_history holds the previous revisions only, as zodb-pgjsonb's copy-before-overwrite writes
  *    it (batch.py:86-96) and its `compact_history()` (storage.py:1658-1699) leaves it.
  * 4. The watermark table is dropped.
- * `sinceTid` limits 2 and 3 to rows of transactions >= it (an incremental run: the earlier ones were
- * finalized before).
+ * `sinceTid` limits 2 and 3 to rows of transactions >= it (an incremental run after a finished copy:
+ * the earlier ones were finalized before; never for the resume of an unfinished copy, whose
+ * transactions below the watermark still hold their tombstones).
  */
 export const finalize = (
   sql: SqlClient.SqlClient,
