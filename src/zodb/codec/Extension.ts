@@ -15,6 +15,7 @@ import { PickleError } from "./CodecErrors.ts"
 import { pythonFloatRepr } from "./FloatFormat.ts"
 import { PickleReader } from "./Pickle.ts"
 import type { PickleValue } from "./PickleValue.ts"
+import { unfoldLimits } from "./StateJson.ts"
 
 /** Python 3.11's int-to-str limit: json.dumps raises ValueError beyond it. */
 const MAX_INT_DIGITS = 4300
@@ -36,7 +37,7 @@ export const extensionBytes = (ext: Uint8Array): Uint8Array => {
     const dict = pyDict(value.items)
     if (dict.size === 0) return new Uint8Array(0)
     // a DAG shared through the memo unfolds as a tree, so the values written are counted (as in StateJson)
-    return new TextEncoder().encode(dumpDict(dict, { left: 1_000_000 + 16 * ext.length }))
+    return new TextEncoder().encode(dumpDict(dict, { left: unfoldLimits(ext.length).values }))
   } catch (e) {
     // RangeError: text past V8's string limit, or nesting past the stack (json.dumps would fail too)
     if (e instanceof NotJson || e instanceof RangeError) return ext

@@ -61,6 +61,7 @@ export class PickleReader {
    * Items copied so far may not pass this: DUP and copy-on-write are linear each, so a pickle repeating
    * them over a big container would take quadratic time (CPython's pickler never writes DUP).
    */
+  private readonly copyLimit: number
   private workLeft: number
   /**
    * Stack and memo entries looked through (is a memo GET's object still being built?). CPython's
@@ -68,11 +69,12 @@ export class PickleReader {
    * thousand entries at most: 10^9 + 2,000 per byte is never reached by a real pickle, only by one that
    * would run for minutes.
    */
+  private readonly scanLimit: number
   private scanLeft: number
 
   constructor(bytes: Uint8Array, start = 0) {
-    this.workLeft = 4_000_000 + 64 * bytes.length
-    this.scanLeft = 1_000_000_000 + 2_000 * bytes.length
+    this.copyLimit = this.workLeft = 4_000_000 + 64 * bytes.length
+    this.scanLimit = this.scanLeft = 1_000_000_000 + 2_000 * bytes.length
     this.bytes = bytes
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
     this.pos = start
@@ -511,7 +513,7 @@ export class PickleReader {
 
   private scanned(n: number): void {
     this.scanLeft -= n
-    if (this.scanLeft < 0) throw this.fail(`the pickle looks through more than ${1_000_000_000 + 2_000 * this.bytes.length} stack and memo entries (memo GETs over a deep stack)`)
+    if (this.scanLeft < 0) throw this.fail(`the pickle looks through more than ${this.scanLimit} stack and memo entries (memo GETs over a deep stack)`)
   }
 
   private copy(v: PickleValue): PickleValue {
@@ -523,7 +525,7 @@ export class PickleReader {
   private charge(n: number): void {
     this.workLeft -= n
     if (this.workLeft < 0) {
-      throw this.fail(`the pickle copies more than ${4_000_000 + 64 * this.bytes.length} values (DUP and memo copies repeated over large containers)`)
+      throw this.fail(`the pickle copies more than ${this.copyLimit} values (DUP and memo copies repeated over large containers)`)
     }
   }
 
